@@ -1,0 +1,128 @@
+"""Ledger activities: append-only, idempotent, hash-chained entries per proposal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, func, text
+from sqlmodel import Session, select
+from temporalio import activity
+
+from models.ledger import GENESIS_HASH, canonical_json, entry_hash
+from models.messages import DocumentRef, LedgerAppend, LedgerReceipt, ProposalInput
+from models.tables import DocumentVersion, LedgerEntry, ProposalRecord
+
+
+def append_entry(session: Session, entry: LedgerAppend) -> LedgerReceipt:
+    """Append `entry` to its proposal's chain inside the caller's transaction; a known key returns its receipt."""
+    existing = session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == entry.idempotency_key)).first()
+    if existing is not None:
+        return LedgerReceipt(seq=existing.seq, entry_hash=existing.entry_hash, recorded_at=existing.recorded_at)
+    if session.get_bind().dialect.name == "postgresql":
+        # Writers of one proposal's chain queue here; SQLite's BEGIN IMMEDIATE already serialises them.
+        session.exec(text("SELECT pg_advisory_xact_lock(hashtextextended(:p, 0))").bindparams(p=entry.proposal_id))
+    head = session.exec(
+        select(LedgerEntry)
+        .where(LedgerEntry.proposal_id == entry.proposal_id)
+        .order_by(LedgerEntry.seq.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    ).first()
+    seq = head.seq + 1 if head else 1
+    prev_hash = head.entry_hash if head else GENESIS_HASH
+    recorded_at = datetime.now(UTC)
+    payload_json = canonical_json(entry.payload)
+    digest = entry_hash(
+        proposal_id=entry.proposal_id,
+        seq=seq,
+        kind=entry.kind,
+        idempotency_key=entry.idempotency_key,
+        payload_json=payload_json,
+        recorded_at=recorded_at,
+        prev_hash=prev_hash,
+    )
+    session.add(
+        LedgerEntry(
+            proposal_id=entry.proposal_id,
+            seq=seq,
+            kind=entry.kind,
+            idempotency_key=entry.idempotency_key,
+            payload_json=payload_json,
+            recorded_at=recorded_at,
+            prev_hash=prev_hash,
+            entry_hash=digest,
+        )
+    )
+    return LedgerReceipt(seq=seq, entry_hash=digest, recorded_at=recorded_at)
+
+
+def ledger_count(session: Session, proposal_id: str) -> int:
+    return session.exec(
+        select(func.count()).select_from(LedgerEntry).where(LedgerEntry.proposal_id == proposal_id)
+    ).one()
+
+
+class LedgerActivities:
+    """Activities that write the ledger (and the tables it vouches for) in one transaction each."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @activity.defn(name="append_ledger")
+    def append_ledger(self, entry: LedgerAppend) -> LedgerReceipt:
+        with Session(self._engine) as session:
+            receipt = append_entry(session, entry)
+            session.commit()
+            return receipt
+
+    @activity.defn(name="register_proposal")
+    def register_proposal(self, proposal: ProposalInput) -> LedgerReceipt:
+        """Record a new proposal, its first document version and its process definition."""
+        with Session(self._engine) as session:
+            if session.get(ProposalRecord, proposal.proposal_id) is None:
+                session.add(
+                    ProposalRecord(
+                        id=proposal.proposal_id,
+                        title=proposal.title,
+                        kind=proposal.kind,
+                        lead_state=proposal.lead_state.value,
+                    )
+                )
+            _add_version(session, proposal.proposal_id, proposal.document)
+            receipt = append_entry(
+                session,
+                LedgerAppend(
+                    proposal_id=proposal.proposal_id,
+                    kind="proposal_started",
+                    idempotency_key=f"{proposal.proposal_id}:started",
+                    payload=proposal.model_dump(mode="json"),
+                ),
+            )
+            session.commit()
+            return receipt
+
+    @activity.defn(name="record_version")
+    def record_version(self, entry: LedgerAppend) -> LedgerReceipt:
+        """Record an uploaded document version (its body is already stored under its hash)."""
+        document = DocumentRef.model_validate(entry.payload["document"])
+        with Session(self._engine) as session:
+            _add_version(session, entry.proposal_id, document)
+            receipt = append_entry(session, entry)
+            session.commit()
+            return receipt
+
+
+def _add_version(session: Session, proposal_id: str, document: DocumentRef) -> None:
+    exists = session.exec(
+        select(DocumentVersion).where(
+            DocumentVersion.proposal_id == proposal_id, DocumentVersion.version == document.version
+        )
+    ).first()
+    if exists is None:
+        session.add(
+            DocumentVersion(
+                proposal_id=proposal_id,
+                version=document.version,
+                sha256=document.sha256,
+                filename=document.filename,
+            )
+        )

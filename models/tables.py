@@ -1,0 +1,91 @@
+"""SQLModel tables: the roster, proposals, content-addressed documents, the ledger and the email outbox.
+
+Table objects and sessions stay inside activities, the web layer and the CLI; workflows see plain models.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DelegateRecord(SQLModel, table=True):
+    __tablename__ = "delegate"
+
+    id: str = Field(primary_key=True, description="models.roster.delegate_id(state, email)")
+    state: str = Field(index=True, max_length=2)
+    role: str
+    name: str
+    email: str
+    timezone: str
+    active: bool = True
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ProposalRecord(SQLModel, table=True):
+    __tablename__ = "proposal"
+
+    id: str = Field(primary_key=True)
+    title: str
+    kind: str
+    lead_state: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DocumentBlob(SQLModel, table=True):
+    """A document body stored once under its SHA-256."""
+
+    __tablename__ = "document_blob"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    size: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DocumentVersion(SQLModel, table=True):
+    __tablename__ = "document_version"
+    __table_args__ = (UniqueConstraint("proposal_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: str = Field(index=True)
+    version: int
+    sha256: str = Field(foreign_key="document_blob.sha256")
+    filename: str
+    uploaded_at: datetime = Field(default_factory=utcnow)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One append-only audit record; `entry_hash` chains it to the proposal's previous entry."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (UniqueConstraint("proposal_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    proposal_id: str = Field(index=True)
+    seq: int
+    kind: str
+    idempotency_key: str = Field(unique=True)
+    payload_json: str = Field(sa_column=Column(Text, nullable=False))
+    recorded_at: datetime
+    prev_hash: str = Field(max_length=64)
+    entry_hash: str = Field(max_length=64)
+
+
+class SentEmail(SQLModel, table=True):
+    """The outbox record that makes sending idempotent per (workflow, step, recipient)."""
+
+    __tablename__ = "sent_email"
+
+    idempotency_key: str = Field(primary_key=True)
+    message_id: str
+    proposal_id: str = Field(index=True)
+    delegate_id: str
+    step: str
+    sent_at: datetime = Field(default_factory=utcnow)

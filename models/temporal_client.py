@@ -1,0 +1,45 @@
+"""The one Temporal client factory (worker, web, CLI, tests): pydantic converter, envconfig connection."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile
+
+from models.messages import ProposalStatus, RoundStatus
+from models.settings import Settings
+
+QUERY_TIMEOUT = timedelta(seconds=10)
+
+
+def connect_config(settings: Settings) -> dict[str, Any]:
+    """Connection settings from the SDK's environment configuration (TEMPORAL_*, temporal.toml profiles)."""
+    config: dict[str, Any] = dict(ClientConfigProfile.load().to_client_connect_config())
+    if settings.temporal_address:
+        config["target_host"] = settings.temporal_address
+    if settings.temporal_namespace:
+        config["namespace"] = settings.temporal_namespace
+    config.setdefault("target_host", "localhost:7233")
+    config.setdefault("namespace", "default")
+    return config
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(**connect_config(settings), data_converter=pydantic_data_converter)
+
+
+async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:
+    """A proposal's status with the positions of its open round filled in from the round itself."""
+    status = await client.get_workflow_handle(proposal_id).query(
+        "status", result_type=ProposalStatus, rpc_timeout=QUERY_TIMEOUT
+    )
+    if status.round_workflow_id:
+        live = await client.get_workflow_handle(status.round_workflow_id).query(
+            "status", result_type=RoundStatus, rpc_timeout=QUERY_TIMEOUT
+        )
+        status.positions = {state: None for state in live.participants}
+        status.positions.update({state: p.position for state, p in live.positions.items()})
+    return status

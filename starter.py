@@ -1,0 +1,487 @@
+"""The `aisafe` command line: coordinators, auditors, the embedded dev stack and the demo.
+
+Exit codes: 0 success, 1 the thing checked is false or a service failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import operations
+from models.process import InputFileError
+from models.settings import Settings
+from models.states import MemberState
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="aisafe",
+    help="Durable governance workflows for the ASEAN AI Safety Network, on Temporal.",
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode=None,
+)
+roster_app = typer.Typer(help="Member-state delegates: import and show the roster.", no_args_is_help=True)
+app.add_typer(roster_app, name="roster")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (default: $AISAFE_DATA_DIR or .aisafe).")
+]
+
+
+class Failure(Exception):
+    """Ends the command with a message on stderr and an exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def settings_for(data_dir: Path | None = None, **overrides: Any) -> Settings:
+    settings = Settings()
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    return settings.model_copy(update=overrides) if overrides else settings
+
+
+def run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run async work, turning the errors a user can meet into messages and exit codes."""
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]
+    except InputFileError as exc:
+        raise Failure(str(exc), 2) from None
+    except operations.OperationError as exc:
+        raise Failure(str(exc), 2) from None
+    except TimeoutError as exc:
+        raise Failure(str(exc)) from None
+
+
+async def client_for(settings: Settings) -> Any:
+    from models.temporal_client import connect, connect_config
+
+    try:
+        return await connect(settings)
+    except RuntimeError as exc:
+        target = connect_config(settings)["target_host"]
+        raise Failure(
+            f"cannot reach Temporal at {target} ({exc}); start the stack with `aisafe dev` or set TEMPORAL_ADDRESS"
+        ) from None
+
+
+def engine_for(settings: Settings) -> Any:
+    from models.db import init_db, make_engine
+
+    engine = make_engine(settings.sqlalchemy_url)
+    init_db(engine)
+    return engine
+
+
+def log_to_file(path: Path) -> None:
+    import logging
+
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+def emit_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=str))
+
+
+# --- roster -----------------------------------------------------------------------------------------
+
+
+@roster_app.command("import")
+def roster_import(
+    file: Annotated[Path, typer.Argument(help="Roster YAML: delegates with state, role, name, email, timezone.")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Import delegates; importing the same file twice changes nothing (keyed by state and email).
+
+    Example: aisafe roster import examples/roster.yaml
+    """
+    from models.roster import load_roster_file
+
+    try:
+        roster = load_roster_file(file)
+    except InputFileError as exc:
+        raise Failure(str(exc), 2) from None
+    added, updated, unchanged = operations.import_roster(engine_for(settings_for(data_dir)), roster)
+    if as_json:
+        emit_json({"added": added, "updated": updated, "unchanged": unchanged})
+    else:
+        out.print(f"{len(roster.delegates)} delegates: {added} added, {updated} updated, {unchanged} unchanged")
+
+
+@roster_app.command("show")
+def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """Show the delegates on the roster."""
+    delegates = operations.roster(engine_for(settings_for(data_dir)))
+    if as_json:
+        emit_json(
+            [
+                {"state": d.state, "role": d.role, "name": d.name, "email": d.email, "timezone": d.timezone}
+                for d in delegates
+            ]
+        )
+        return
+    table = Table("State", "Role", "Name", "Email", "Time zone")
+    for d in delegates:
+        table.add_row(d.state, d.role, d.name, d.email, d.timezone)
+    out.print(table)
+
+
+# --- proposals --------------------------------------------------------------------------------------
+
+
+@app.command()
+def propose(
+    file: Annotated[Path, typer.Argument(help="Proposal YAML: title, kind, lead_state, document, process.")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Start a proposal and print its id.
+
+    Example: aisafe propose examples/operational-framework.yaml
+    """
+    settings = settings_for(data_dir)
+
+    async def work() -> str:
+        from models.process import load_proposal_file
+
+        load_proposal_file(file)  # refuse a bad file before connecting anywhere
+        return await operations.propose(await client_for(settings), engine_for(settings), settings, file)
+
+    proposal_id = run(work)
+    if as_json:
+        emit_json({"id": proposal_id})
+    else:
+        out.print(proposal_id)
+
+
+@app.command()
+def status(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False, data_dir: DataDirOpt = None
+) -> None:
+    """Stage, round, each state's position and the deadline of one proposal."""
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.status(await client_for(settings), proposal_id)
+
+    current = run(work)
+    if as_json:
+        emit_json(current.model_dump(mode="json"))
+        return
+    out.print(f"[bold]{current.title}[/bold]  ({current.id})")
+    out.print(f"stage: {current.stage}   status: {current.status.value}   round: {current.round}")
+    out.print(f"document: version {current.document.version}, sha256 {current.document.sha256}")
+    if current.deadline:
+        out.print(f"deadline: {current.deadline.isoformat()}")
+    if current.closed_reason:
+        out.print(f"outcome: {current.closed_reason}")
+    table = Table("State", "Position")
+    for state in MemberState:
+        if state in current.positions:
+            position = current.positions[state]
+            table.add_row(f"{state.value} {state.official_name}", position.label if position else "awaited")
+    if current.positions:
+        out.print(table)
+    for outcome in current.rounds:
+        out.print(
+            f"round {outcome.round}: {outcome.verdict.value} — {outcome.reason} (closed: {outcome.closed_because})"
+        )
+
+
+@app.command("list")
+def list_command(
+    stage: Annotated[str | None, typer.Option(help="Only proposals in this stage or status.")] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List proposals with their stage, status and round."""
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.list_proposals(await client_for(settings), stage)
+
+    found = run(work)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "id": s.id,
+                    "title": s.title,
+                    "kind": s.kind,
+                    "stage": s.stage,
+                    "status": s.status.value,
+                    "round": s.round,
+                }
+                for s in found
+            ]
+        )
+        return
+    table = Table("Id", "Title", "Stage", "Status", "Round")
+    for s in found:
+        table.add_row(s.id, s.title, s.stage, s.status.value, str(s.round))
+    out.print(table)
+
+
+@app.command()
+def revise(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    file: Annotated[Path, typer.Argument(help="The new version (Markdown).")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Upload a new version (in drafting, or after changes were requested: starts the next round)."""
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.revise(await client_for(settings), engine_for(settings), proposal_id, file)
+
+    document = run(work)
+    if as_json:
+        emit_json(document.model_dump(mode="json"))
+    else:
+        out.print(f"version {document.version} uploaded (sha256 {document.sha256})")
+
+
+@app.command()
+def submit(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False, data_dir: DataDirOpt = None
+) -> None:
+    """End drafting: the current version goes to the next stage."""
+    settings = settings_for(data_dir)
+
+    async def work() -> str:
+        return await operations.submit(await client_for(settings), proposal_id)
+
+    sha256 = run(work)
+    if as_json:
+        emit_json({"id": proposal_id, "submitted_sha256": sha256})
+    else:
+        out.print(f"submitted (sha256 {sha256})")
+
+
+@app.command()
+def withdraw(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option(help="Why the proposal is withdrawn (recorded in the ledger).")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Withdraw a running proposal."""
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.withdraw(await client_for(settings), proposal_id, reason)
+
+    current = run(work)
+    if as_json:
+        emit_json(current.model_dump(mode="json"))
+    else:
+        out.print(f"{proposal_id} withdrawn")
+
+
+# --- processes --------------------------------------------------------------------------------------
+
+
+@app.command()
+def worker(data_dir: DataDirOpt = None) -> None:
+    """Run a worker (production): polls Temporal for proposal and round work."""
+    from models.logging import configure_logging
+    from worker import run_worker
+
+    settings = settings_for(data_dir)
+    configure_logging(settings.log_format)
+    _ = settings.signing_key  # refuse to start without a real key outside dev mode
+    asyncio.run(_until_signal(run_worker(settings)))
+
+
+@app.command()
+def web(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the web app (production): action links and dashboard."""
+    import uvicorn
+
+    from models.logging import configure_logging
+    from web.app import create_app
+
+    settings = settings_for(data_dir)
+    if host:
+        settings = settings.model_copy(update={"web_host": host})
+    if port:
+        settings = settings.model_copy(update={"web_port": port})
+    configure_logging(settings.log_format)
+    _ = settings.signing_key
+    uvicorn.run(create_app(settings), host=settings.web_host, port=settings.web_port, log_level="info")
+
+
+@app.command()
+def dev(
+    data_dir: DataDirOpt = None,
+    web_port: Annotated[int, typer.Option(help="Web app port.")] = 8000,
+    temporal_port: Annotated[int, typer.Option(help="Temporal dev server port (if one is started).")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal UI port.")] = 8233,
+    smtp_port: Annotated[int, typer.Option(help="SMTP sink port.")] = 1025,
+    sample: Annotated[Path | None, typer.Option(help="Also import the roster and launch this proposal.")] = None,
+    roster_file: Annotated[Path | None, typer.Option("--roster", help="Roster to import with --sample.")] = None,
+) -> None:
+    """Run the embedded stack in the foreground: Temporal dev server, SMTP sink, worker and web app.
+
+    Reuses a Temporal server already listening at $TEMPORAL_ADDRESS. Stop with Ctrl-C.
+    """
+    from devstack.services import StackError
+    from devstack.stack import EmbeddedStack, StackPorts
+    from models.logging import configure_logging
+    from models.roster import load_roster_file
+
+    settings = settings_for(data_dir)
+    configure_logging(settings.log_format)
+
+    async def work() -> None:
+        stack = EmbeddedStack(
+            settings.data_dir,
+            StackPorts(web=web_port, temporal=temporal_port, ui=ui_port, smtp=smtp_port),
+            temporal_address=settings.temporal_address,
+        )
+        try:
+            await stack.start()
+        except StackError as exc:
+            raise Failure(str(exc)) from None
+        try:
+            assert stack.settings is not None and stack.client is not None
+            address = stack.settings.temporal_address
+            out.print("[bold]aisafe dev[/bold] — embedded stack running (Ctrl-C to stop)")
+            out.print(f"  dashboard      {stack.web_url}/")
+            out.print(f"  dev mailbox    {stack.web_url}/dev/mail")
+            out.print(f"  Temporal UI    {stack.ui_url or '(the reused server' + chr(39) + 's own UI)'}")
+            out.print(f"  Temporal       {address}{'  (reused)' if stack.reused_temporal else ''}")
+            out.print(f"  SMTP sink      127.0.0.1:{smtp_port} -> {settings.data_dir / 'mail'}")
+            out.print(f"  data           {settings.data_dir.resolve()}")
+            if address != "127.0.0.1:7233" or settings.data_dir != Path(".aisafe"):
+                out.print(f"  other shells:  export TEMPORAL_ADDRESS={address} AISAFE_DATA_DIR={settings.data_dir}")
+            if sample:
+                if roster_file:
+                    operations.import_roster(engine_for(stack.settings), load_roster_file(roster_file))
+                proposal_id = await operations.propose(stack.client, engine_for(stack.settings), stack.settings, sample)
+                out.print(f"  sample         proposal {proposal_id} launched: open the dev mailbox")
+            sys.stdout.flush()
+            await _until_signal(asyncio.Event().wait())
+        finally:
+            out.print("stopping…")
+            await stack.stop()
+
+    run(work)
+
+
+@app.command()
+def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """Run a review cycle end to end: delegates simulated by opening their emailed links over HTTP.
+
+    Uses the stack running at $TEMPORAL_ADDRESS / $AISAFE_DATA_DIR, or starts the embedded stack.
+    Exits 0 when the proposal is adopted.
+    """
+    from devstack.demo import run_demo
+    from devstack.services import free_port, port_open, split_address
+    from devstack.stack import EmbeddedStack, StackPorts
+
+    settings = settings_for(data_dir)
+    say = (lambda _: None) if as_json else (lambda line: out.print(line))
+    # The demo's own lines are its output; the stack's logs go to a file beside its data.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_to_file(settings.data_dir / "demo.log")
+
+    async def work() -> Any:
+        address = settings.temporal_address or "127.0.0.1:7233"
+        web_up = port_open(settings.web_host, settings.web_port)
+        if port_open(*split_address(address)) and web_up and settings.mail_dir.exists():
+            say(f"using the running stack at {address} and {settings.base_url}")
+            client = await client_for(settings.model_copy(update={"temporal_address": address}))
+            return await run_demo(client, engine_for(settings), settings, say)
+        say("starting the embedded stack")
+        ports = StackPorts(web=free_port(), temporal=free_port(), ui=None, smtp=free_port())
+        async with EmbeddedStack(settings.data_dir, ports) as stack:
+            assert stack.client is not None and stack.settings is not None
+            return await run_demo(stack.client, engine_for(stack.settings), stack.settings, say)
+
+    result = run(work)
+    adopted = result.status.status.value == "adopted"
+    if as_json:
+        emit_json(
+            {
+                "id": result.proposal_id,
+                "status": result.status.status.value,
+                "rounds": [r.model_dump(mode="json") for r in result.status.rounds],
+                "receipts": len(result.receipts),
+                "emails": result.emails,
+            }
+        )
+    if not adopted:
+        raise Failure(f"the demo proposal ended {result.status.status.value}: {result.status.closed_reason}")
+
+
+async def _until_signal(work: Awaitable[Any]) -> None:
+    """Run `work` until SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, waiter):
+        pending.cancel()
+    await asyncio.gather(task, waiter, return_exceptions=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; ends the process with os._exit so the exit code is always the one meant.
+
+    (A process that used a Temporal client can abort at interpreter exit: temporalio/sdk-python#300.)
+    """
+    code = 0
+    try:
+        result = typer.main.get_command(app).main(args=argv, prog_name="aisafe", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except Failure as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        code = exc.code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        code = 1
+    except click.ClickException as exc:
+        exc.show()
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

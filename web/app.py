@@ -1,0 +1,100 @@
+"""The FastAPI application: wiring, the dashboard, health, and the dev mailbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlmodel import Session, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import Client
+
+from models.db import init_db, make_engine
+from models.settings import Settings
+from models.tables import ProposalRecord
+from models.temporal_client import connect, proposal_status
+from web.mailbox import read_mailbox
+from web.rendering import linkify_text
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
+    """The app; `client` is connected at startup when not given (tests and `aisafe dev` pass theirs)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = make_engine(settings.sqlalchemy_url)
+        init_db(app.state.engine)
+        app.state.client = client or await connect(settings)
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(title="aisafe", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    from web.actions import router as action_router
+
+    app.include_router(action_router)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_page(request, exc.status_code, "Not found" if exc.status_code == 404 else "Error", str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        return error_page(request, 400, "Bad request", "The request was incomplete or malformed.")
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/", response_class=HTMLResponse)
+    async def dashboard(request: Request) -> Response:
+        with Session(request.app.state.engine) as session:
+            records = session.exec(select(ProposalRecord).order_by(ProposalRecord.created_at.desc())).all()  # type: ignore[attr-defined]
+        statuses = await asyncio.gather(
+            *(proposal_status(request.app.state.client, r.id) for r in records), return_exceptions=True
+        )
+        rows = [
+            {"record": r, "status": s if not isinstance(s, BaseException) else None}
+            for r, s in zip(records, statuses, strict=True)
+        ]
+        return templates.TemplateResponse(request, "dashboard.html", {"rows": rows, "dev": settings.dev})
+
+    if settings.dev:
+
+        @app.get("/dev/mail", response_class=HTMLResponse)
+        async def dev_mail(request: Request) -> Response:
+            items = await asyncio.to_thread(read_mailbox, settings.mail_dir)
+            return templates.TemplateResponse(request, "dev_mail.html", {"items": items})
+
+        @app.get("/dev/mail/{key}", response_class=HTMLResponse)
+        async def dev_mail_item(request: Request, key: str) -> Response:
+            items = await asyncio.to_thread(read_mailbox, settings.mail_dir)
+            item = next((i for i in items if i.key == key), None)
+            if item is None:
+                raise HTTPException(404, "No such message in the dev mailbox.")
+            return templates.TemplateResponse(
+                request, "dev_mail_item.html", {"item": item, "body": linkify_text(item.text)}
+            )
+
+    return app
+
+
+def error_page(request: Request, status_code: int, title: str, message: str, advice: str | None = None) -> Response:
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {"title": title, "message": message, "advice": advice, "status_code": status_code},
+        status_code=status_code,
+    )

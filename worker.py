@@ -1,0 +1,45 @@
+"""The aisafe worker: runs the proposal and review-round workflows and their activities (`aisafe worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.email import MailActivities
+from activities.ledger import LedgerActivities
+from models.db import init_db, make_engine
+from models.settings import Settings
+from models.temporal_client import connect
+from workflows.proposal import ProposalWorkflow
+from workflows.review_round import ReviewRoundWorkflow
+
+WORKFLOWS = [ProposalWorkflow, ReviewRoundWorkflow]
+
+
+def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
+    ledger = LedgerActivities(engine)
+    mail = MailActivities(settings, engine)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[ledger.append_ledger, ledger.register_proposal, ledger.record_version, mail.send_round_mail],
+        # Ledger activities are synchronous database transactions; they run on these threads.
+        activity_executor=ThreadPoolExecutor(max_workers=16),
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    engine = make_engine(settings.sqlalchemy_url)
+    init_db(engine)
+    client = await connect(settings)
+    async with build_worker(client, settings, engine):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(run_worker(Settings()))

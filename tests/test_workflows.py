@@ -1,0 +1,372 @@
+"""Proposal and review-round workflows on the time-skipping server, with activities replaced by fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from models.messages import (
+    DocumentRef,
+    PositionReceipt,
+    PositionSubmission,
+    ProposalInput,
+    ProposalState,
+    ProposalStatus,
+    RevisionInput,
+    WithdrawInput,
+)
+from models.positions import DecisionRule, Position, SilencePolicy
+from models.process import DraftingStage, MemberReviewStage, ProcessDefinition
+from models.rules import Verdict
+from models.states import MemberState
+from models.temporal_client import proposal_status
+from models.tokens import round_workflow_id
+from tests.fakes import FakeBackend
+from workflows.proposal import ProposalWorkflow
+from workflows.review_round import ReviewRoundWorkflow
+
+ALL = sorted(MemberState, key=lambda s: s.value)  # the order rounds list participants in
+DOC1 = DocumentRef(sha256="a" * 64, version=1, filename="v1.md", size=10)
+
+
+@dataclass
+class Harness:
+    client: Client
+    env: WorkflowEnvironment
+    task_queue: str
+    backend: FakeBackend
+
+    async def start(
+        self, *stages: DraftingStage | MemberReviewStage
+    ) -> WorkflowHandle[ProposalWorkflow, ProposalStatus]:
+        proposal_id = f"p-{uuid.uuid4().hex[:10]}"
+        return await self.client.start_workflow(
+            ProposalWorkflow.run,
+            ProposalInput(
+                proposal_id=proposal_id,
+                title="ASEAN AI SAFE Operational Framework",
+                kind="operational_framework",
+                lead_state=MemberState.MY,
+                process=ProcessDefinition(stages=list(stages)),
+                document=DOC1,
+            ),
+            id=proposal_id,
+            task_queue=self.task_queue,
+        )
+
+    async def round_open(self, proposal_id: str, number: int) -> ProposalStatus:
+        """Wait until round `number` has started and sent its invitations."""
+        for _ in range(200):
+            status = await proposal_status(self.client, proposal_id)
+            invited = any(
+                m.proposal_id == proposal_id and m.round == number and m.step == "invitation"
+                for m in self.backend.mailings
+            )
+            if status.round == number and status.round_workflow_id and invited:
+                return status
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"round {number} of {proposal_id} did not open")
+
+    async def answer(
+        self,
+        proposal_id: str,
+        number: int,
+        state: MemberState,
+        position: Position,
+        reason: str | None = None,
+        *,
+        sha256: str | None = None,
+        update_id: str | None = None,
+    ) -> PositionReceipt:
+        status = await proposal_status(self.client, proposal_id)
+        return await self.client.get_workflow_handle(round_workflow_id(proposal_id, number)).execute_update(
+            ReviewRoundWorkflow.submit_position,
+            PositionSubmission(
+                proposal_id=proposal_id,
+                round=number,
+                state=state,
+                delegate_id=f"{state.value}-delegate",
+                document_sha256=sha256 or status.document.sha256,
+                position=position,
+                reason=reason,
+            ),
+            id=update_id,
+        )
+
+    def positions_recorded(self, proposal_id: str) -> int:
+        return self.backend.kinds(proposal_id).count("position")
+
+
+@pytest.fixture
+async def harness(time_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Harness]:
+    backend = FakeBackend()
+    async with Worker(
+        time_env.client,
+        task_queue=task_queue,
+        workflows=[ProposalWorkflow, ReviewRoundWorkflow],
+        activities=backend.activities(),
+    ):
+        yield Harness(time_env.client, time_env, task_queue, backend)
+
+
+def review(**overrides: object) -> MemberReviewStage:
+    return MemberReviewStage.model_validate(
+        {"deadline": timedelta(days=14), "reminders": [timedelta(days=7), timedelta(days=1)]} | overrides
+    )
+
+
+async def everyone(
+    h: Harness, pid: str, number: int, position: Position = Position.APPROVE, **special: Position
+) -> None:
+    for state in ALL:
+        chosen = special.get(state.value, position)
+        await h.answer(pid, number, state, chosen, "because" if chosen.needs_reason else None)
+
+
+async def test_consensus_all_approve_adopts_and_closes_the_round_early(harness: Harness) -> None:
+    handle = await harness.start(review())
+    await harness.round_open(handle.id, 1)
+    await everyone(harness, handle.id, 1)
+    result = await handle.result()
+    assert result.status is ProposalState.ADOPTED
+    assert result.rounds[0].verdict is Verdict.PASSED
+    assert result.rounds[0].closed_because == "all states answered"
+    assert {s: p.position for s, p in result.rounds[0].positions.items()} == dict.fromkeys(ALL, Position.APPROVE)
+    assert harness.positions_recorded(handle.id) == 11
+    # Closed early: no reminder was needed.
+    assert [m.step for m in harness.backend.mailings if m.proposal_id == handle.id] == ["invitation"]
+    assert harness.backend.kinds(handle.id)[-1] == "proposal_closed"
+
+
+async def test_consensus_allows_abstentions_and_reservations(harness: Harness) -> None:
+    handle = await harness.start(review())
+    await harness.round_open(handle.id, 1)
+    await everyone(harness, handle.id, 1, Position.APPROVE, MM=Position.ABSTAIN, SG=Position.APPROVE_WITH_RESERVATION)
+    result = await handle.result()
+    assert result.status is ProposalState.ADOPTED
+    assert result.rounds[0].positions[MemberState.SG].reason == "because"
+
+
+async def test_unanimity_fails_on_an_abstention_and_max_rounds_ends_it(harness: Harness) -> None:
+    handle = await harness.start(review(rule=DecisionRule.UNANIMITY, max_rounds=1))
+    await harness.round_open(handle.id, 1)
+    await everyone(harness, handle.id, 1, Position.APPROVE, KH=Position.ABSTAIN)
+    result = await handle.result()
+    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.rounds[0].verdict is Verdict.NOT_PASSED
+    assert "KH" in result.rounds[0].reason
+    assert result.closed_reason and "1 round(s) spent" in result.closed_reason
+
+
+async def test_unanimity_passes_when_all_approve(harness: Harness) -> None:
+    handle = await harness.start(review(rule=DecisionRule.UNANIMITY))
+    await harness.round_open(handle.id, 1)
+    await everyone(harness, handle.id, 1, Position.APPROVE, VN=Position.APPROVE_WITH_RESERVATION)
+    assert (await handle.result()).status is ProposalState.ADOPTED
+
+
+async def test_change_request_revision_and_second_round(harness: Harness) -> None:
+    handle = await harness.start(review())
+    await harness.round_open(handle.id, 1)
+    await everyone(harness, handle.id, 1, Position.APPROVE, PH=Position.REQUEST_CHANGES)
+    for _ in range(100):
+        status = await proposal_status(harness.client, handle.id)
+        if status.stage == "revision":
+            break
+        await asyncio.sleep(0.05)
+    assert status.stage == "revision" and status.rounds[0].verdict is Verdict.CHANGES_REQUESTED
+    assert "PH" in status.rounds[0].reason
+
+    v2 = await handle.execute_update(ProposalWorkflow.revise, RevisionInput(sha256="b" * 64, filename="v2.md", size=12))
+    assert v2.version == 2
+    status = await harness.round_open(handle.id, 2)
+    assert status.document.sha256 == "b" * 64
+    # A link for version 1 cannot be used in round 2.
+    with pytest.raises(WorkflowUpdateFailedError) as rejected:
+        await harness.answer(handle.id, 2, MemberState.PH, Position.APPROVE, sha256="a" * 64)
+    assert isinstance(rejected.value.cause, ApplicationError) and rejected.value.cause.type == "DocumentMismatch"
+
+    await everyone(harness, handle.id, 2)
+    result = await handle.result()
+    assert result.status is ProposalState.ADOPTED
+    assert [r.verdict for r in result.rounds] == [Verdict.CHANGES_REQUESTED, Verdict.PASSED]
+    assert [v.version for v in result.versions] == [1, 2]
+    assert "version_uploaded" in harness.backend.kinds(handle.id)
+    round2 = [m for m in harness.backend.mailings if m.proposal_id == handle.id and m.round == 2]
+    assert round2[0].document.sha256 == "b" * 64
+
+
+async def test_objection_in_the_last_round_ends_not_adopted(harness: Harness) -> None:
+    handle = await harness.start(review(max_rounds=2))
+    for number in (1, 2):
+        await harness.round_open(handle.id, number)
+        await everyone(harness, handle.id, number, Position.APPROVE, LA=Position.OBJECT)
+        if number == 1:
+            for _ in range(100):
+                if (await proposal_status(harness.client, handle.id)).stage == "revision":
+                    break
+                await asyncio.sleep(0.05)
+            await handle.execute_update(
+                ProposalWorkflow.revise, RevisionInput(sha256="c" * 64, filename="v2.md", size=1)
+            )
+    result = await handle.result()
+    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.round == 2
+    assert "2 round(s) spent" in (result.closed_reason or "")
+
+
+@pytest.mark.parametrize(
+    ("silence", "expected_status", "expected_verdict"),
+    [
+        (SilencePolicy.ABSTAIN, ProposalState.ADOPTED, Verdict.PASSED),
+        (SilencePolicy.CONCUR, ProposalState.ADOPTED, Verdict.PASSED),
+        (SilencePolicy.OBJECT, ProposalState.NOT_ADOPTED, Verdict.CHANGES_REQUESTED),
+    ],
+)
+async def test_deadline_applies_the_silence_policy_and_reminds_only_the_silent(
+    harness: Harness, silence: SilencePolicy, expected_status: ProposalState, expected_verdict: Verdict
+) -> None:
+    handle = await harness.start(review(silence=silence, max_rounds=1))
+    await harness.round_open(handle.id, 1)
+    answering = [MemberState.MY, MemberState.SG, MemberState.TH]
+    for state in answering:
+        await harness.answer(handle.id, 1, state, Position.APPROVE)
+    # Eight days on (past the P7D reminder), Indonesia answers; it must not get the P1D reminder.
+    await harness.env.sleep(timedelta(days=8))
+    await harness.answer(handle.id, 1, MemberState.ID, Position.APPROVE)
+    result = await handle.result()  # the server skips time to the deadline
+
+    outcome = result.rounds[0]
+    assert outcome.closed_because == "deadline"
+    assert result.status is expected_status and outcome.verdict is expected_verdict
+    silent = [s for s in ALL if s not in (*answering, MemberState.ID)]
+    assert all(outcome.positions[s].deemed for s in silent)
+    assert {outcome.positions[s].position for s in silent} == {silence.deemed_position}
+    assert not any(outcome.positions[s].deemed for s in answering)
+
+    steps = {m.step: m.states for m in harness.backend.mailings if m.proposal_id == handle.id}
+    assert steps["invitation"] == ALL
+    assert steps["reminder-1"] == [s for s in ALL if s not in answering]
+    assert steps["reminder-2"] == silent
+
+
+async def test_all_silent_with_abstain_is_not_adopted(harness: Harness) -> None:
+    handle = await harness.start(review(max_rounds=1))
+    result = await handle.result()
+    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.rounds[0].verdict is Verdict.NOT_PASSED
+
+
+async def test_reminders_already_past_are_skipped(harness: Harness) -> None:
+    handle = await harness.start(review(deadline=timedelta(days=2), reminders=[timedelta(days=1)], max_rounds=1))
+    await handle.result()
+    steps = [m.step for m in harness.backend.mailings if m.proposal_id == handle.id]
+    assert steps == ["invitation", "reminder-1"]
+
+
+async def test_validator_rejects_before_anything_is_recorded(harness: Harness) -> None:
+    stage = review(participants=[MemberState.MY, MemberState.SG])
+    handle = await harness.start(stage)
+    await harness.round_open(handle.id, 1)
+
+    async def rejected(expected: str, **kwargs: object) -> None:
+        with pytest.raises(WorkflowUpdateFailedError) as info:
+            await harness.answer(handle.id, 1, **kwargs)  # type: ignore[arg-type]
+        assert isinstance(info.value.cause, ApplicationError)
+        assert info.value.cause.type == expected
+
+    await rejected("NotParticipant", state=MemberState.VN, position=Position.APPROVE)
+    await rejected("DocumentMismatch", state=MemberState.MY, position=Position.APPROVE, sha256="f" * 64)
+    wrong_round = PositionSubmission(
+        proposal_id=handle.id,
+        round=2,
+        state=MemberState.MY,
+        delegate_id="x",
+        document_sha256=DOC1.sha256,
+        position=Position.APPROVE,
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await harness.client.get_workflow_handle(round_workflow_id(handle.id, 1)).execute_update(
+            ReviewRoundWorkflow.submit_position, wrong_round
+        )
+    assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == "WrongRound"
+    assert harness.positions_recorded(handle.id) == 0
+
+    # Revising is refused while a round is open.
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await handle.execute_update(ProposalWorkflow.revise, RevisionInput(sha256="d" * 64, filename="x.md", size=1))
+    assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == "NotRevisable"
+
+    await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
+    await harness.answer(handle.id, 1, MemberState.SG, Position.APPROVE)
+    assert (await handle.result()).status is ProposalState.ADOPTED
+    assert harness.positions_recorded(handle.id) == 2
+
+
+async def test_latest_answer_of_a_state_stands_and_a_repeated_update_is_not_duplicated(harness: Harness) -> None:
+    handle = await harness.start(review(participants=[MemberState.TL, MemberState.MY]))
+    await harness.round_open(handle.id, 1)
+    first = await harness.answer(handle.id, 1, MemberState.TL, Position.OBJECT, "first view", update_id="u-1")
+    again = await harness.answer(handle.id, 1, MemberState.TL, Position.OBJECT, "first view", update_id="u-1")
+    assert again == first
+    assert harness.positions_recorded(handle.id) == 1
+    live = await proposal_status(harness.client, handle.id)
+    assert live.positions == {MemberState.TL: Position.OBJECT, MemberState.MY: None}
+
+    await harness.answer(handle.id, 1, MemberState.TL, Position.APPROVE, update_id="u-2")
+    await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
+    result = await handle.result()
+    assert result.rounds[0].positions[MemberState.TL].position is Position.APPROVE
+    assert result.status is ProposalState.ADOPTED
+    assert harness.positions_recorded(handle.id) == 3  # every answer is kept in the ledger
+
+
+async def test_withdraw_during_a_round_cancels_it(harness: Harness) -> None:
+    handle = await harness.start(review())
+    await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
+    status = await handle.execute_update(ProposalWorkflow.withdraw, WithdrawInput(reason="superseded by a new draft"))
+    assert status.status is ProposalState.WITHDRAWN
+    result = await handle.result()
+    assert result.status is ProposalState.WITHDRAWN
+    assert "superseded" in (result.closed_reason or "")
+    kinds = harness.backend.kinds(handle.id)
+    assert "withdrawn" in kinds and kinds[-1] == "proposal_closed"
+    # The proposal is closed: a second withdrawal is refused (by the server, as the workflow has completed).
+    with pytest.raises((WorkflowUpdateFailedError, RPCError)):
+        await handle.execute_update(ProposalWorkflow.withdraw, WithdrawInput(reason="again"))
+
+
+async def test_drafting_takes_versions_until_submitted(harness: Harness) -> None:
+    handle = await harness.start(DraftingStage(), review(participants=[MemberState.MY]))
+    for _ in range(100):
+        if (await proposal_status(harness.client, handle.id)).stage == "drafting":
+            break
+        await asyncio.sleep(0.05)
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await handle.execute_update(ProposalWorkflow.revise, RevisionInput(sha256="a" * 64, filename="same.md", size=1))
+    assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == "SameVersion"
+    await handle.execute_update(ProposalWorkflow.revise, RevisionInput(sha256="e" * 64, filename="v2.md", size=1))
+    assert await handle.execute_update(ProposalWorkflow.submit) == "e" * 64
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(ProposalWorkflow.submit)
+    status = await harness.round_open(handle.id, 1)
+    assert status.document.version == 2 and status.stage == "member_review"
+    await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
+    assert (await handle.result()).status is ProposalState.ADOPTED
+    assert harness.backend.kinds(handle.id)[:4] == [
+        "proposal_started",
+        "stage_started",
+        "version_uploaded",
+        "submitted",
+    ]

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from temporalio.service import RPCError
 
 import operations
 from models.process import InputFileError
@@ -70,6 +70,11 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
         raise Failure(str(exc), 2) from None
     except TimeoutError as exc:
         raise Failure(str(exc)) from None
+    except RPCError as exc:
+        hint = (
+            " (is a worker running? start one with `aisafe worker` or `aisafe dev`)" if "imeout" in exc.message else ""
+        )
+        raise Failure(f"Temporal refused or did not answer: {exc.message}{hint}") from None
 
 
 async def client_for(settings: Settings) -> Any:
@@ -468,14 +473,16 @@ def main(argv: list[str] | None = None) -> None:
     except Failure as exc:
         err.print(f"error: {exc}", highlight=False, markup=False)
         code = exc.code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         code = 1
-    except click.ClickException as exc:
-        exc.show()
-        code = 2
+    except typer.TyperException as exc:  # usage errors: missing argument, unknown option...
+        show = getattr(exc, "show", None)
+        if show:
+            show()
+        code = getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         code = 130
     sys.stdout.flush()

@@ -28,8 +28,18 @@ class StackPorts:
 class EmbeddedStack:
     """Starts (or reuses) Temporal, then the SMTP sink, the worker and the web app; stops them in reverse."""
 
-    def __init__(self, data_dir: Path, ports: StackPorts, *, temporal_address: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        ports: StackPorts,
+        *,
+        temporal_address: str | None = None,
+        task_queue: str = "aisafe",
+        run_worker: bool = True,
+    ) -> None:
         self.data_dir = data_dir
+        self.task_queue = task_queue
+        self._run_worker = run_worker
         self.ports = ports
         self._requested_address = temporal_address
         self.temporal: TemporalDevServer | None = None
@@ -74,12 +84,14 @@ class EmbeddedStack:
                 smtp_port=self.ports.smtp,
                 web_host="127.0.0.1",
                 web_port=self.ports.web,
+                task_queue=self.task_queue,
             )
             engine = make_engine(self.settings.sqlalchemy_url)
             init_db(engine)
             self.client = await connect(self.settings)
-            self.worker = build_worker(self.client, self.settings, engine)
-            self._worker_task = asyncio.create_task(self.worker.run())
+            if self._run_worker:
+                self.worker = build_worker(self.client, self.settings, engine)
+                self._worker_task = asyncio.create_task(self.worker.run())
             self._web, self._web_task = await serve_web(
                 create_app(self.settings, self.client), "127.0.0.1", self.ports.web
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 GENESIS_HASH = "0" * 64
@@ -31,11 +31,18 @@ def entry_hash(
             "kind": kind,
             "idempotency_key": idempotency_key,
             "payload": payload_json,
-            "recorded_at": recorded_at.isoformat(),
+            "recorded_at": timestamp(recorded_at),
             "prev_hash": prev_hash,
         }
     )
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+def timestamp(moment: datetime) -> str:
+    """The one text form of a ledger time: UTC, microseconds, `Z` (a database may hand it back naive)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def document_hash(text: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, DateTime, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -73,7 +73,7 @@ class LedgerEntry(SQLModel, table=True):
     kind: str
     idempotency_key: str = Field(unique=True)
     payload_json: str = Field(sa_column=Column(Text, nullable=False))
-    recorded_at: datetime
+    recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     prev_hash: str = Field(max_length=64)
     entry_hash: str = Field(max_length=64)
 

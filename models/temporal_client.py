@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from models.messages import ProposalStatus, RoundStatus
 from models.settings import Settings
@@ -27,8 +29,26 @@ def connect_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def runtime() -> Runtime:
+    """One Temporal runtime whose core logs go to Python logging (stderr or a file), never to stdout."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(
+                    filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                    forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+                )
+            )
+        )
+    return _runtime
+
+
+_runtime: Runtime | None = None
+
+
 async def connect(settings: Settings) -> Client:
-    return await Client.connect(**connect_config(settings), data_converter=pydantic_data_converter)
+    return await Client.connect(**connect_config(settings), data_converter=pydantic_data_converter, runtime=runtime())
 
 
 async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:

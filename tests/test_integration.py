@@ -1,0 +1,300 @@
+"""The engine as users meet it: real dev server, real SMTP sink, real web app and database, the real CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+import operations
+from devstack.demo import EXAMPLES, answer, invitations, read_mails, wait_for
+from devstack.services import free_port
+from devstack.stack import EmbeddedStack, StackPorts
+from models.db import make_engine
+from models.roster import load_roster_file
+from models.states import MemberState
+from models.tokens import sign_action, verify_action
+from tests.integration import AISAFE, acli, assert_chain_intact, cli, ledger_entries, stack_env
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def address_of(env: WorkflowEnvironment) -> str:
+    return env.client.service_client.config.target_host
+
+
+async def make_stack(tmp_path: Path, dev_env: WorkflowEnvironment, *, run_worker: bool = True) -> EmbeddedStack:
+    stack = EmbeddedStack(
+        tmp_path / "data",
+        StackPorts(web=free_port(), temporal=0, ui=None, smtp=free_port()),
+        temporal_address=address_of(dev_env),
+        task_queue=f"aisafe-{uuid.uuid4().hex[:8]}",
+        run_worker=run_worker,
+    )
+    await stack.start()
+    assert stack.reused_temporal
+    return stack
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, dev_env: WorkflowEnvironment) -> AsyncIterator[EmbeddedStack]:
+    stack = await make_stack(tmp_path, dev_env)
+    yield stack
+    await stack.stop()
+
+
+async def propose_sample(stack: EmbeddedStack) -> str:
+    assert stack.settings and stack.client
+    engine = make_engine(stack.settings.sqlalchemy_url)
+    operations.import_roster(engine, load_roster_file(EXAMPLES / "roster.yaml"))
+    return await operations.propose(stack.client, engine, stack.settings, EXAMPLES / "operational-framework.yaml")
+
+
+def focal_points(mails: list) -> dict[str, str]:  # type: ignore[type-arg]
+    """One link per state: the first delegate of each state in address order."""
+    chosen: dict[str, str] = {}
+    for mail in sorted(mails, key=lambda m: m.to):
+        chosen.setdefault(mail.state, mail.link)
+    return chosen
+
+
+async def test_a_round_decided_through_emailed_links(stack: EmbeddedStack) -> None:
+    assert stack.settings and stack.client
+    proposal_id = await propose_sample(stack)
+    mails = await invitations(stack.settings.mail_dir, proposal_id, 1, expected=22)
+    assert len(mails) == 22 and len({m.message_id for m in mails}) == 22
+    assert {m.state for m in mails} == {"BN", "KH", "ID", "LA", "MY", "MM", "PH", "SG", "TH", "TL", "VN"}
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        # Mail scanners prefetch links: opening every link (twice) records nothing.
+        for mail in mails:
+            for _ in range(2):
+                page = await http.get(mail.link)
+                assert page.status_code == 200
+                assert "ASEAN AI SAFE Operational Framework" in page.text
+                assert 'method="post"' in page.text and page.text.count('name="position"') == 5
+        assert [e.kind for e in ledger_entries(stack, proposal_id)].count("position") == 0
+        status = await operations.status(stack.client, proposal_id)
+        assert status.stage == "member_review" and set(status.positions.values()) == {None}
+
+        receipts = await asyncio.gather(*(answer(http, link, "approve") for link in focal_points(mails).values()))
+    assert len(set(receipts)) == 11
+
+    async def adopted() -> bool:
+        return (await operations.status(stack.client, proposal_id)).status.value == "adopted"  # type: ignore[union-attr]
+
+    await wait_for(adopted, "adoption")
+    entries = ledger_entries(stack, proposal_id)
+    assert_chain_intact(entries)
+    positions = [e for e in entries if e.kind == "position"]
+    assert len(positions) == 11
+    assert {e.entry_hash for e in positions} == set(receipts)  # each receipt names its ledger entry
+    assert entries[-1].kind == "proposal_closed"
+
+    shown = await acli("status", proposal_id, "--json", env=stack_env(stack))
+    assert shown.code == 0, shown.stderr
+    data = shown.json()
+    assert {"id", "title", "stage", "status", "round", "positions", "deadline"} <= data.keys()
+    assert data["id"] == proposal_id and data["status"] == "adopted" and data["round"] == 1
+    assert data["positions"] == dict.fromkeys(
+        ["BN", "KH", "ID", "LA", "MY", "MM", "PH", "SG", "TH", "TL", "VN"], "approve"
+    )
+    human = await acli("status", proposal_id, env=stack_env(stack))
+    assert human.code == 0 and "adopted" in human.stdout and "Viet Nam" in human.stdout
+
+    listed = await acli("list", "--json", env=stack_env(stack))
+    assert listed.code == 0 and proposal_id in [p["id"] for p in listed.json()]
+
+
+async def test_repeated_post_gives_the_same_receipt_and_the_latest_answer_stands(stack: EmbeddedStack) -> None:
+    assert stack.settings and stack.client
+    proposal_id = await propose_sample(stack)
+    links = focal_points(await invitations(stack.settings.mail_dir, proposal_id, 1, expected=22))
+    async with httpx.AsyncClient(timeout=30) as http:
+        page = await http.get(links["PH"])
+        form = {"csrf": _CSRF.search(page.text).group(1), "position": "object", "reason": "needs safeguards"}  # type: ignore[union-attr]
+        first = await http.post(links["PH"], data=form)
+        again = await http.post(links["PH"], data=form)
+        assert first.status_code == again.status_code == 200
+        hash_of = re.compile(r'id="entry-hash">([0-9a-f]{64})<')
+        assert hash_of.search(first.text).group(1) == hash_of.search(again.text).group(1)  # type: ignore[union-attr]
+        assert [e.kind for e in ledger_entries(stack, proposal_id)].count("position") == 1
+
+        # Opening the link again shows the state's current position; a new answer replaces it.
+        page = await http.get(links["PH"])
+        assert "current position" in page.text and "Object" in page.text
+        await answer(http, links["PH"], "approve")
+        status = await operations.status(stack.client, proposal_id)
+        assert status.positions["PH"].value == "approve"  # type: ignore[index,union-attr]
+
+        for state, link in links.items():
+            if state != "PH":
+                await answer(http, link, "approve")
+
+        async def closed() -> bool:
+            return (await operations.status(stack.client, proposal_id)).status.value == "adopted"  # type: ignore[union-attr]
+
+        await wait_for(closed, "adoption")
+        # After the round closed: the old form still gets its receipt; a new form gets a clear "closed" page.
+        replay = await http.post(links["PH"], data=form)
+        assert replay.status_code == 200 and hash_of.search(replay.text)
+        closed_page = await http.get(links["PH"])
+        assert closed_page.status_code == 410 and "closed" in closed_page.text
+    assert [e.kind for e in ledger_entries(stack, proposal_id)].count("position") == 12
+
+
+async def test_bad_links_and_forms_get_clear_4xx_pages(stack: EmbeddedStack) -> None:
+    assert stack.settings and stack.client
+    proposal_id = await propose_sample(stack)
+    mails = await invitations(stack.settings.mail_dir, proposal_id, 1, expected=22)
+    link = mails[0].link
+    token = link.rsplit("/", 1)[1]
+    claims = verify_action(stack.settings.signing_key, token)
+    base = stack.web_url
+    tampered = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
+    forged = sign_action("not-the-key", claims)
+    expired = sign_action(
+        stack.settings.signing_key, claims.model_copy(update={"expires_at": claims.expires_at.replace(year=2020)})
+    )
+    stranger = sign_action(stack.settings.signing_key, claims.model_copy(update={"delegate_id": "MY-0000000000000000"}))
+    cross_state = sign_action(
+        stack.settings.signing_key,
+        claims.model_copy(update={"state": MemberState.VN if claims.state != MemberState.VN else MemberState.MY}),
+    )
+    async with httpx.AsyncClient(timeout=30) as http:
+        cases = {
+            f"{base}/act/{tampered}": 400,
+            f"{base}/act/{forged}": 400,
+            f"{base}/act/garbage": 400,
+            f"{base}/act/{expired}": 410,
+            f"{base}/act/{stranger}": 403,
+            f"{base}/act/{cross_state}": 403,
+        }
+        for url, expected in cases.items():
+            for method in ("GET", "POST"):
+                response = await http.request(method, url, data={"position": "approve", "csrf": "x.y"})
+                assert response.status_code == expected, (url, method, response.status_code)
+                assert "<h1>" in response.text and "Traceback" not in response.text
+
+        page = await http.get(link)
+        csrf = _CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+        no_csrf = await http.post(link, data={"position": "approve"})
+        assert no_csrf.status_code == 403
+        wrong_csrf = await http.post(link, data={"position": "approve", "csrf": csrf[:-1] + "0"})
+        assert wrong_csrf.status_code == 403
+        bad_position = await http.post(link, data={"position": "veto", "csrf": csrf})
+        assert bad_position.status_code == 400 and "Choose one of the positions" in bad_position.text
+        no_reason = await http.post(link, data={"position": "object", "csrf": csrf, "reason": "  "})
+        assert no_reason.status_code == 400 and "reason is required" in no_reason.text
+        unknown = await http.get(f"{base}/no/such/page")
+        assert unknown.status_code == 404
+    assert [e.kind for e in ledger_entries(stack, proposal_id)].count("position") == 0
+
+
+async def test_worker_killed_mid_round_loses_nothing(tmp_path: Path, dev_env: WorkflowEnvironment) -> None:
+    stack = await make_stack(tmp_path, dev_env, run_worker=False)
+    env = stack_env(stack)
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [AISAFE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
+
+    worker = start_worker()
+    try:
+        assert stack.settings and stack.client
+        proposal_id = await propose_sample(stack)
+        links = focal_points(await invitations(stack.settings.mail_dir, proposal_id, 1, expected=22))
+        states = sorted(links)
+        async with httpx.AsyncClient(timeout=120) as http:
+            for state in states[:4]:
+                await answer(http, links[state], "approve")
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            # Delegates keep clicking while no worker runs; their POSTs wait, none is lost.
+            pending = [asyncio.create_task(answer(http, links[s], "approve")) for s in states[4:8]]
+            await asyncio.sleep(1.5)
+            assert not any(t.done() for t in pending)
+            worker = start_worker()
+            await asyncio.gather(*pending)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            worker = start_worker()
+            for state in states[8:]:
+                await answer(http, links[state], "approve")
+
+        async def adopted() -> bool:
+            return (await operations.status(stack.client, proposal_id)).status.value == "adopted"  # type: ignore[union-attr]
+
+        await wait_for(adopted, "adoption", timeout=90)
+        entries = ledger_entries(stack, proposal_id)
+        assert_chain_intact(entries)
+        assert [e.kind for e in entries].count("position") == 11
+        assert [e.kind for e in entries].count("round_opened") == 1
+        mails = read_mails(stack.settings.mail_dir, proposal_id)
+        assert len(mails) == 22 and len({m.message_id for m in mails}) == 22  # no email sent twice
+    finally:
+        worker.kill()
+        worker.wait()
+        await stack.stop()
+
+
+async def test_cli_input_errors_and_roster_import(tmp_path: Path, dev_env: WorkflowEnvironment) -> None:
+    env = {
+        **stack_env_for(tmp_path, address_of(dev_env)),
+    }
+    first = await acli("roster", "import", str(EXAMPLES / "roster.yaml"), "--json", env=env)
+    assert first.code == 0, first.stderr
+    assert first.json() == {"added": 22, "updated": 0, "unchanged": 0}
+    second = await acli("roster", "import", str(EXAMPLES / "roster.yaml"), "--json", env=env)
+    assert second.json() == {"added": 0, "updated": 0, "unchanged": 22}
+    shown = await acli("roster", "show", "--json", env=env)
+    rows = shown.json()
+    assert len(rows) == 22 and set(rows[0]) == {"state", "role", "name", "email", "timezone"}
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: X\nkind: operational_framework\ndocument: missing.md\nprocess:\n  stages: []\n")
+    result = await acli("propose", str(bad), env=env)
+    assert result.code == 2 and "bad.yaml" in result.stderr and "stages" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = await acli("propose", str(tmp_path / "nope.yaml"), env=env)
+    assert missing.code == 2 and "no such file" in missing.stderr
+    unknown = await acli("status", "no-such-proposal", env=env)
+    assert unknown.code == 2 and "no proposal" in unknown.stderr
+    usage = await acli("status", env=env)
+    assert usage.code == 2
+    helped = await acli("--help", env=env)
+    assert helped.code == 0 and "propose" in helped.stdout
+    unreachable = await acli("status", "x", env={**env, "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"})
+    assert unreachable.code == 1 and "cannot reach Temporal" in unreachable.stderr
+
+
+def stack_env_for(tmp_path: Path, address: str) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "TEMPORAL_ADDRESS": address, "AISAFE_DATA_DIR": str(tmp_path / "cli-data")}
+
+
+async def test_demo_command_runs_a_whole_cycle(tmp_path: Path) -> None:
+    import os
+
+    result = await asyncio.to_thread(
+        cli,
+        "demo",
+        "--json",
+        env={**os.environ, "AISAFE_DATA_DIR": str(tmp_path / "demo"), "AISAFE_WEB_PORT": str(free_port())},
+        timeout=180,
+    )
+    assert result.code == 0, result.stderr[-2000:]
+    data = result.json()
+    assert data["status"] == "adopted"
+    assert [r["verdict"] for r in data["rounds"]] == ["changes_requested", "passed"]
+    assert data["receipts"] == 22 and data["emails"] == 44

@@ -36,8 +36,8 @@ app = typer.Typer(
 roster_app = typer.Typer(help="Member-state delegates: import and show the roster.", no_args_is_help=True)
 app.add_typer(roster_app, name="roster")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 DataDirOpt = Annotated[
@@ -100,9 +100,12 @@ def engine_for(settings: Settings) -> Any:
 def log_to_file(path: Path) -> None:
     import logging
 
+    from models.logging import quiet_noisy_loggers
+
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    quiet_noisy_loggers()
 
 
 def emit_json(value: Any) -> None:

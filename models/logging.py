@@ -24,8 +24,21 @@ def configure_logging(log_format: str = "auto", level: int = logging.INFO) -> No
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[renderer], foreign_pre_chain=shared))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet_noisy_loggers()
+
+
+def quiet_noisy_loggers() -> None:
     logging.getLogger("temporalio").setLevel(logging.WARNING)
+    # aiosmtpd logs every envelope at INFO, addresses included; httpx logs URLs, action tokens included.
+    # Personal data and link secrets stay out of our logs.
+    for name in ("mail.log", "httpx", "uvicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)

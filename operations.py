@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.documents import store_document
+from models.db import write_session
 from models.messages import DocumentRef, ProposalInput, ProposalStatus, RevisionInput, WithdrawInput
 from models.process import load_proposal_file, read_document
 from models.roster import RosterFile
@@ -32,7 +33,7 @@ class OperationError(Exception):
 def import_roster(engine: Engine, roster: RosterFile) -> tuple[int, int, int]:
     """Upsert delegates keyed by state and email; returns (added, updated, unchanged)."""
     added = updated = unchanged = 0
-    with Session(engine) as session:
+    with write_session(engine) as session:
         for entry in roster.delegates:
             record = session.get(DelegateRecord, entry.delegate_id)
             fields = {"role": entry.role.value, "name": entry.name, "timezone": entry.timezone, "active": True}

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
+from models.db import write_session
 from models.ledger import document_hash
 from models.tables import DocumentBlob
 
@@ -12,7 +12,7 @@ from models.tables import DocumentBlob
 def store_document(engine: Engine, body: str) -> str:
     """Store `body` (idempotent) and return its SHA-256."""
     sha256 = document_hash(body)
-    with Session(engine) as session:
+    with write_session(engine) as session:
         if session.get(DocumentBlob, sha256) is None:
             session.add(DocumentBlob(sha256=sha256, body=body, size=len(body.encode("utf-8"))))
             session.commit()

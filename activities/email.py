@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio import activity
 
+from models.db import write_session
 from models.messages import MailingResult, RoundMailing
 from models.roster import REVIEW_ROLES
 from models.settings import Settings
@@ -86,7 +87,7 @@ class MailActivities:
         return pending, len(sent), missing
 
     def _mark_sent(self, mailing: RoundMailing, delegate: DelegateRecord, key: str, msg_id: str) -> None:
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             if session.get(SentEmail, key) is None:
                 session.add(
                     SentEmail(

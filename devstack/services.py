@@ -81,8 +81,8 @@ class TemporalDevServer:
         if port_open(host, port):
             raise StackError(f"port {port} is already in use; choose another with --temporal-port")
         self._log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = self._log_file.open("ab")
-        self._process = subprocess.Popen(self._args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        with self._log_file.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self._process = subprocess.Popen(self._args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not port_open(host, port):
             if self._process.poll() is not None:

@@ -8,19 +8,21 @@ from sqlalchemy import Engine, func, text
 from sqlmodel import Session, select
 from temporalio import activity
 
-from models.ledger import GENESIS_HASH, canonical_json, entry_hash
+from models.db import write_session
+from models.ledger import GENESIS_HASH, as_utc, canonical_json, entry_hash
 from models.messages import DocumentRef, LedgerAppend, LedgerReceipt, ProposalInput
 from models.tables import DocumentVersion, LedgerEntry, ProposalRecord
 
 
 def append_entry(session: Session, entry: LedgerAppend) -> LedgerReceipt:
     """Append `entry` to its proposal's chain inside the caller's transaction; a known key returns its receipt."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Writers of one proposal's chain queue here (before the key check, so a concurrent retry of the
+        # same entry finds it); SQLite's BEGIN IMMEDIATE already serialises writers.
+        session.exec(text("SELECT pg_advisory_xact_lock(hashtextextended(:p, 0))").bindparams(p=entry.proposal_id))
     existing = session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == entry.idempotency_key)).first()
     if existing is not None:
-        return LedgerReceipt(seq=existing.seq, entry_hash=existing.entry_hash, recorded_at=existing.recorded_at)
-    if session.get_bind().dialect.name == "postgresql":
-        # Writers of one proposal's chain queue here; SQLite's BEGIN IMMEDIATE already serialises them.
-        session.exec(text("SELECT pg_advisory_xact_lock(hashtextextended(:p, 0))").bindparams(p=entry.proposal_id))
+        return LedgerReceipt(seq=existing.seq, entry_hash=existing.entry_hash, recorded_at=as_utc(existing.recorded_at))
     head = session.exec(
         select(LedgerEntry)
         .where(LedgerEntry.proposal_id == entry.proposal_id)
@@ -69,7 +71,7 @@ class LedgerActivities:
 
     @activity.defn(name="append_ledger")
     def append_ledger(self, entry: LedgerAppend) -> LedgerReceipt:
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             receipt = append_entry(session, entry)
             session.commit()
             return receipt
@@ -77,7 +79,7 @@ class LedgerActivities:
     @activity.defn(name="register_proposal")
     def register_proposal(self, proposal: ProposalInput) -> LedgerReceipt:
         """Record a new proposal, its first document version and its process definition."""
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             if session.get(ProposalRecord, proposal.proposal_id) is None:
                 session.add(
                     ProposalRecord(
@@ -104,7 +106,7 @@ class LedgerActivities:
     def record_version(self, entry: LedgerAppend) -> LedgerReceipt:
         """Record an uploaded document version (its body is already stored under its hash)."""
         document = DocumentRef.model_validate(entry.payload["document"])
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             _add_version(session, entry.proposal_id, document)
             receipt = append_entry(session, entry)
             session.commit()

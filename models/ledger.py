@@ -38,11 +38,14 @@ def entry_hash(
     return hashlib.sha256(material.encode()).hexdigest()
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored ledger time in UTC: SQLite hands times back without their zone, and they were UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def timestamp(moment: datetime) -> str:
-    """The one text form of a ledger time: UTC, microseconds, `Z` (a database may hand it back naive)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The one text form of a ledger time: UTC, microseconds, `Z`."""
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def document_hash(text: str) -> str:

@@ -42,6 +42,16 @@ class MemberReviewStage(_Strict):
         default=None, description="defaults to every state that is a member when the round opens"
     )
 
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _iso_deadline(cls, value: object) -> object:
+        return _require_iso(value)
+
+    @field_validator("reminders", mode="before")
+    @classmethod
+    def _iso_reminders(cls, value: object) -> object:
+        return [_require_iso(v) for v in value] if isinstance(value, list) else value
+
     @field_validator("deadline")
     @classmethod
     def _positive_deadline(cls, value: timedelta) -> timedelta:
@@ -54,7 +64,8 @@ class MemberReviewStage(_Strict):
         for offset in self.reminders:
             if offset <= timedelta(0) or offset >= self.deadline:
                 raise ValueError(
-                    f"reminder {offset} must be a positive duration shorter than the deadline {self.deadline}"
+                    f"reminder {iso_duration(offset)} must be a positive duration shorter than "
+                    f"the deadline {iso_duration(self.deadline)}"
                 )
         return self
 
@@ -100,15 +111,39 @@ def format_validation_error(path: Path, error: ValidationError, source: str | No
 
 
 def _line_of(source: str, loc: tuple[int | str, ...]) -> int | None:
-    """Best-effort line number of the last named key of `loc` in the YAML source."""
-    keys = [p for p in loc if isinstance(p, str) and p.isidentifier()]
-    if not keys:
+    """The line of the YAML node that `loc` names (segments the file has no node for, such as a stage's
+    type tag, are skipped); None when the source cannot be walked."""
+    try:
+        node = yaml.compose(source)
+    except yaml.YAMLError:
         return None
-    for number, text in enumerate(source.splitlines(), start=1):
-        stripped = text.lstrip(" -")
-        if stripped.startswith(f"{keys[-1]}:"):
-            return number
-    return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                continue
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+    return line
+
+
+def iso_duration(value: timedelta) -> str:
+    """A duration as ISO 8601 (P14D, PT12H), the form coordinators write."""
+    seconds = int(value.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
+    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "") if (days or time) else "PT0S"
+
+
+def _require_iso(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration: write ISO 8601, such as P14D (14 days) or PT12H")
+    return value
 
 
 def load_yaml(path: Path) -> tuple[object, str]:

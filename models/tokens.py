@@ -52,10 +52,14 @@ def verify_action(secret: str, token: str, *, now: datetime | None = None) -> Ac
     """Check signature, shape and expiry; raises TokenError with a reason fit for the page."""
     if not token or len(token) > 2048:
         raise TokenError("This link is not valid.")
+    serializer = URLSafeSerializer(secret, salt=_SALT)
     try:
-        payload = URLSafeSerializer(secret, salt=_SALT).loads(token)
+        payload = serializer.loads(token)
     except BadSignature:
         raise TokenError("This link is not valid: it is incomplete or has been altered.") from None
+    # Base64 leaves slack in a signature's last character: only the exact text we issued is accepted.
+    if not hmac.compare_digest(str(serializer.dumps(payload)), token):
+        raise TokenError("This link is not valid: it is incomplete or has been altered.")
     if not isinstance(payload, dict):
         raise TokenError("This link is not valid.")
     try:

@@ -16,6 +16,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models.ledger import as_utc
 from models.messages import PositionReceipt, PositionSubmission, RoundStatus, StatePosition
 from models.positions import Position
 from models.tables import DelegateRecord, DocumentBlob, DocumentVersion, LedgerEntry, ProposalRecord
@@ -176,7 +177,7 @@ def _receipt_from_ledger(engine: Engine, claims: ActionClaims, update_id: str) -
         position=Position(payload["position"]),
         ledger_seq=entry.seq,
         ledger_entry_hash=entry.entry_hash,
-        recorded_at=entry.recorded_at.replace(tzinfo=entry.recorded_at.tzinfo or UTC),
+        recorded_at=as_utc(entry.recorded_at),
     )
 
 

@@ -1,0 +1,393 @@
+"""Proposal and roster files: the examples load, and bad files are refused with messages a coordinator can act on."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from models.positions import DecisionRule, SilencePolicy
+from models.process import InputFileError, MemberReviewStage, load_proposal_file
+from models.roster import Role, delegate_id, load_roster_file
+from models.states import MemberState
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+PROPOSAL = """\
+title: ASEAN AI SAFE Funding Model
+kind: funding_model
+lead_state: MY
+document: funding-model.md
+process:
+  stages:
+    - type: drafting
+    - type: member_review
+      rule: consensus
+      deadline: P14D
+      reminders: [P7D, P1D]
+      silence: abstain
+      max_rounds: 3
+"""
+
+ROSTER = """\
+delegates:
+  - state: MM
+    role: focal_point
+    name: "Aye Thida Win"
+    email: aye.thida.win@mm.example.org
+    timezone: Asia/Yangon
+  - state: TL
+    role: alternate
+    name: "Joaquim da Silva Pereira"
+    email: joaquim.pereira@tl.example.org
+    timezone: Asia/Dili
+"""
+
+
+def write_proposal(tmp_path: Path, text: str, *, document: str | None = "# Funding model\n\nEqual shares.\n") -> Path:
+    if document is not None:
+        (tmp_path / "funding-model.md").write_text(document, encoding="utf-8")
+    path = tmp_path / "proposal.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_roster(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "roster.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def refusal(load: object, path: Path) -> str:
+    with pytest.raises(InputFileError) as caught:
+        load(path)  # type: ignore[operator]
+    return str(caught.value)
+
+
+def line_of(text: str, fragment: str) -> int:
+    """1-based line number of the first line of `text` containing `fragment`."""
+    return next(n for n, line in enumerate(text.splitlines(), start=1) if fragment in line)
+
+
+def problem(message: str, field: str) -> str:
+    """The bullet of `message` that reports on `field` (the last element of its location)."""
+    bullets = [line for line in message.splitlines() if re.match(rf"\s*- \S*\b{re.escape(field)}\b", line)]
+    assert bullets, f"no problem reported for {field!r} in:\n{message}"
+    return bullets[0]
+
+
+# --- the examples ---------------------------------------------------------------------------------------
+
+
+def test_example_proposal_loads_with_its_process_and_document() -> None:
+    proposal, body = load_proposal_file(EXAMPLES / "operational-framework.yaml")
+
+    assert proposal.title == "ASEAN AI SAFE Operational Framework"
+    assert proposal.kind == "operational_framework"
+    assert proposal.lead_state is MemberState.MY
+    assert body == (EXAMPLES / "operational-framework.md").read_text(encoding="utf-8")
+    assert body.startswith("# ASEAN AI SAFE Operational Framework")
+    [review] = proposal.process.stages
+    assert isinstance(review, MemberReviewStage)
+    assert review.rule is DecisionRule.CONSENSUS
+    assert review.deadline == timedelta(days=14)
+    assert review.reminders == [timedelta(days=7), timedelta(days=1)]
+    assert review.silence is SilencePolicy.ABSTAIN
+    assert review.max_rounds == 3
+
+
+def test_example_roster_has_a_focal_point_and_an_alternate_for_each_of_the_eleven_states() -> None:
+    roster = load_roster_file(EXAMPLES / "roster.yaml")
+
+    assert len(roster.delegates) == 22
+    roles = Counter((d.state, d.role) for d in roster.delegates)
+    assert roles == {(state, role): 1 for state in MemberState for role in (Role.FOCAL_POINT, Role.ALTERNATE)}
+    assert len({d.delegate_id for d in roster.delegates}) == 22
+    assert len({d.email for d in roster.delegates}) == 22
+    myanmar = {d.timezone for d in roster.delegates if d.state is MemberState.MM}
+    assert myanmar == {"Asia/Yangon"}
+
+
+def test_roster_email_is_stored_lower_case_so_the_delegate_id_does_not_depend_on_case(tmp_path: Path) -> None:
+    path = write_roster(tmp_path, ROSTER.replace("aye.thida.win@mm.example.org", "Aye.Thida.Win@MM.Example.org"))
+
+    delegate = load_roster_file(path).delegates[0]
+
+    assert delegate.email == "aye.thida.win@mm.example.org"
+    assert delegate.delegate_id == delegate_id(MemberState.MM, "aye.thida.win@mm.example.org")
+    assert "aye" not in delegate.delegate_id, "the id travels in links and histories; it must not reveal the address"
+
+
+def test_proposal_file_with_defaults_gets_the_default_review_process(tmp_path: Path) -> None:
+    text = "title: ASEAN AI SAFE Funding Model\nkind: funding_model\ndocument: funding-model.md\n"
+    text += "process:\n  stages:\n    - type: member_review\n"
+
+    proposal, _ = load_proposal_file(write_proposal(tmp_path, text))
+
+    assert proposal.lead_state is MemberState.MY
+    [review] = proposal.process.stages
+    assert isinstance(review, MemberReviewStage)
+    assert (review.rule, review.deadline, review.silence) == (
+        DecisionRule.CONSENSUS,
+        timedelta(days=14),
+        SilencePolicy.ABSTAIN,
+    )
+
+
+# --- bad proposal files -----------------------------------------------------------------------------------
+
+
+def test_missing_title_is_named(tmp_path: Path) -> None:
+    path = write_proposal(tmp_path, PROPOSAL.replace("title: ASEAN AI SAFE Funding Model\n", ""))
+
+    message = refusal(load_proposal_file, path)
+
+    assert str(path) in message
+    assert "Field required" in problem(message, "title")
+
+
+def test_unknown_rule_is_named_with_its_line_and_the_allowed_rules(tmp_path: Path) -> None:
+    text = PROPOSAL.replace("rule: consensus", "rule: majority")
+    path = write_proposal(tmp_path, text)
+
+    message = refusal(load_proposal_file, path)
+
+    assert str(path) in message
+    bullet = problem(message, "rule")
+    assert "stages.1" in bullet
+    assert f"(line {line_of(text, 'rule: majority')})" in bullet
+    assert "consensus" in bullet and "unanimity" in bullet
+
+
+def test_bad_duration_is_named_with_its_line(tmp_path: Path) -> None:
+    text = PROPOSAL.replace("deadline: P14D", "deadline: fortnight")
+    path = write_proposal(tmp_path, text)
+
+    message = refusal(load_proposal_file, path)
+
+    assert str(path) in message
+    bullet = problem(message, "deadline")
+    assert f"(line {line_of(text, 'deadline: fortnight')})" in bullet
+    assert "timedelta" in bullet or "duration" in bullet
+
+
+def test_zero_deadline_is_refused_with_an_example_of_a_valid_one(tmp_path: Path) -> None:
+    path = write_proposal(tmp_path, PROPOSAL.replace("deadline: P14D", "deadline: P0D").replace("[P7D, P1D]", "[]"))
+
+    message = refusal(load_proposal_file, path)
+
+    assert "P14D" in problem(message, "deadline")
+
+
+def test_reminder_longer_than_the_deadline_is_refused(tmp_path: Path) -> None:
+    path = write_proposal(tmp_path, PROPOSAL.replace("reminders: [P7D, P1D]", "reminders: [P7D, P20D]"))
+
+    message = refusal(load_proposal_file, path)
+
+    assert str(path) in message
+    assert "stages.1" in message
+    assert "reminder P20D" in message
+    assert "shorter than the deadline P14D" in message
+
+
+def test_unknown_lead_state_is_named_with_its_line_and_the_valid_codes(tmp_path: Path) -> None:
+    text = PROPOSAL.replace("lead_state: MY", "lead_state: XX")
+    path = write_proposal(tmp_path, text)
+
+    message = refusal(load_proposal_file, path)
+
+    assert str(path) in message
+    bullet = problem(message, "lead_state")
+    assert f"(line {line_of(text, 'lead_state: XX')})" in bullet
+    assert "'TL'" in bullet and "'MY'" in bullet
+
+
+def test_invalid_yaml_names_the_file_and_the_line(tmp_path: Path) -> None:
+    text = PROPOSAL.replace("lead_state: MY", "lead_state: MY: Malaysia")
+    path = write_proposal(tmp_path, text)
+
+    message = refusal(load_proposal_file, path)
+
+    assert message.startswith(str(path))
+    assert f"line {line_of(text, 'lead_state: MY: Malaysia')}, column 15" in message
+    assert "not valid YAML" in message
+
+
+def test_a_file_that_is_not_a_mapping_says_what_is_expected(tmp_path: Path) -> None:
+    path = write_proposal(tmp_path, "- title\n- kind\n")
+
+    message = refusal(load_proposal_file, path)
+
+    assert str(path) in message
+    assert "expected a mapping" in message
+
+
+def test_missing_proposal_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+
+    message = refusal(load_proposal_file, path)
+
+    assert message == f"{path}: no such file"
+
+
+def test_missing_document_names_the_document_path(tmp_path: Path) -> None:
+    path = write_proposal(tmp_path, PROPOSAL.replace("document: funding-model.md", "document: funding-model-v9.md"))
+
+    message = refusal(load_proposal_file, path)
+
+    assert message == f"{tmp_path / 'funding-model-v9.md'}: document not found"
+
+
+@pytest.mark.parametrize("body", ["", "  \n\n\t\n"], ids=["empty", "whitespace"])
+def test_empty_document_is_refused(tmp_path: Path, body: str) -> None:
+    path = write_proposal(tmp_path, PROPOSAL, document=body)
+
+    message = refusal(load_proposal_file, path)
+
+    assert message == f"{tmp_path / 'funding-model.md'}: document is empty"
+
+
+def test_document_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = write_proposal(tmp_path, PROPOSAL, document=None)
+    (tmp_path / "funding-model.md").write_bytes("Kế hoạch tài chính".encode("utf-16"))
+
+    message = refusal(load_proposal_file, path)
+
+    assert str(tmp_path / "funding-model.md") in message
+    assert "UTF-8" in message
+
+
+def test_drafting_stage_that_is_not_first_is_refused(tmp_path: Path) -> None:
+    text = PROPOSAL.replace("    - type: drafting\n", "") + "    - type: drafting\n"
+    path = write_proposal(tmp_path, text)
+
+    message = refusal(load_proposal_file, path)
+
+    assert str(path) in message
+    assert "drafting stage may only be the first stage" in problem(message, "process")
+
+
+def test_process_without_a_member_review_is_refused(tmp_path: Path) -> None:
+    text = PROPOSAL.split("    - type: member_review")[0]
+    path = write_proposal(tmp_path, text)
+
+    message = refusal(load_proposal_file, path)
+
+    assert "at least one member_review stage" in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [("budget_usd: 250000\n", "budget_usd"), ("      quorum: 6\n", "quorum")],
+    ids=["top-level", "in-a-stage"],
+)
+def test_unknown_key_is_named_not_silently_ignored(tmp_path: Path, extra: str, field: str) -> None:
+    text = PROPOSAL + extra
+    path = write_proposal(tmp_path, text)
+
+    message = refusal(load_proposal_file, path)
+
+    assert str(path) in message
+    bullet = problem(message, field)
+    assert "Extra inputs are not permitted" in bullet
+    assert f"(line {line_of(text, field + ':')})" in bullet
+
+
+def test_every_problem_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    text = PROPOSAL.replace("lead_state: MY", "lead_state: XX").replace("rule: consensus", "rule: majority")
+    path = write_proposal(tmp_path, text)
+
+    message = refusal(load_proposal_file, path)
+
+    assert "2 problem(s)" in message
+    problem(message, "lead_state")
+    problem(message, "rule")
+
+
+# --- bad roster files -------------------------------------------------------------------------------------
+
+
+def test_unknown_timezone_is_named_with_its_line_and_an_example(tmp_path: Path) -> None:
+    text = ROSTER.replace("Asia/Yangon", "Asia/Rangoon_Standard")
+    path = write_roster(tmp_path, text)
+
+    message = refusal(load_roster_file, path)
+
+    assert str(path) in message
+    bullet = problem(message, "timezone")
+    assert "delegates.0.timezone" in bullet
+    assert f"(line {line_of(text, 'Asia/Rangoon_Standard')})" in bullet
+    assert "'Asia/Rangoon_Standard'" in bullet and "Asia/Kuala_Lumpur" in bullet
+
+
+@pytest.mark.parametrize("email", ["aye.thida.win", "aye thida@mm.example.org", "aye@localhost", "a@@mm.example.org"])
+def test_bad_email_is_named(tmp_path: Path, email: str) -> None:
+    text = ROSTER.replace("aye.thida.win@mm.example.org", f'"{email}"')
+    path = write_roster(tmp_path, text)
+
+    message = refusal(load_roster_file, path)
+
+    assert str(path) in message
+    assert "delegates.0.email" in problem(message, "email")
+
+
+def test_unknown_state_and_role_in_roster_are_named(tmp_path: Path) -> None:
+    path = write_roster(tmp_path, ROSTER.replace("state: TL", "state: TP").replace("role: alternate", "role: minister"))
+
+    message = refusal(load_roster_file, path)
+
+    assert "delegates.1.state" in problem(message, "state")
+    assert "focal_point" in problem(message, "role")
+
+
+def test_empty_roster_is_refused(tmp_path: Path) -> None:
+    message = refusal(load_roster_file, write_roster(tmp_path, "delegates: []\n"))
+
+    assert "at least 1 item" in problem(message, "delegates")
+
+
+def test_unknown_key_in_roster_entry_is_named(tmp_path: Path) -> None:
+    text = ROSTER + "    phone: '+670 123 4567'\n"
+    path = write_roster(tmp_path, text)
+
+    message = refusal(load_roster_file, path)
+
+    assert "Extra inputs are not permitted" in problem(message, "phone")
+
+
+def test_roster_with_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    text = ROSTER.replace('name: "Joaquim da Silva Pereira"', 'name: "Joaquim da Silva Pereira')
+    path = write_roster(tmp_path, text)
+
+    message = refusal(load_roster_file, path)
+
+    assert message.startswith(str(path))
+    assert "not valid YAML" in message
+    assert re.search(r"line \d+, column \d+", message)
+
+
+def test_line_number_points_at_the_invalid_entry_not_the_first_entry_with_that_key(tmp_path: Path) -> None:
+    text = (EXAMPLES / "roster.yaml").read_text(encoding="utf-8")
+    # Myanmar's alternate is the 12th delegate; the first delegate is Brunei's.
+    text = text.replace(
+        'name: "Kyaw Zin Htet"\n    email: kyaw.zin.htet@mm.example.org\n    timezone: Asia/Yangon',
+        'name: "Kyaw Zin Htet"\n    email: kyaw.zin.htet@mm.example.org\n    timezone: Asia/Yangoon',
+    )
+    path = write_roster(tmp_path, text)
+
+    message = refusal(load_roster_file, path)
+
+    bullet = problem(message, "timezone")
+    assert "delegates.11.timezone" in bullet
+    assert f"(line {line_of(text, 'Asia/Yangoon')})" in bullet
+
+
+def test_a_bare_number_is_not_taken_for_a_duration(tmp_path: Path) -> None:
+    path = write_proposal(tmp_path, PROPOSAL.replace("deadline: P14D", "deadline: 14"))
+
+    message = refusal(load_proposal_file, path)
+
+    assert "14 is not a duration" in message and "P14D" in message

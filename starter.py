@@ -372,7 +372,7 @@ def dev(
         stack = EmbeddedStack(
             settings.data_dir,
             StackPorts(web=web_port, temporal=temporal_port, ui=ui_port, smtp=smtp_port),
-            temporal_address=settings.temporal_address,
+            temporal_address=settings.temporal_address or f"127.0.0.1:{temporal_port}",
         )
         try:
             await stack.start()

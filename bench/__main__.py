@@ -1,0 +1,80 @@
+"""`python -m bench` (`make bench`): positions through the web action path against bare Temporal Updates.
+
+Exit codes: 0 every call succeeded and every position got its receipt, 1 otherwise, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from bench.runner import DEFAULT_OUT, SMOKE, BenchConfig, BenchError, run_bench, succeeded
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Record N positions through the emailed action links (POST /act/{token}) on the embedded stack, "
+            "and make the same number of bare Temporal Updates on the same dev server, in one run; print "
+            "throughputs, p50/p99 latencies and their ratios (ours/baseline)."
+        ),
+    )
+    defaults = BenchConfig()
+    parser.add_argument(
+        "--positions",
+        type=int,
+        metavar="N",
+        help=f"positions to record, rounded up to whole rounds of 11 states (default {defaults.positions})",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, metavar="C", help=f"calls in flight at once (default {defaults.concurrency})"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"a tiny run: {SMOKE.positions} positions, concurrency {SMOKE.concurrency} (unless given)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, metavar="PATH", help="results JSON (default %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    base = SMOKE if args.smoke else defaults
+    config = BenchConfig(
+        positions=base.positions if args.positions is None else args.positions,
+        concurrency=base.concurrency if args.concurrency is None else args.concurrency,
+        out=args.out,
+    )
+    if config.positions < 1:
+        parser.error("--positions must be at least 1")
+    if config.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    return config
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Ends the process with os._exit: a process that used a Temporal client can abort at exit (sdk-python#300)."""
+    code = 1
+    try:
+        config = parse_args(argv)
+        results = asyncio.run(run_bench(config))
+        code = 0 if succeeded(results) else 1
+    except SystemExit as exc:  # argparse: --help (0) or bad arguments (2)
+        code = exc.code if isinstance(exc.code, int) else 2
+    except KeyboardInterrupt:
+        code = 130
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except Exception:
+        traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

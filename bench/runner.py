@@ -1,0 +1,497 @@
+"""One benchmark run on one embedded stack: the raw-Temporal baseline and the web action path, back to back.
+
+Both sides make the same number of calls with the same concurrency, in the same order over the same number of
+workflows (state by state across every open round), against the same dev server through the same client.
+Only the calls are timed; starting workflows, delivering invitations and opening the action pages are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from functools import partial
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, func
+from sqlmodel import Session, select
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+import operations
+from bench.baseline import BaselineInput, BaselineItem, BaselineWorkflow
+from devstack.services import free_port, temporal_binary
+from devstack.stack import EmbeddedStack, StackPorts
+from models.db import make_engine
+from models.messages import ProposalState
+from models.roster import Role, load_roster_file
+from models.states import members_on
+from models.tables import LedgerEntry
+from web.mailbox import read_mailbox
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
+
+_LINK = re.compile(r"https?://\S+/act/[A-Za-z0-9_\-.]+")
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_ENTRY_HASH = re.compile(r'id="entry-hash">([0-9a-f]{64})<')
+
+
+class BenchError(Exception):
+    """The benchmark could not measure what it set out to (a call failed, a round never opened...)."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    positions: int = 220
+    concurrency: int = 16
+    out: Path = DEFAULT_OUT
+
+
+SMOKE = BenchConfig(positions=11, concurrency=4)
+
+
+@dataclass
+class Figure:
+    """One side's timed calls: how many succeeded, over how long, and each call's latency."""
+
+    label: str
+    unit: str
+    calls: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def completed(self) -> int:
+        return len(self.latencies_ms)
+
+    @property
+    def throughput(self) -> float:
+        return self.completed / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        return percentile(self.latencies_ms, q)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "unit": self.unit,
+            "calls": self.calls,
+            "completed": self.completed,
+            "seconds": round(self.seconds, 4),
+            "throughput_per_s": round(self.throughput, 2),
+            "p50_ms": round(self.percentile(50), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "max_ms": round(max(self.latencies_ms, default=0.0), 2),
+            "errors": self.errors,
+        }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile with linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+async def timed_calls(
+    calls: Sequence[Callable[[], Awaitable[Any]]], concurrency: int
+) -> tuple[float, list[float | None], list[Any]]:
+    """Run `calls` at most `concurrency` at a time; wall seconds, each call's latency (None if it failed), results."""
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float | None] = [None] * len(calls)
+
+    async def one(index: int, call: Callable[[], Awaitable[Any]]) -> Any:
+        async with gate:
+            started = time.perf_counter()
+            result = await call()
+            latencies[index] = (time.perf_counter() - started) * 1000
+            return result
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(i, c) for i, c in enumerate(calls)), return_exceptions=True)
+    seconds = time.perf_counter() - started
+    return (
+        seconds,
+        [None if isinstance(r, BaseException) else t for r, t in zip(results, latencies, strict=True)],
+        results,
+    )
+
+
+# --- the baseline: bare Updates to a minimal workflow --------------------------------------------------------
+
+
+async def run_baseline(client: Client, workflows: int, states: list[str], concurrency: int) -> Figure:
+    """`workflows` x `len(states)` bare execute_update calls, in the same order the delegates answer."""
+    task_queue = f"bench-baseline-{uuid.uuid4().hex[:8]}"
+    async with Worker(client, task_queue=task_queue, workflows=[BaselineWorkflow]):
+        handles: list[WorkflowHandle[BaselineWorkflow, int]] = []
+        for number in range(workflows):
+            handles.append(
+                await client.start_workflow(
+                    BaselineWorkflow.run,
+                    BaselineInput(expected=len(states)),
+                    id=f"{task_queue}-{number}",
+                    task_queue=task_queue,
+                )
+            )
+        # Every workflow has run its first task before timing starts, as every round has before its invitations.
+        await asyncio.gather(*(h.query(BaselineWorkflow.recorded) for h in handles))
+        calls = [
+            partial(h.execute_update, BaselineWorkflow.record, BaselineItem(state=state, position="approve"))
+            for state in states
+            for h in handles
+        ]
+        seconds, latencies, results = await timed_calls(calls, concurrency)
+        figure = Figure(
+            label="bare execute_update on a minimal workflow",
+            unit="updates/s",
+            calls=len(calls),
+            seconds=seconds,
+            latencies_ms=[t for t in latencies if t is not None],
+            errors=[f"update: {r!r}" for r in results if isinstance(r, BaseException)][:10],
+        )
+        if figure.errors:
+            await asyncio.gather(*(h.signal(BaselineWorkflow.finish) for h in handles), return_exceptions=True)
+        recorded = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=60)
+    if not figure.errors and sum(recorded) != len(calls):
+        figure.errors.append(f"the baseline workflows recorded {sum(recorded)} of {len(calls)} updates")
+    return figure
+
+
+# --- ours: positions through the emailed action links --------------------------------------------------------
+
+
+@dataclass
+class Invitation:
+    proposal_id: str
+    state: str
+    link: str
+    csrf: str = ""
+
+
+@dataclass
+class OursRun:
+    figure: Figure
+    proposal_ids: list[str]
+    receipts: int
+    rounds_open_seconds: float
+    http: httpx.AsyncClient
+    ledger_positions: int = 0
+    proposals_adopted: int = 0
+
+
+def _focal_invitations(mail_dir: Path, proposal_ids: set[str], focal: set[str]) -> dict[str, dict[str, Invitation]]:
+    """Round-1 invitations to focal points, by proposal and state (one mailbox read for every proposal)."""
+    found: dict[str, dict[str, Invitation]] = {p: {} for p in proposal_ids}
+    for item in read_mailbox(mail_dir):
+        proposal_id = item.aisafe.get("proposal", "")
+        link = _LINK.search(item.text)
+        if (
+            proposal_id in proposal_ids
+            and item.aisafe.get("step") == "invitation"
+            and item.aisafe.get("round") == "1"
+            and parseaddr(item.to)[1].lower() in focal
+            and link
+        ):
+            state = item.aisafe.get("state", "")
+            found[proposal_id][state] = Invitation(proposal_id, state, link.group(0))
+    return found
+
+
+async def open_rounds(
+    stack: EmbeddedStack, engine: Engine, proposals: int, states: list[str], timeout: float
+) -> tuple[list[str], dict[str, dict[str, Invitation]]]:
+    """Import the roster, propose `proposals` times, and wait until every focal point has its invitation."""
+    assert stack.client is not None and stack.settings is not None
+    roster = load_roster_file(EXAMPLES / "roster.yaml")
+    await asyncio.to_thread(operations.import_roster, engine, roster)
+    focal = {d.email for d in roster.delegates if d.role is Role.FOCAL_POINT}
+    proposal_file = EXAMPLES / "operational-framework.yaml"
+    ids = [await operations.propose(stack.client, engine, stack.settings, proposal_file) for _ in range(proposals)]
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await asyncio.to_thread(_focal_invitations, stack.settings.mail_dir, set(ids), focal)
+        arrived = sum(len(found[p]) for p in ids)
+        if arrived >= len(ids) * len(states):
+            return ids, found
+        if time.monotonic() > deadline:
+            raise BenchError(f"only {arrived} of {len(ids) * len(states)} invitations arrived within {timeout:.0f}s")
+        await asyncio.sleep(0.25)
+
+
+async def open_form(http: httpx.AsyncClient, invitation: Invitation) -> None:
+    """What a delegate sees first (not timed): the confirmation page, whose form carries the CSRF value."""
+    page = await http.get(invitation.link)
+    page.raise_for_status()
+    csrf = _CSRF.search(page.text)
+    if csrf is None:
+        raise BenchError(f"the action page for {invitation.state} on {invitation.proposal_id} has no form")
+    invitation.csrf = csrf.group(1)
+
+
+async def press_approve(http: httpx.AsyncClient, invitation: Invitation) -> httpx.Response:
+    """The timed part: the click on "Approve" until the receipt page has arrived."""
+    return await http.post(invitation.link, data={"csrf": invitation.csrf, "position": "approve", "reason": ""})
+
+
+def _receipt_hash(response: Any) -> str | None:
+    if not isinstance(response, httpx.Response) or response.status_code != 200:
+        return None
+    entry = _ENTRY_HASH.search(response.text)
+    return entry.group(1) if entry else None
+
+
+async def run_ours(
+    stack: EmbeddedStack, engine: Engine, proposals: int, states: list[str], concurrency: int
+) -> tuple[OursRun, Callable[[], Awaitable[Figure]]]:
+    """Open the rounds and their forms (untimed); returns the run and the coroutine that times the clicks."""
+    client = stack.client
+    assert client is not None
+    started = time.perf_counter()
+    ids, found = await open_rounds(stack, engine, proposals, states, timeout=60 + 3 * proposals)
+    rounds_open_seconds = time.perf_counter() - started
+    # The same order as the baseline: state by state, across every open round.
+    invitations = [found[p][s] for s in states for p in ids]
+    http = httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=max(concurrency, 1)))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def gated_open(invitation: Invitation) -> None:
+        async with gate:
+            await open_form(http, invitation)
+
+    try:
+        await asyncio.gather(*(gated_open(i) for i in invitations))
+    except BaseException:
+        await http.aclose()
+        raise
+    run = OursRun(
+        figure=Figure(
+            label="POST /act/{token}: click to receipt (web, Update, ledger activity)",
+            unit="positions/s",
+            calls=len(invitations),
+            seconds=0.0,
+            latencies_ms=[],
+        ),
+        proposal_ids=ids,
+        receipts=0,
+        rounds_open_seconds=rounds_open_seconds,
+        http=http,
+    )
+
+    async def measure() -> Figure:
+        seconds, latencies, responses = await timed_calls(
+            [partial(press_approve, http, i) for i in invitations], concurrency
+        )
+        hashes = [_receipt_hash(r) for r in responses]
+        run.receipts = len({h for h in hashes if h})
+        run.figure.seconds = seconds
+        run.figure.latencies_ms = [t for t, h in zip(latencies, hashes, strict=True) if t is not None and h]
+        run.figure.errors = [
+            f"{i.state} on {i.proposal_id}: {r!r}"
+            if isinstance(r, BaseException)
+            else f"{i.state} on {i.proposal_id}: HTTP {r.status_code}"
+            for i, r, h in zip(invitations, responses, hashes, strict=True)
+            if not h
+        ][:10]
+        await verify_ours(client, engine, run, wait=not run.figure.errors)
+        return run.figure
+
+    return run, measure
+
+
+async def verify_ours(client: Client, engine: Engine, run: OursRun, *, wait: bool, timeout: float = 120) -> None:
+    """Every round closes once its states answered: wait for each proposal's outcome, count the ledger's positions."""
+    deadline = time.monotonic() + timeout
+    pending = set(run.proposal_ids) if wait else set()
+    while pending and time.monotonic() < deadline:
+        statuses = await asyncio.gather(*(operations.status(client, p) for p in pending))
+        pending = {s.id for s in statuses if s.status is ProposalState.RUNNING}
+        run.proposals_adopted += sum(1 for s in statuses if s.status is ProposalState.ADOPTED)
+        if pending:
+            await asyncio.sleep(0.25)
+    if pending:
+        run.figure.errors.append(f"{len(pending)} proposal(s) still running {timeout:.0f}s after the last click")
+
+    def count() -> int:
+        with Session(engine) as session:
+            return session.exec(
+                select(func.count())
+                .select_from(LedgerEntry)
+                .where(LedgerEntry.kind == "position")
+                .where(LedgerEntry.proposal_id.in_(run.proposal_ids))  # type: ignore[attr-defined]
+            ).one()
+
+    run.ledger_positions = await asyncio.to_thread(count)
+
+
+# --- the run, the table and the results file -----------------------------------------------------------------
+
+
+def machine_facts() -> dict[str, Any]:
+    memory = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        server = subprocess.run(
+            [temporal_binary(), "--version"], capture_output=True, text=True, timeout=15, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        server = None
+    return {
+        "os": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "memory_total_bytes": memory,
+        "memory_total_gib": round(memory / 2**30, 1) if memory else None,
+        "python": platform.python_version(),
+        "temporalio": version("temporalio"),
+        "temporal_cli": server,
+    }
+
+
+def table_rows(ours: Figure, baseline: Figure) -> list[dict[str, Any]]:
+    rows = [
+        ("throughput (per s)", ours.throughput, baseline.throughput),
+        ("p50 latency (ms)", ours.percentile(50), baseline.percentile(50)),
+        ("p99 latency (ms)", ours.percentile(99), baseline.percentile(99)),
+    ]
+    return [
+        {
+            "figure": name,
+            "ours": round(mine, 2),
+            "baseline": round(theirs, 2),
+            "ratio": round(mine / theirs, 3) if theirs else None,
+        }
+        for name, mine, theirs in rows
+    ]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = ("figure", "ours", "baseline", "ratio (ours/baseline)")
+    cells = [header] + [
+        (r["figure"], f"{r['ours']:.1f}", f"{r['baseline']:.1f}", "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = []
+    for number, row in enumerate(cells):
+        first = row[0].ljust(widths[0])
+        lines.append("  ".join([first, *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))]))
+        if number == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Start the embedded stack, measure both sides, print the table and write the results file."""
+    if config.positions < 1 or config.concurrency < 1:
+        raise ValueError("positions and concurrency must be at least 1")
+    states = [s.value for s in members_on(datetime.now(UTC).date())]
+    proposals = math.ceil(config.positions / len(states))
+    positions = proposals * len(states)
+    if positions != config.positions:
+        say(f"note: {config.positions} positions rounded up to {positions} (whole rounds of {len(states)} states)")
+    say(
+        f"aisafe bench: {positions} positions ({proposals} proposal(s) x {len(states)} states), "
+        f"concurrency {config.concurrency}"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="aisafe-bench-") as data_dir:
+        ports = StackPorts(web=free_port(), temporal=free_port(), ui=None, smtp=free_port())
+        started = time.perf_counter()
+        async with EmbeddedStack(Path(data_dir), ports) as stack:
+            assert stack.client is not None and stack.settings is not None
+            stack_seconds = time.perf_counter() - started
+            say(f"stack up in {stack_seconds:.1f}s (Temporal dev server {stack.settings.temporal_address})")
+            engine = make_engine(stack.settings.sqlalchemy_url)
+            ours_run: OursRun | None = None
+            try:
+                ours_run, measure_ours = await run_ours(stack, engine, proposals, states, config.concurrency)
+                say(f"{proposals} round(s) open, {positions} invitations in {ours_run.rounds_open_seconds:.1f}s")
+                baseline = await run_baseline(stack.client, proposals, states, config.concurrency)
+                say(f"baseline: {baseline.completed} updates in {baseline.seconds:.2f}s")
+                ours = await measure_ours()
+                say(f"ours: {ours_run.receipts} receipts in {ours.seconds:.2f}s")
+            finally:
+                if ours_run is not None:
+                    await ours_run.http.aclose()
+                engine.dispose()
+
+    rows = table_rows(ours, baseline)
+    results: dict[str, Any] = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "config": {
+            "positions": positions,
+            "requested_positions": config.positions,
+            "concurrency": config.concurrency,
+            "workflows": proposals,
+            "positions_per_workflow": len(states),
+            "order": "state by state across every open round (the same for both sides)",
+        },
+        "table": rows,
+        "figures": {"ours": ours.as_json(), "baseline": baseline.as_json()},
+        "ours": {
+            "receipts": ours_run.receipts,
+            "ledger_positions": ours_run.ledger_positions,
+            "proposals": len(ours_run.proposal_ids),
+            "proposals_adopted": ours_run.proposals_adopted,
+        },
+        "setup_seconds": {
+            "stack_start": round(stack_seconds, 2),
+            "rounds_open": round(ours_run.rounds_open_seconds, 2),
+        },
+    }
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    partial_file = config.out.with_name(config.out.name + ".tmp")  # a reader never sees half a file
+    partial_file.write_text(json.dumps(results, indent=2) + "\n")
+    partial_file.replace(config.out)
+
+    say("")
+    say(f"ours:     {ours.label}")
+    say(f"          {ours.completed}/{ours.calls} positions in {ours.seconds:.2f}s; throughput in positions/s")
+    say(f"baseline: {baseline.label}")
+    say(f"          {baseline.completed}/{baseline.calls} updates in {baseline.seconds:.2f}s; throughput in updates/s")
+    say("")
+    say(format_table(rows))
+    for side, figure in (("ours", ours), ("baseline", baseline)):
+        for error in figure.errors:
+            say(f"error ({side}): {error}")
+    say(f"\nresults written to {config.out}")
+    return results
+
+
+def succeeded(results: dict[str, Any]) -> bool:
+    """Every call on both sides completed, and every position got its receipt and its ledger entry."""
+    figures = results["figures"]
+    positions = results["config"]["positions"]
+    return (
+        not figures["ours"]["errors"]
+        and not figures["baseline"]["errors"]
+        and results["ours"]["receipts"] == positions
+        and results["ours"]["ledger_positions"] == positions
+    )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
@@ -15,7 +18,21 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.documents import store_document
 from models.db import write_session
-from models.messages import DocumentRef, ProposalInput, ProposalStatus, RevisionInput, WithdrawInput
+from models.files import InputFileError, format_validation_error, load_yaml
+from models.messages import (
+    Comment,
+    ConsultationStatus,
+    DispositionInput,
+    DocumentRef,
+    ExtendInput,
+    MeetingRecord,
+    Pledge,
+    ProposalInput,
+    ProposalStatus,
+    RevisionInput,
+    WithdrawInput,
+)
+from models.positions import Disposition
 from models.process import load_proposal_file, read_document
 from models.roster import RosterFile
 from models.settings import Settings
@@ -36,9 +53,17 @@ def import_roster(engine: Engine, roster: RosterFile) -> tuple[int, int, int]:
     with write_session(engine) as session:
         for entry in roster.delegates:
             record = session.get(DelegateRecord, entry.delegate_id)
-            fields = {"role": entry.role.value, "name": entry.name, "timezone": entry.timezone, "active": True}
+            fields = {
+                "role": entry.role.value,
+                "name": entry.name,
+                "timezone": entry.timezone,
+                "sector": entry.sector.value if entry.sector else None,
+                "organisation": entry.organisation,
+                "active": True,
+            }
             if record is None:
-                session.add(DelegateRecord(id=entry.delegate_id, state=entry.state.value, email=entry.email, **fields))
+                state = entry.state.value if entry.state else None
+                session.add(DelegateRecord(id=entry.delegate_id, state=state, email=entry.email, **fields))
                 added += 1
             elif any(getattr(record, k) != v for k, v in fields.items()):
                 for key, value in fields.items():
@@ -94,15 +119,19 @@ async def status(client: Client, proposal_id: str) -> ProposalStatus:
 
 
 async def list_proposals(client: Client, stage: str | None = None) -> list[ProposalStatus]:
+    """Proposals, newest first; `stage` (a stage or final status) filters through the AisafeStage search attribute."""
+    query = f"WorkflowType = '{PROPOSAL_WORKFLOW}'"
+    if stage:
+        if not stage.replace("_", "").isalnum():
+            raise OperationError(f"not a stage name: {stage!r}")
+        query += f" AND AisafeStage = '{stage}'"
     ids = [
         execution.id
-        async for execution in client.list_workflows(f"WorkflowType = '{PROPOSAL_WORKFLOW}'")
+        async for execution in client.list_workflows(query)
         if execution.status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
     ]
     found = await asyncio.gather(*(status(client, i) for i in ids), return_exceptions=True)
     result = [s for s in found if isinstance(s, ProposalStatus)]
-    if stage:
-        result = [s for s in result if stage in (s.stage, s.status.value)]
     return sorted(result, key=lambda s: s.started_at or utcnow(), reverse=True)
 
 
@@ -126,6 +155,72 @@ async def withdraw(client: Client, proposal_id: str, reason: str) -> ProposalSta
     return await _update(client, proposal_id, "withdraw", WithdrawInput(reason=reason), ProposalStatus)
 
 
+async def pledge(client: Client, proposal_id: str, partner: str, amount: Decimal, currency: str | None) -> Pledge:
+    try:
+        request = Pledge(partner=partner, amount=amount, currency=currency)
+    except ValidationError as exc:
+        raise OperationError(_first_error(exc)) from None
+    return await _update(client, proposal_id, "pledge", request, Pledge)
+
+
+async def consultation(client: Client, proposal_id: str) -> ConsultationStatus:
+    """The open consultation of a proposal (its comments and their dispositions)."""
+    child = await _open_child(client, proposal_id, ".consultation-", "consultation")
+    return await client.get_workflow_handle(child).query("status", result_type=ConsultationStatus)
+
+
+async def respond(client: Client, proposal_id: str, comment_id: str, disposition: Disposition, reason: str) -> Comment:
+    try:
+        answer = DispositionInput(comment_id=comment_id, disposition=disposition, reason=reason)
+    except ValidationError as exc:
+        raise OperationError(_first_error(exc)) from None
+    child = await _open_child(client, proposal_id, ".consultation-", "consultation")
+    return await _update(client, child, "respond", answer, Comment)
+
+
+async def extend(client: Client, proposal_id: str, duration: str) -> datetime:
+    try:
+        by = TypeAdapter(timedelta).validate_python(duration)
+        request = ExtendInput(by=by)
+    except ValidationError as exc:
+        raise OperationError(f"{duration!r}: {_first_error(exc)} (write an ISO 8601 duration such as P7D)") from None
+    if not duration.upper().startswith("P"):
+        raise OperationError(f"{duration!r} is not an ISO 8601 duration such as P7D")
+    child = await _open_child(client, proposal_id, ".consultation-", "consultation")
+    return await _update(client, child, "extend", request, datetime)
+
+
+def load_meeting_record(path: Path) -> MeetingRecord:
+    """A meeting record file: held_on, venue, summary, positions {STATE: position}, reasons {STATE: text}."""
+    data, source = load_yaml(path)
+    if not isinstance(data, dict):
+        raise InputFileError(f"{path}: expected a mapping with positions (and reasons, summary, held_on)")
+    try:
+        return MeetingRecord.model_validate(data)
+    except ValidationError as exc:
+        raise InputFileError(format_validation_error(path, exc, source)) from None
+
+
+async def record_meeting(client: Client, proposal_id: str, path: Path) -> MeetingRecord:
+    record = load_meeting_record(path)
+    child = await _open_child(client, proposal_id, ".meeting-", "meeting awaiting its record")
+    return await _update(client, child, "record_meeting", record, MeetingRecord)
+
+
+async def _open_child(client: Client, proposal_id: str, marker: str, what: str) -> str:
+    current = await status(client, proposal_id)
+    child = current.stage_workflow_id
+    if not child or marker not in child:
+        raise OperationError(f"{proposal_id} has no open {what} (it is in stage {current.stage})")
+    return child
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
+
+
 async def _update(client: Client, proposal_id: str, name: str, arg: object, result_type: type[T]) -> T:
     handle = client.get_workflow_handle(proposal_id)
     try:
@@ -136,6 +231,6 @@ async def _update(client: Client, proposal_id: str, name: str, arg: object, resu
         cause = exc.cause
         raise OperationError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise OperationError(f"no running proposal with id {proposal_id!r}") from None
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise OperationError(f"{proposal_id!r} is not running (unknown, or already closed)") from None
         raise

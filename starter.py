@@ -20,6 +20,7 @@ from rich.table import Table
 from temporalio.service import RPCError
 
 import operations
+from models.positions import Disposition
 from models.process import InputFileError
 from models.settings import Settings
 from models.states import MemberState
@@ -146,13 +147,14 @@ def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
         emit_json(
             [
                 {"state": d.state, "role": d.role, "name": d.name, "email": d.email, "timezone": d.timezone}
+                | ({"sector": d.sector, "organisation": d.organisation} if d.sector else {})
                 for d in delegates
             ]
         )
         return
-    table = Table("State", "Role", "Name", "Email", "Time zone")
+    table = Table("State / sector", "Role", "Name", "Email", "Time zone")
     for d in delegates:
-        table.add_row(d.state, d.role, d.name, d.email, d.timezone)
+        table.add_row(d.state or d.sector or "", d.role, d.name, d.email, d.timezone)
     out.print(table)
 
 
@@ -309,6 +311,132 @@ def withdraw(
         out.print(f"{proposal_id} withdrawn")
 
 
+@app.command()
+def extend(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    duration: Annotated[str, typer.Argument(help="ISO 8601 duration to add, e.g. P7D.")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Extend the open consultation's deadline (stakeholders are told the new date).
+
+    Example: aisafe extend ID P7D
+    """
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.extend(await client_for(settings), proposal_id, duration)
+
+    deadline = run(work)
+    if as_json:
+        emit_json({"id": proposal_id, "deadline": deadline.isoformat()})
+    else:
+        out.print(f"consultation extended to {deadline.isoformat()}")
+
+
+@app.command()
+def respond(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    comment_id: Annotated[str, typer.Argument(metavar="COMMENT_ID")],
+    disposition: Annotated[Disposition, typer.Argument(help="accepted | partly | noted | not_accepted")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the response-to-comments matrix).")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Record the disposition of a consultation comment.
+
+    Example: aisafe respond ID COMMENT_ID partly --reason "Section 4 now covers data protection"
+    """
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.respond(await client_for(settings), proposal_id, comment_id, disposition, reason)
+
+    comment = run(work)
+    if as_json:
+        emit_json(comment.model_dump(mode="json"))
+    else:
+        out.print(f"comment {comment.comment_id}: {comment.disposition}")
+
+
+@app.command("comments")
+def comments_command(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False, data_dir: DataDirOpt = None
+) -> None:
+    """List the open consultation's comments and their dispositions (the response-to-comments matrix)."""
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.consultation(await client_for(settings), proposal_id)
+
+    matrix = run(work)
+    if as_json:
+        emit_json(matrix.model_dump(mode="json"))
+        return
+    out.print(f"deadline {matrix.deadline.isoformat()} ({'open' if matrix.is_open else 'closed to comments'})")
+    table = Table("Comment id", "Sector", "Section", "Comment", "Disposition", "Reason")
+    for c in matrix.comments:
+        table.add_row(
+            c.comment_id, c.sector.value, c.section or "", c.text[:80], str(c.disposition or "—"), c.reason or ""
+        )
+    out.print(table)
+
+
+@app.command("record-meeting")
+def record_meeting(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    file: Annotated[Path, typer.Argument(help="YAML: positions {STATE: position}, reasons, summary, held_on.")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Record an ADGSOM/ADGMIN meeting's outcome and each state's position (after the meeting).
+
+    Example: aisafe record-meeting ID examples/adgmin-record.yaml
+    """
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        operations.load_meeting_record(file)  # refuse a bad file before connecting anywhere
+        return await operations.record_meeting(await client_for(settings), proposal_id, file)
+
+    record = run(work)
+    if as_json:
+        emit_json(record.model_dump(mode="json"))
+    else:
+        out.print(f"meeting recorded: {len(record.positions)} state position(s)")
+
+
+@app.command()
+def pledge(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    partner: Annotated[str, typer.Option(help="The dialogue partner making the contribution.")],
+    amount: Annotated[str, typer.Option(help="Amount, e.g. 150000.00 (in the funding stage's currency).")],
+    currency: Annotated[str | None, typer.Option(help="ISO 4217 code; must match the funding stage.")] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Record a dialogue partner's contribution to the funding stage.
+
+    Example: aisafe pledge ID --partner "Dialogue Partner A" --amount 150000.00
+    """
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise Failure(f"{amount!r} is not an amount", 2) from None
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.pledge(await client_for(settings), proposal_id, partner, value, currency)
+
+    recorded = run(work)
+    if as_json:
+        emit_json(recorded.model_dump(mode="json"))
+    else:
+        out.print(f"pledge recorded: {recorded.partner} {recorded.amount:,.2f}")
+
+
 # --- processes --------------------------------------------------------------------------------------
 
 
@@ -406,7 +534,7 @@ def dev(
 
 @app.command()
 def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
-    """Run a review cycle end to end: delegates simulated by opening their emailed links over HTTP.
+    """Run the whole default process end to end: delegates and stakeholders simulated over HTTP.
 
     Uses the stack running at $TEMPORAL_ADDRESS / $AISAFE_DATA_DIR, or starts the embedded stack.
     Exits 0 when the proposal is adopted.
@@ -441,8 +569,10 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
             {
                 "id": result.proposal_id,
                 "status": result.status.status.value,
+                "stages": [r.model_dump(mode="json") for r in result.status.stages],
                 "rounds": [r.model_dump(mode="json") for r in result.status.rounds],
                 "receipts": len(result.receipts),
+                "comments": len(result.comments),
                 "emails": result.emails,
             }
         )

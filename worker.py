@@ -14,10 +14,12 @@ from activities.ledger import LedgerActivities
 from models.db import init_db, make_engine
 from models.settings import Settings
 from models.temporal_client import connect
+from workflows.consultation import ConsultationWorkflow
+from workflows.meeting import MeetingWorkflow
 from workflows.proposal import ProposalWorkflow
 from workflows.review_round import ReviewRoundWorkflow
 
-WORKFLOWS = [ProposalWorkflow, ReviewRoundWorkflow]
+WORKFLOWS = [ProposalWorkflow, ReviewRoundWorkflow, ConsultationWorkflow, MeetingWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
@@ -27,7 +29,16 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[ledger.append_ledger, ledger.register_proposal, ledger.record_version, mail.send_round_mail],
+        activities=[
+            ledger.append_ledger,
+            ledger.register_proposal,
+            ledger.record_version,
+            mail.send_round_mail,
+            mail.send_answer_notice,
+            mail.send_consultation_mail,
+            mail.send_meeting_mail,
+            mail.send_outcome_mail,
+        ],
         # Ledger activities are synchronous database transactions; they run on these threads.
         activity_executor=ThreadPoolExecutor(max_workers=16),
     )

@@ -227,7 +227,7 @@ async def open_rounds(
     roster = load_roster_file(EXAMPLES / "roster.yaml")
     await asyncio.to_thread(operations.import_roster, engine, roster)
     focal = {d.email for d in roster.delegates if d.role is Role.FOCAL_POINT}
-    proposal_file = EXAMPLES / "operational-framework.yaml"
+    proposal_file = EXAMPLES / "review-round.yaml"
     ids = [await operations.propose(stack.client, engine, stack.settings, proposal_file) for _ in range(proposals)]
     deadline = time.monotonic() + timeout
     while True:

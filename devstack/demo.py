@@ -1,4 +1,10 @@
-"""`aisafe demo`: a whole review cycle with delegates simulated by opening their emailed links over HTTP."""
+"""`aisafe demo`: the whole default process on a running stack, delegates and stakeholders simulated by
+opening their emailed links over HTTP (GET the page, then press a button), the coordinator by operations.
+
+drafting -> consultation (comments, an extension, dispositions) -> member review (a change request, a
+revised version, a second round) -> ADGSOM ad referendum (silence procedure) -> ADGMIN meeting (dated a few
+seconds ahead, then recorded) -> funding (tiered shares, one state opting out, a partner pledge) -> adopted.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,30 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 from sqlalchemy import Engine
 from temporalio.client import Client
 
 import operations
-from models.messages import ProposalState, ProposalStatus
-from models.roster import load_roster_file
+from models.messages import ProposalState, ProposalStatus, RoundStatus
+from models.positions import Disposition
+from models.roster import Role, load_roster_file
 from models.settings import Settings
+from models.states import MemberState
+from models.tokens import round_workflow_id
 from web.mailbox import read_mailbox
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-_LINK = re.compile(r"https?://\S+/act/[A-Za-z0-9_\-.]+")
+_LINK = re.compile(r"https?://\S+/(?:act|comment)/[A-Za-z0-9_\-.]+")
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_ENTRY_HASH = re.compile(r'id="entry-hash">([0-9a-f]{64})<')
+_COMMENT_ID = re.compile(r'id="comment-id">([^<]+)<')
 
 # Round 1: the Philippines asks for a data-protection safeguard, Singapore approves with a reservation,
 # Timor-Leste's alternate answers for its state; everyone else's focal point approves.
@@ -31,16 +46,27 @@ ROUND_1 = {
 }
 ROUND_2 = {"MM": ("abstain", "")}
 ALTERNATE_ANSWERS = {"TL"}
+# ADGSOM ad referendum: these senior officials concur explicitly; the others stay silent and are deemed to.
+AD_REFERENDUM_CONCUR = {"BN", "ID", "MY", "SG", "TH", "VN"}
+# Funding: Myanmar declines and opts out (ASEAN-minus-X); a dialogue partner's pledge closes the gap.
+FUNDING_DECLINE = {"MM"}
+COMMENTS = [
+    ("civil_society", "4.1", "Incident reports should never identify affected individuals."),
+    ("academia", "8", "Please add a research-access track to the 2026-2027 work plan."),
+    ("industry", None, "Welcome the voluntary, non-binding approach; align testing with existing standards."),
+]
 
 
 @dataclass
 class Mail:
+    kind: str
     state: str
     to: str
     step: str
     round: int
     link: str
     message_id: str
+    stage: str = ""
 
 
 @dataclass
@@ -48,25 +74,29 @@ class DemoResult:
     proposal_id: str
     status: ProposalStatus
     receipts: list[str] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
     emails: int = 0
 
 
 def read_mails(mail_dir: Path, proposal_id: str) -> list[Mail]:
-    """The round emails the sink received for one proposal, with the action link of each."""
+    """The emails the sink received for one proposal, with the personal link of each (if it has one)."""
     found = []
     for item in read_mailbox(mail_dir):
+        if item.aisafe.get("proposal") != proposal_id:
+            continue
         link = _LINK.search(item.text)
-        if item.aisafe.get("proposal") == proposal_id and link:
-            found.append(
-                Mail(
-                    state=item.aisafe.get("state", ""),
-                    to=item.to,
-                    step=item.aisafe.get("step", ""),
-                    round=int(item.aisafe.get("round", "0")),
-                    link=link.group(0),
-                    message_id=item.message_id,
-                )
+        found.append(
+            Mail(
+                kind=item.aisafe.get("kind", "round"),
+                state=item.aisafe.get("state", ""),
+                to=item.to,
+                step=item.aisafe.get("step", ""),
+                round=int(item.aisafe.get("round", "0") or 0),
+                link=link.group(0) if link else "",
+                message_id=item.message_id,
+                stage=item.aisafe.get("stage", ""),
             )
+        )
     return found
 
 
@@ -78,47 +108,113 @@ async def wait_for(check: Callable[[], Awaitable[bool]], what: str, timeout: flo
         await asyncio.sleep(interval)
 
 
-async def invitations(mail_dir: Path, proposal_id: str, round_number: int, expected: int) -> list[Mail]:
+async def mails_matching(
+    mail_dir: Path, proposal_id: str, keep: Callable[[Mail], bool], expected: int, what: str
+) -> list[Mail]:
     result: list[Mail] = []
 
     async def arrived() -> bool:
         nonlocal result
-        mails = await asyncio.to_thread(read_mails, mail_dir, proposal_id)
-        result = [m for m in mails if m.round == round_number and m.step == "invitation"]
+        result = [m for m in await asyncio.to_thread(read_mails, mail_dir, proposal_id) if keep(m)]
         return len(result) >= expected
 
-    await wait_for(arrived, f"{expected} invitations for round {round_number}")
+    await wait_for(arrived, what)
     return result
 
 
-async def answer(http: httpx.AsyncClient, link: str, position: str, reason: str = "") -> str:
-    """What a delegate does: open the link (nothing recorded), then press a position button."""
+async def invitations(mail_dir: Path, proposal_id: str, round_number: int, expected: int) -> list[Mail]:
+    return await mails_matching(
+        mail_dir,
+        proposal_id,
+        lambda m: m.round == round_number and m.step == "invitation" and "/act/" in m.link,
+        expected,
+        f"{expected} invitations for round {round_number}",
+    )
+
+
+async def open_form(http: httpx.AsyncClient, link: str) -> str:
     page = await http.get(link)
     page.raise_for_status()
     csrf = _CSRF.search(page.text)
     if csrf is None:
-        raise RuntimeError(f"the action page at {link} has no form")
-    receipt = await http.post(link, data={"csrf": csrf.group(1), "position": position, "reason": reason})
+        raise RuntimeError(f"the page at {link} has no form")
+    return csrf.group(1)
+
+
+async def answer(http: httpx.AsyncClient, link: str, position: str, reason: str = "", amount: str | None = None) -> str:
+    """What a delegate does: open the link (nothing recorded), then press a position button."""
+    form = {"csrf": await open_form(http, link), "position": position, "reason": reason}
+    if amount is not None:
+        form["amount"] = amount
+    receipt = await http.post(link, data=form)
     receipt.raise_for_status()
-    entry = re.search(r'id="entry-hash">([0-9a-f]{64})<', receipt.text)
+    entry = _ENTRY_HASH.search(receipt.text)
     if entry is None:
         raise RuntimeError("the receipt page shows no ledger entry hash")
     return entry.group(1)
 
 
+async def comment(http: httpx.AsyncClient, link: str, text: str, section: str | None) -> str:
+    """What a stakeholder does: open the comment link, write, send; returns the comment id."""
+    form = {"csrf": await open_form(http, link), "text": text, "section": section or ""}
+    receipt = await http.post(link, data=form)
+    receipt.raise_for_status()
+    found = _COMMENT_ID.search(receipt.text)
+    if found is None:
+        raise RuntimeError("the comment receipt shows no comment id")
+    return found.group(1).strip()
+
+
 async def answer_round(
-    http: httpx.AsyncClient, mails: list[Mail], answers: dict[str, tuple[str, str]], roster_roles: dict[str, str]
+    http: httpx.AsyncClient,
+    mails: list[Mail],
+    answers: dict[str, tuple[str, str]],
+    roles: dict[str, str],
+    *,
+    default: str = "approve",
+    only: set[str] | None = None,
 ) -> list[str]:
+    """One delegate per state answers (the focal point, or the alternate for ALTERNATE_ANSWERS)."""
     chosen: dict[str, Mail] = {}
     for mail in sorted(mails, key=lambda m: m.to):
         wanted = "alternate" if mail.state in ALTERNATE_ANSWERS else "focal_point"
-        if roster_roles.get(mail.to) == wanted:
+        if roles.get(mail.to) in (wanted, "senior_official", "minister_office") and mail.state not in chosen:
             chosen[mail.state] = mail
-    return list(
-        await asyncio.gather(
-            *(answer(http, m.link, *answers.get(state, ("approve", ""))) for state, m in sorted(chosen.items()))
-        )
-    )
+    states = sorted(s for s in chosen if only is None or s in only)
+    return list(await asyncio.gather(*(answer(http, chosen[s].link, *answers.get(s, (default, ""))) for s in states)))
+
+
+def demo_proposal(workdir: Path, meeting_at: datetime) -> Path:
+    """The demo's proposal file: the example's full default process, with deadlines of seconds, not weeks."""
+    funding = yaml.safe_load((EXAMPLES / "funding-model.yaml").read_text())["process"]["stages"][-1]
+    spec: dict[str, Any] = {
+        "title": "ASEAN AI SAFE Operational Framework (demo)",
+        "kind": "operational_framework",
+        "lead_state": "MY",
+        "document": str(EXAMPLES / "operational-framework.md"),
+        "process": {
+            "stages": [
+                {"type": "drafting"},
+                {"type": "consultation", "deadline": "PT15S", "reminders": []},
+                {"type": "member_review", "deadline": "P14D", "reminders": ["P7D", "P1D"], "max_rounds": 3},
+                {"type": "senior_officials", "mode": "ad_referendum", "deadline": "PT6S", "reminders": []},
+                {
+                    "type": "ministerial",
+                    "mode": "meeting",
+                    "date": meeting_at.isoformat(),
+                    "venue": "Kuala Lumpur (demo)",
+                    "chair": "TH",
+                    "grace": "PT60S",
+                    "on_no_record": "ad_referendum",
+                },
+                {**funding, "deadline": "PT30S", "reminders": []},
+            ]
+        },
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"demo-proposal-{int(time.time())}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
 
 
 async def run_demo(
@@ -126,37 +222,138 @@ async def run_demo(
 ) -> DemoResult:
     roster = load_roster_file(EXAMPLES / "roster.yaml")
     added, updated, _ = operations.import_roster(engine, roster)
-    say(f"roster: {len(roster.delegates)} delegates ({added} added, {updated} updated)")
+    say(f"roster: {len(roster.delegates)} delegates and stakeholders ({added} added, {updated} updated)")
     roles = {f"{d.name} <{d.email}>": d.role.value for d in roster.delegates}
+    review_delegates = sum(1 for d in roster.delegates if d.role in (Role.FOCAL_POINT, Role.ALTERNATE))
+    sectors = {f"{d.name} <{d.email}>": d.sector.value for d in roster.delegates if d.sector}
 
-    proposal_id = await operations.propose(client, engine, settings, EXAMPLES / "operational-framework.yaml")
+    meeting_at = datetime.now(UTC) + timedelta(seconds=40)
+    path = demo_proposal(settings.data_dir / "demo", meeting_at)
+    proposal_id = await operations.propose(client, engine, settings, path)
     say(f"proposed {proposal_id}")
     result = DemoResult(proposal_id=proposal_id, status=await operations.status(client, proposal_id))
+    mail_dir = settings.mail_dir
     async with httpx.AsyncClient(timeout=60) as http:
-        mails = await invitations(settings.mail_dir, proposal_id, 1, expected=len(roster.delegates))
-        say(f"round 1: {len(mails)} invitations delivered; delegates answering through their links")
+        # Drafting: the coordinator submits version 1 as it stands.
+        await _wait_stage(client, proposal_id, {"drafting"})
+        await operations.submit(client, proposal_id)
+        say("drafting: version 1 submitted")
+
+        # Consultation: stakeholders comment; the window is extended once; every comment gets a disposition.
+        invited = await mails_matching(
+            mail_dir,
+            proposal_id,
+            lambda m: m.kind == "consultation" and "/comment/" in m.link,
+            len(sectors),
+            "consultation invitations",
+        )
+        by_sector: dict[str, Mail] = {}
+        for mail in invited:
+            by_sector.setdefault(sectors.get(mail.to, ""), mail)
+        for sector, section, text in COMMENTS:
+            result.comments.append(await comment(http, by_sector[sector].link, text, section))
+        await operations.extend(client, proposal_id, "PT5S")
+        say(f"consultation: {len(result.comments)} comments from stakeholders; window extended by 5 seconds")
+        await _wait_for(
+            client, proposal_id, lambda s: bool(s.consultation and not s.consultation.is_open), "the window"
+        )
+        dispositions = [
+            (Disposition.ACCEPTED, "Section 4.1.2 now requires anonymised incident reports."),
+            (Disposition.PARTLY, "A research-access item is added for 2027; a separate track is deferred."),
+            (Disposition.NOTED, "The framework stays voluntary and standards-aligned."),
+        ]
+        for comment_id, (disposition, reason) in zip(result.comments, dispositions, strict=True):
+            await operations.respond(client, proposal_id, comment_id, disposition, reason)
+        say("consultation: every comment answered (response-to-comments matrix complete)")
+
+        # Member review: a change request in round 1, a revised version, consensus in round 2.
+        mails = await invitations(mail_dir, proposal_id, 1, expected=review_delegates)
+        say(f"member review round 1: {len(mails)} invitations; delegates answering through their links")
         result.receipts += await answer_round(http, mails, ROUND_1, roles)
         await _wait_stage(client, proposal_id, {"revision"})
-        say("round 1: changes requested by PH; uploading version 2")
+        say("member review round 1: changes requested by PH; uploading version 2")
         await operations.revise(client, engine, proposal_id, EXAMPLES / "operational-framework-v2.md")
-
-        mails = await invitations(settings.mail_dir, proposal_id, 2, expected=len(roster.delegates))
-        say(f"round 2: {len(mails)} invitations delivered; delegates answering")
+        mails = await invitations(mail_dir, proposal_id, 2, expected=review_delegates)
         result.receipts += await answer_round(http, mails, ROUND_2, roles)
+        say("member review round 2: consensus")
+
+        # ADGSOM ad referendum: some concur, the rest stay silent and are deemed to concur at the deadline.
+        mails = await mails_matching(
+            mail_dir, proposal_id, lambda m: m.round == 3 and m.step == "invitation", 11, "ADGSOM invitations"
+        )
+        result.receipts += await answer_round(http, mails, {}, roles, only=AD_REFERENDUM_CONCUR)
+        say(f"ADGSOM ad referendum: {len(AD_REFERENDUM_CONCUR)} concur, the others stay silent until the deadline")
+
+        # ADGMIN meeting: the workflow sleeps until the date; then the secretariat records the outcome.
+        await _wait_stage(client, proposal_id, {"ministerial"}, timeout=90)
+        record = settings.data_dir / "demo" / "adgmin-record.yaml"
+        record.write_text(
+            yaml.safe_dump(
+                {
+                    "held_on": meeting_at.isoformat(),
+                    "summary": "ADGMIN endorsed the operational framework.",
+                    "positions": {
+                        s: "approve" for s in ["BN", "ID", "KH", "LA", "MM", "MY", "PH", "SG", "TH", "TL", "VN"]
+                    },
+                }
+            )
+        )
+        say(f"ADGMIN meeting at {meeting_at:%H:%M:%S} UTC: waiting for it, then recording the outcome")
+        await _record_when_held(client, proposal_id, record)
+
+        # Funding: tiered shares; Myanmar opts out; a dialogue partner's pledge closes the gap.
+        mails = await mails_matching(
+            mail_dir,
+            proposal_id,
+            lambda m: m.stage == "funding" and m.step == "invitation" and bool(m.link),
+            review_delegates,
+            "funding invitations",
+        )
+        current = await operations.status(client, proposal_id)
+        live = await client.get_workflow_handle(round_workflow_id(proposal_id, current.round)).query(
+            "status", result_type=RoundStatus
+        )
+        assert live.funding is not None
+        gap = sum((live.funding.expected.get(MemberState(s), Decimal(0)) for s in FUNDING_DECLINE), Decimal(0))
+        await operations.pledge(client, proposal_id, "Dialogue Partner (demo)", gap, None)
+        say(f"funding: a dialogue partner pledges {gap:,.2f} to cover the share of {', '.join(FUNDING_DECLINE)}")
+        decline = {s: ("decline", "Not in a position to contribute this cycle.") for s in FUNDING_DECLINE}
+        result.receipts += await answer_round(http, mails, decline, roles, default="confirm")
         result.status = await _wait_stage(client, proposal_id, {s.value for s in ProposalState} - {"running"})
-    result.emails = len(await asyncio.to_thread(read_mails, settings.mail_dir, proposal_id))
-    say(f"outcome: {result.status.status.value} after {result.status.round} round(s)")
+    result.emails = len(await asyncio.to_thread(read_mails, mail_dir, proposal_id))
+    for report in result.status.stages:
+        say(f"  {report.type.value:<17} {report.status.value:<9} {report.outcome or ''}")
+    say(f"outcome: {result.status.status.value}")
     return result
 
 
-async def _wait_stage(client: Client, proposal_id: str, stages: set[str]) -> ProposalStatus:
+async def _record_when_held(client: Client, proposal_id: str, record: Path) -> None:
+    async def recorded() -> bool:
+        try:
+            await operations.record_meeting(client, proposal_id, record)
+        except operations.OperationError as exc:
+            if "record it afterwards" in str(exc) or "no open meeting" in str(exc):
+                return False
+            raise
+        return True
+
+    await wait_for(recorded, "the ADGMIN meeting to be held and recorded", timeout=120, interval=1)
+
+
+async def _wait_for(
+    client: Client, proposal_id: str, check: Callable[[ProposalStatus], bool], what: str, timeout: float = 60
+) -> ProposalStatus:
     current: ProposalStatus | None = None
 
     async def reached() -> bool:
         nonlocal current
         current = await operations.status(client, proposal_id)
-        return current.stage in stages
+        return check(current)
 
-    await wait_for(reached, f"{proposal_id} to reach {sorted(stages)}")
+    await wait_for(reached, f"{proposal_id}: {what}", timeout=timeout)
     assert current is not None
     return current
+
+
+async def _wait_stage(client: Client, proposal_id: str, stages: set[str], timeout: float = 60) -> ProposalStatus:
+    return await _wait_for(client, proposal_id, lambda s: s.stage in stages, f"stage {sorted(stages)}", timeout)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from models.positions import Position
-from models.process import MemberReviewStage, ProcessDefinition
+from models.positions import DecisionRule, Disposition, Position, SilencePolicy
+from models.process import FundingModel, ProcessDefinition, StageType
+from models.roster import Role, Sector
 from models.rules import Verdict
 from models.states import MemberState
 
@@ -19,6 +21,15 @@ class ProposalState(StrEnum):
     ADOPTED = "adopted"
     NOT_ADOPTED = "not_adopted"
     WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
+class RoundPurpose(StrEnum):
+    """What a round of state answers is for; it picks the email, the page and the allowed answers."""
+
+    REVIEW = "review"
+    AD_REFERENDUM = "ad_referendum"
+    FUNDING = "funding"
 
 
 class DocumentRef(BaseModel):
@@ -39,14 +50,34 @@ class ProposalInput(BaseModel):
     document: DocumentRef
 
 
+class FundingTerms(BaseModel):
+    """A funding round's terms: what each state is asked to contribute (None: it enters an amount)."""
+
+    model: FundingModel
+    currency: str
+    budget_target: Decimal
+    expected: dict[MemberState, Decimal] = Field(default_factory=dict)
+
+
 class ReviewRoundInput(BaseModel):
+    """One round in which every participating state answers once (the latest answer stands)."""
+
     proposal_id: str
     title: str
     round: int = Field(ge=1)
-    stage: MemberReviewStage
+    stage_type: StageType = StageType.MEMBER_REVIEW
+    purpose: RoundPurpose = RoundPurpose.REVIEW
+    rule: DecisionRule = DecisionRule.CONSENSUS
+    silence: SilencePolicy = SilencePolicy.ABSTAIN
+    min_participants: int = 2
+    reminders: list[timedelta] = Field(default_factory=list)
+    allowed: list[Position]
+    roles: list[Role]
     document: DocumentRef
+    previous_document: DocumentRef | None = None
     participants: list[MemberState]
     deadline: datetime
+    funding: FundingTerms | None = None
 
 
 class PositionSubmission(BaseModel):
@@ -59,6 +90,7 @@ class PositionSubmission(BaseModel):
     document_sha256: str
     position: Position
     reason: str | None = Field(default=None, max_length=4000)
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=2)
 
     @model_validator(mode="after")
     def _reason_when_required(self) -> PositionSubmission:
@@ -76,6 +108,7 @@ class StatePosition(BaseModel):
     decision_id: str | None = None
     recorded_at: datetime
     deemed: bool = Field(default=False, description="applied by the silence policy, not stated")
+    amount: Decimal | None = None
 
 
 class PositionReceipt(BaseModel):
@@ -98,6 +131,11 @@ class RoundStatus(BaseModel):
     is_open: bool
     participants: list[MemberState]
     positions: dict[MemberState, StatePosition]
+    purpose: RoundPurpose = RoundPurpose.REVIEW
+    stage_type: StageType = StageType.MEMBER_REVIEW
+    allowed: list[Position] = Field(default_factory=list)
+    previous_document: DocumentRef | None = None
+    funding: FundingTerms | None = None
 
 
 class RoundOutcome(BaseModel):
@@ -109,6 +147,10 @@ class RoundOutcome(BaseModel):
     verdict: Verdict
     reason: str
     positions: dict[MemberState, StatePosition]
+    purpose: RoundPurpose = RoundPurpose.REVIEW
+    stage_type: StageType = StageType.MEMBER_REVIEW
+    participating: list[MemberState] | None = None
+    reservations: dict[MemberState, str] = Field(default_factory=dict)
 
 
 class RevisionInput(BaseModel):
@@ -121,6 +163,36 @@ class RevisionInput(BaseModel):
 
 class WithdrawInput(BaseModel):
     reason: str = Field(min_length=3, max_length=2000)
+
+
+class Pledge(BaseModel):
+    """A dialogue partner's contribution, recorded by the coordinator."""
+
+    partner: str = Field(min_length=2, max_length=200)
+    amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    recorded_at: datetime | None = None
+
+
+class StageStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StageReport(BaseModel):
+    """One stage as `status --json` shows it under "stages"."""
+
+    type: StageType
+    status: StageStatus = StageStatus.PENDING
+    outcome: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    rounds: list[int] = Field(default_factory=list)
+    workflow_id: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProposalStatus(BaseModel):
@@ -139,6 +211,10 @@ class ProposalStatus(BaseModel):
     round_workflow_id: str | None = None
     started_at: datetime | None = None
     closed_reason: str | None = None
+    stages: list[StageReport] = Field(default_factory=list)
+    stage_workflow_id: str | None = Field(default=None, description="the open consultation or meeting")
+    pledges: list[Pledge] = Field(default_factory=list)
+    consultation: ConsultationStatus | None = Field(default=None, description="filled in by the caller, if open")
 
 
 class LedgerAppend(BaseModel):
@@ -164,9 +240,176 @@ class RoundMailing(BaseModel):
     states: list[MemberState]
     document: DocumentRef
     deadline: datetime
+    purpose: RoundPurpose = RoundPurpose.REVIEW
+    stage_type: StageType = StageType.MEMBER_REVIEW
+    roles: list[Role] = Field(default_factory=lambda: [Role.FOCAL_POINT, Role.ALTERNATE])
+    funding: FundingTerms | None = None
+
+
+class AnswerNotice(BaseModel):
+    """Tells a state's other delegates that one of them has answered for the state."""
+
+    proposal_id: str
+    title: str
+    round: int
+    state: MemberState
+    delegate_id: str
+    decision_id: str
+    position: Position
+    roles: list[Role]
 
 
 class MailingResult(BaseModel):
     sent: int
     already_sent: int
     states_without_delegates: list[MemberState] = Field(default_factory=list)
+
+
+# --- consultation ---------------------------------------------------------------------------------------
+
+
+class ConsultationInput(BaseModel):
+    proposal_id: str
+    title: str
+    stage_index: int
+    document: DocumentRef
+    sectors: list[Sector]
+    deadline: datetime
+
+
+class CommentSubmission(BaseModel):
+    proposal_id: str
+    stage_index: int
+    stakeholder_id: str
+    sector: Sector
+    document_sha256: str
+    text: str = Field(min_length=1, max_length=10000)
+    section: str | None = Field(default=None, max_length=200)
+
+
+class Comment(BaseModel):
+    comment_id: str
+    stakeholder_id: str
+    sector: Sector
+    text: str
+    section: str | None = None
+    submitted_at: datetime
+    ledger_entry_hash: str
+    disposition: Disposition | None = None
+    reason: str | None = None
+
+
+class CommentReceipt(BaseModel):
+    comment_id: str
+    proposal_id: str
+    ledger_seq: int
+    ledger_entry_hash: str
+    recorded_at: datetime
+
+
+class DispositionInput(BaseModel):
+    comment_id: str
+    disposition: Disposition
+    reason: str = Field(min_length=3, max_length=4000)
+
+
+class ExtendInput(BaseModel):
+    by: timedelta
+
+    @model_validator(mode="after")
+    def _positive(self) -> ExtendInput:
+        if self.by <= timedelta(0):
+            raise ValueError("an extension must be a positive duration such as P7D")
+        return self
+
+
+class ConsultationStatus(BaseModel):
+    workflow_id: str
+    deadline: datetime
+    is_open: bool
+    document: DocumentRef
+    comments: list[Comment]
+
+
+class ConsultationMailing(BaseModel):
+    proposal_id: str
+    title: str
+    stage_index: int
+    step: str
+    sectors: list[Sector]
+    document: DocumentRef
+    deadline: datetime
+
+
+# --- meetings -----------------------------------------------------------------------------------------------
+
+
+class MeetingInput(BaseModel):
+    proposal_id: str
+    title: str
+    stage_index: int
+    stage_type: StageType
+    date: datetime
+    venue: str | None
+    chair: MemberState
+    grace: timedelta
+    rule: DecisionRule
+    min_participants: int = 2
+    participants: list[MemberState]
+    roles: list[Role]
+    document: DocumentRef
+
+
+class MeetingRecord(BaseModel):
+    """What the secretariat records after a meeting (`aisafe record-meeting ID FILE`)."""
+
+    held_on: datetime | None = None
+    venue: str | None = Field(default=None, max_length=200)
+    summary: str | None = Field(default=None, max_length=10000)
+    positions: dict[MemberState, Position] = Field(min_length=1)
+    reasons: dict[MemberState, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _reasons_where_required(self) -> MeetingRecord:
+        missing = sorted(s.value for s, p in self.positions.items() if p.needs_reason and not self.reasons.get(s))
+        if missing:
+            raise ValueError(f"a reason is required for the position of {', '.join(missing)}")
+        unknown = sorted(s.value for s in self.reasons if s not in self.positions)
+        if unknown:
+            raise ValueError(f"reasons given for states without a recorded position: {', '.join(unknown)}")
+        return self
+
+
+class MeetingOutcome(BaseModel):
+    recorded: bool
+    record: MeetingRecord | None = None
+    verdict: Verdict | None = None
+    reason: str
+    participating: list[MemberState] | None = None
+
+
+class MeetingMailing(BaseModel):
+    proposal_id: str
+    title: str
+    stage_index: int
+    stage_type: StageType
+    step: str
+    date: datetime
+    venue: str | None
+    chair: MemberState
+    states: list[MemberState]
+    roles: list[Role]
+    document: DocumentRef
+
+
+class OutcomeMailing(BaseModel):
+    """The closing notice to every delegate (and invited stakeholder) of a proposal."""
+
+    proposal_id: str
+    title: str
+    status: ProposalState
+    reason: str | None
+    document: DocumentRef
+
+
+ProposalStatus.model_rebuild()

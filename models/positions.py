@@ -11,6 +11,9 @@ class Position(StrEnum):
     REQUEST_CHANGES = "request_changes"
     ABSTAIN = "abstain"
     OBJECT = "object"
+    # A funding round's answers: a state confirms or declines its contribution.
+    CONFIRM = "confirm"
+    DECLINE = "decline"
 
     @property
     def needs_reason(self) -> bool:
@@ -22,7 +25,12 @@ class Position(StrEnum):
 
     @property
     def is_approval(self) -> bool:
-        return self in (Position.APPROVE, Position.APPROVE_WITH_RESERVATION)
+        return self in (Position.APPROVE, Position.APPROVE_WITH_RESERVATION, Position.CONFIRM)
+
+    @property
+    def is_objection(self) -> bool:
+        """Blocks consensus; under ASEAN-minus-X it opts the state out instead."""
+        return self in (Position.OBJECT, Position.DECLINE)
 
 
 REASON_REQUIRED = frozenset({Position.APPROVE_WITH_RESERVATION, Position.REQUEST_CHANGES, Position.OBJECT})
@@ -33,12 +41,37 @@ POSITION_LABELS: dict[Position, str] = {
     Position.REQUEST_CHANGES: "Request changes",
     Position.ABSTAIN: "Abstain",
     Position.OBJECT: "Object",
+    Position.CONFIRM: "Confirm the contribution",
+    Position.DECLINE: "Decline",
 }
+
+REVIEW_POSITIONS = [
+    Position.APPROVE,
+    Position.APPROVE_WITH_RESERVATION,
+    Position.REQUEST_CHANGES,
+    Position.ABSTAIN,
+    Position.OBJECT,
+]
+# Ad referendum (silence procedure): a state concurs (or stays silent), or breaks the silence by objecting.
+AD_REFERENDUM_POSITIONS = [Position.APPROVE, Position.APPROVE_WITH_RESERVATION, Position.OBJECT]
+MEETING_POSITIONS = [Position.APPROVE, Position.APPROVE_WITH_RESERVATION, Position.ABSTAIN, Position.OBJECT]
+FUNDING_POSITIONS = [Position.CONFIRM, Position.DECLINE]
 
 
 class DecisionRule(StrEnum):
     CONSENSUS = "consensus"
     UNANIMITY = "unanimity"
+    ASEAN_MINUS_X = "asean_minus_x"
+    SILENCE = "silence"
+
+
+class Disposition(StrEnum):
+    """The coordinator's answer to a consultation comment (the response-to-comments matrix)."""
+
+    ACCEPTED = "accepted"
+    PARTLY = "partly"
+    NOTED = "noted"
+    NOT_ACCEPTED = "not_accepted"
 
 
 class SilencePolicy(StrEnum):

@@ -2,45 +2,65 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.files import InputFileError, format_validation_error, load_yaml, read_document
 from models.positions import DecisionRule, SilencePolicy
+from models.roster import Role, Sector
 from models.states import MemberState
+
+__all__ = ["InputFileError", "read_document"]
 
 
 class StageType(StrEnum):
     DRAFTING = "drafting"
+    CONSULTATION = "consultation"
     MEMBER_REVIEW = "member_review"
+    SENIOR_OFFICIALS = "senior_officials"
+    MINISTERIAL = "ministerial"
+    FUNDING = "funding"
+
+
+# Who is written to in each stage (a state with nobody in these roles falls back to its review delegates).
+STAGE_ROLES: dict[StageType, tuple[Role, ...]] = {
+    StageType.MEMBER_REVIEW: (Role.FOCAL_POINT, Role.ALTERNATE),
+    StageType.SENIOR_OFFICIALS: (Role.SENIOR_OFFICIAL,),
+    StageType.MINISTERIAL: (Role.MINISTER_OFFICE,),
+    StageType.FUNDING: (Role.FOCAL_POINT, Role.ALTERNATE),
+}
+
+
+def iso_duration(value: timedelta) -> str:
+    """A duration as ISO 8601 (P14D, PT12H), the form coordinators write."""
+    seconds = int(value.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
+    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "") if (days or time) else "PT0S"
+
+
+def _require_iso(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration: write ISO 8601, such as P14D (14 days) or PT12H")
+    return value
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DraftingStage(_Strict):
-    """Versions may be uploaded until the coordinator submits."""
+class _Timed(_Strict):
+    """A stage with a deadline counted from its start, and reminders that many days before it."""
 
-    type: Literal[StageType.DRAFTING] = StageType.DRAFTING
-
-
-class MemberReviewStage(_Strict):
-    """WG-AI review in rounds; each round asks every participating state for its position."""
-
-    type: Literal[StageType.MEMBER_REVIEW] = StageType.MEMBER_REVIEW
-    rule: DecisionRule = DecisionRule.CONSENSUS
-    deadline: timedelta = Field(default=timedelta(days=14), description="from the start of each round")
+    deadline: timedelta = Field(default=timedelta(days=14), description="ISO 8601 duration, e.g. P14D")
     reminders: list[timedelta] = Field(default_factory=lambda: [timedelta(days=7), timedelta(days=1)])
-    silence: SilencePolicy = SilencePolicy.ABSTAIN
-    max_rounds: int = Field(default=3, ge=1, le=20)
-    participants: list[MemberState] | None = Field(
-        default=None, description="defaults to every state that is a member when the round opens"
-    )
 
     @field_validator("deadline", mode="before")
     @classmethod
@@ -60,7 +80,7 @@ class MemberReviewStage(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _reminders_inside_deadline(self) -> MemberReviewStage:
+    def _reminders_inside_deadline(self) -> _Timed:
         for offset in self.reminders:
             if offset <= timedelta(0) or offset >= self.deadline:
                 raise ValueError(
@@ -70,7 +90,133 @@ class MemberReviewStage(_Strict):
         return self
 
 
-Stage = Annotated[DraftingStage | MemberReviewStage, Field(discriminator="type")]
+class _StatesDecide(_Timed):
+    rule: DecisionRule = DecisionRule.CONSENSUS
+    silence: SilencePolicy = SilencePolicy.ABSTAIN
+    participants: list[MemberState] | None = Field(
+        default=None, description="defaults to every state that is a member when the stage opens"
+    )
+    min_participants: int = Field(default=2, ge=1, le=11, description="asean_minus_x: states needed to proceed")
+
+
+class DraftingStage(_Strict):
+    """Versions may be uploaded until the coordinator submits."""
+
+    type: Literal[StageType.DRAFTING] = StageType.DRAFTING
+
+
+class ConsultationStage(_Timed):
+    """Invited stakeholders comment (advisory); the stage closes once every comment has a disposition."""
+
+    type: Literal[StageType.CONSULTATION] = StageType.CONSULTATION
+    deadline: timedelta = Field(default=timedelta(days=21))
+    reminders: list[timedelta] = Field(default_factory=list)
+    sectors: list[Sector] | None = Field(default=None, description="invited sectors; default: all")
+
+
+class MemberReviewStage(_StatesDecide):
+    """WG-AI review in rounds; each round asks every participating state for its position."""
+
+    type: Literal[StageType.MEMBER_REVIEW] = StageType.MEMBER_REVIEW
+    max_rounds: int = Field(default=3, ge=1, le=20)
+
+
+class EndorsementMode(StrEnum):
+    AD_REFERENDUM = "ad_referendum"
+    MEETING = "meeting"
+
+
+class NoRecordPolicy(StrEnum):
+    AD_REFERENDUM = "ad_referendum"
+    EXPIRE = "expire"
+
+
+class _Endorsement(_StatesDecide):
+    """ADGSOM or ADGMIN endorsement: at a meeting on a date, or ad referendum (a silence procedure)."""
+
+    mode: EndorsementMode = EndorsementMode.AD_REFERENDUM
+    rule: DecisionRule | None = Field(
+        default=None, description="default: silence ad referendum, consensus at a meeting"
+    )
+    date: datetime | None = Field(default=None, description="meeting date and time, with its UTC offset")
+    venue: str | None = Field(default=None, max_length=200)
+    chair: MemberState | None = None
+    grace: timedelta = Field(default=timedelta(days=7), description="after the meeting, to record its outcome")
+    on_no_record: NoRecordPolicy = NoRecordPolicy.AD_REFERENDUM
+
+    @field_validator("grace", mode="before")
+    @classmethod
+    def _iso_grace(cls, value: object) -> object:
+        return _require_iso(value)
+
+    @field_validator("date")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give the meeting date with its UTC offset, e.g. 2027-01-15T09:00:00+08:00")
+        return value
+
+    @model_validator(mode="after")
+    def _meeting_needs_date_and_chair(self) -> _Endorsement:
+        if self.mode is EndorsementMode.MEETING and (self.date is None or self.chair is None):
+            raise ValueError("a meeting needs a date (with UTC offset) and a chair (a member state)")
+        return self
+
+    @property
+    def decision_rule(self) -> DecisionRule:
+        if self.rule is not None:
+            return self.rule
+        return DecisionRule.SILENCE if self.mode is EndorsementMode.AD_REFERENDUM else DecisionRule.CONSENSUS
+
+
+class SeniorOfficialsStage(_Endorsement):
+    type: Literal[StageType.SENIOR_OFFICIALS] = StageType.SENIOR_OFFICIALS
+
+
+class MinisterialStage(_Endorsement):
+    type: Literal[StageType.MINISTERIAL] = StageType.MINISTERIAL
+
+
+class FundingModel(StrEnum):
+    EQUAL_SHARE = "equal_share"
+    TIERED = "tiered"
+    VOLUNTARY = "voluntary"
+
+
+class FundingStage(_StatesDecide):
+    """Each state confirms (or declines) its contribution; approved when the rule holds and the budget is met."""
+
+    type: Literal[StageType.FUNDING] = StageType.FUNDING
+    deadline: timedelta = Field(default=timedelta(days=30))
+    model: FundingModel = FundingModel.EQUAL_SHARE
+    budget_target: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
+    shares: dict[MemberState, Decimal] | None = Field(default=None, description="tiered: percent of the target")
+
+    @field_validator("budget_target", mode="before")
+    @classmethod
+    def _no_float(cls, value: object) -> object:
+        # YAML reads 150000.10 as a float; go through its text so no binary rounding creeps in.
+        return str(value) if isinstance(value, float) else value
+
+    @model_validator(mode="after")
+    def _shares_fit_the_model(self) -> FundingStage:
+        if self.model is FundingModel.TIERED:
+            if not self.shares:
+                raise ValueError("a tiered funding model needs shares: percent of the target per state")
+            total = sum(self.shares.values(), Decimal(0))
+            if total != Decimal(100):
+                raise ValueError(f"tiered shares must add up to 100 (percent); they add up to {total}")
+        elif self.shares:
+            raise ValueError(f"shares apply only to the tiered model, not {self.model.value}")
+        return self
+
+
+Stage = Annotated[
+    DraftingStage | ConsultationStage | MemberReviewStage | SeniorOfficialsStage | MinisterialStage | FundingStage,
+    Field(discriminator="type"),
+]
+DECIDING = {StageType.MEMBER_REVIEW, StageType.SENIOR_OFFICIALS, StageType.MINISTERIAL, StageType.FUNDING}
 
 
 class ProcessDefinition(_Strict):
@@ -81,8 +227,11 @@ class ProcessDefinition(_Strict):
         for index, stage in enumerate(self.stages):
             if stage.type is StageType.DRAFTING and index != 0:
                 raise ValueError("a drafting stage may only be the first stage")
-        if not any(s.type is StageType.MEMBER_REVIEW for s in self.stages):
-            raise ValueError("a process needs at least one member_review stage")
+        if not any(s.type in DECIDING for s in self.stages):
+            raise ValueError(
+                "a process needs at least one stage where states decide: "
+                "member_review, senior_officials, ministerial or funding"
+            )
         return self
 
 
@@ -96,71 +245,6 @@ class ProposalFile(_Strict):
     process: ProcessDefinition
 
 
-class InputFileError(Exception):
-    """A coordinator's file is unreadable or invalid; the message names the file, line and field."""
-
-
-def format_validation_error(path: Path, error: ValidationError, source: str | None = None) -> str:
-    lines = [f"{path}: {error.error_count()} problem(s):"]
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("DraftingStage", "MemberReview")))
-        line_no = _line_of(source, item["loc"]) if source else None
-        at = f" (line {line_no})" if line_no else ""
-        lines.append(f"  - {where or '(top level)'}{at}: {item['msg']}")
-    return "\n".join(lines)
-
-
-def _line_of(source: str, loc: tuple[int | str, ...]) -> int | None:
-    """The line of the YAML node that `loc` names (segments the file has no node for, such as a stage's
-    type tag, are skipped); None when the source cannot be walked."""
-    try:
-        node = yaml.compose(source)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
-            if match is None:
-                continue
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-    return line
-
-
-def iso_duration(value: timedelta) -> str:
-    """A duration as ISO 8601 (P14D, PT12H), the form coordinators write."""
-    seconds = int(value.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
-    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "") if (days or time) else "PT0S"
-
-
-def _require_iso(value: object) -> object:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration: write ISO 8601, such as P14D (14 days) or PT12H")
-    return value
-
-
-def load_yaml(path: Path) -> tuple[object, str]:
-    try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: cannot read: {exc}") from None
-    try:
-        return yaml.safe_load(source), source
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputFileError(f"{path}:{at} not valid YAML: {getattr(exc, 'problem', exc)}") from None
-
-
 def load_proposal_file(path: Path) -> tuple[ProposalFile, str]:
     """Read and validate a proposal file; returns it with its document's Markdown text."""
     data, source = load_yaml(path)
@@ -172,16 +256,3 @@ def load_proposal_file(path: Path) -> tuple[ProposalFile, str]:
         raise InputFileError(format_validation_error(path, exc, source)) from None
     document_path = path.parent / proposal.document
     return proposal, read_document(document_path)
-
-
-def read_document(path: Path) -> str:
-    """Read a Markdown document version; refuses empty or non-UTF-8 files."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: document not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: cannot read document as UTF-8 text: {exc}") from None
-    if not text.strip():
-        raise InputFileError(f"{path}: document is empty")
-    return text

@@ -7,18 +7,31 @@ from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from models.process import InputFileError, format_validation_error, load_yaml
+from models.files import InputFileError, format_validation_error, load_yaml
 from models.states import MemberState
 
 
 class Role(StrEnum):
     FOCAL_POINT = "focal_point"
     ALTERNATE = "alternate"
+    SENIOR_OFFICIAL = "senior_official"
+    MINISTER_OFFICE = "minister_office"
+    STAKEHOLDER = "stakeholder"
+
+
+class Sector(StrEnum):
+    """Where a stakeholder speaks from; stakeholders comment, they never hold a position."""
+
+    CIVIL_SOCIETY = "civil_society"
+    ACADEMIA = "academia"
+    INDUSTRY = "industry"
+    DIALOGUE_PARTNER = "dialogue_partner"
 
 
 REVIEW_ROLES = (Role.FOCAL_POINT, Role.ALTERNATE)
+STATE_ROLES = (Role.FOCAL_POINT, Role.ALTERNATE, Role.SENIOR_OFFICIAL, Role.MINISTER_OFFICE)
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -28,11 +41,24 @@ class DelegateIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    state: MemberState
+    state: MemberState | None = Field(default=None, description="required for every role but stakeholder")
     role: Role
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(pattern=_EMAIL, max_length=254)
     timezone: str
+    sector: Sector | None = Field(default=None, description="stakeholders only")
+    organisation: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _state_or_sector(self) -> DelegateIn:
+        if self.role is Role.STAKEHOLDER:
+            if self.sector is None:
+                raise ValueError("a stakeholder needs a sector: civil_society, academia, industry or dialogue_partner")
+        elif self.state is None:
+            raise ValueError(f"a {self.role.value} needs the member state they speak for")
+        elif self.sector is not None:
+            raise ValueError("only stakeholders have a sector")
+        return self
 
     @field_validator("email")
     @classmethod
@@ -59,10 +85,13 @@ class RosterFile(BaseModel):
     delegates: list[DelegateIn] = Field(min_length=1)
 
 
-def delegate_id(state: MemberState | str, email: str) -> str:
-    """A stable id for a delegate that does not reveal the address (it travels in links and histories)."""
-    digest = hashlib.sha256(f"{state}:{email.strip().lower()}".encode()).hexdigest()[:16]
-    return f"{state}-{digest}"
+def delegate_id(state: MemberState | str | None, email: str) -> str:
+    """A stable id for a delegate that does not reveal the address (it travels in links and histories).
+
+    Stakeholders, who speak for no state, get ids beginning `SH-`."""
+    prefix = state or "SH"
+    digest = hashlib.sha256(f"{prefix}:{email.strip().lower()}".encode()).hexdigest()[:16]
+    return f"{prefix}-{digest}"
 
 
 def load_roster_file(path: Path) -> RosterFile:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 from models.positions import DecisionRule, Position
@@ -14,23 +15,50 @@ class Verdict(StrEnum):
     NOT_PASSED = "not_passed"
 
 
-def decide(rule: DecisionRule, positions: Mapping[str, Position]) -> tuple[Verdict, str]:
-    """Apply `rule` to the final position of every participating state; returns the verdict and why.
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reason: str
+    participating: list[str] | None = None  # ASEAN-minus-X: the states that take part
 
-    consensus: passes when no state objects or requests changes and at least one approves
-    (abstentions allowed). unanimity: passes only when every state approves.
-    Any objection or change request sends the text back for revision.
+
+def decide(rule: DecisionRule, positions: Mapping[str, Position], *, min_participants: int = 2) -> Decision:
+    """Apply `rule` to the final position of every participating state (silence already applied).
+
+    consensus: passes when no state objects or requests changes and at least one approves (abstentions
+    allowed). unanimity: only when every state approves. asean_minus_x: objecting states opt out; passes
+    when at least `min_participants` approve, and names them. silence: passes unless a state broke the
+    silence by objecting or requesting changes. An objection or change request sends the text back.
     """
     if not positions:
-        return Verdict.NOT_PASSED, "no participating states"
-    blocking = sorted(s for s, p in positions.items() if p in (Position.OBJECT, Position.REQUEST_CHANGES))
+        return Decision(Verdict.NOT_PASSED, "no participating states")
+    changes = sorted(s for s, p in positions.items() if p is Position.REQUEST_CHANGES)
+    objecting = sorted(s for s, p in positions.items() if p.is_objection)
+    approving = sorted(s for s, p in positions.items() if p.is_approval)
+
+    if rule is DecisionRule.ASEAN_MINUS_X:
+        if changes:
+            return Decision(Verdict.CHANGES_REQUESTED, f"change request from {', '.join(changes)}")
+        opted_out = f"; {', '.join(objecting)} opted out" if objecting else ""
+        if len(approving) < min_participants:
+            return Decision(
+                Verdict.NOT_PASSED,
+                f"ASEAN-minus-X needs {min_participants} participating states, {len(approving)} approved{opted_out}",
+                approving,
+            )
+        return Decision(Verdict.PASSED, f"ASEAN-minus-X: {', '.join(approving)} participate{opted_out}", approving)
+
+    blocking = sorted({*changes, *objecting})
     if blocking:
-        return Verdict.CHANGES_REQUESTED, f"objection or change request from {', '.join(blocking)}"
+        word = "silence broken by" if rule is DecisionRule.SILENCE else "objection or change request from"
+        return Decision(Verdict.CHANGES_REQUESTED, f"{word} {', '.join(blocking)}")
+    if rule is DecisionRule.SILENCE:
+        return Decision(Verdict.PASSED, "silence procedure: no state objected")
     if rule is DecisionRule.UNANIMITY:
         missing = sorted(s for s, p in positions.items() if not p.is_approval)
         if missing:
-            return Verdict.NOT_PASSED, f"unanimity not reached: {', '.join(missing)} did not approve"
-        return Verdict.PASSED, "all participating states approved"
-    if not any(p.is_approval for p in positions.values()):
-        return Verdict.NOT_PASSED, "no state approved"
-    return Verdict.PASSED, "consensus: no objection"
+            return Decision(Verdict.NOT_PASSED, f"unanimity not reached: {', '.join(missing)} did not approve")
+        return Decision(Verdict.PASSED, "all participating states approved")
+    if not approving:
+        return Decision(Verdict.NOT_PASSED, "no state approved")
+    return Decision(Verdict.PASSED, "consensus: no objection")

@@ -19,11 +19,13 @@ class DelegateRecord(SQLModel, table=True):
     __tablename__ = "delegate"
 
     id: str = Field(primary_key=True, description="models.roster.delegate_id(state, email)")
-    state: str = Field(index=True, max_length=2)
-    role: str
+    state: str | None = Field(default=None, index=True, max_length=2, description="None for stakeholders")
+    role: str = Field(index=True)
     name: str
     email: str
     timezone: str
+    sector: str | None = None
+    organisation: str | None = None
     active: bool = True
     updated_at: datetime = Field(default_factory=utcnow)
 

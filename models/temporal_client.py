@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-from models.messages import ProposalStatus, RoundStatus
+from models.messages import ConsultationStatus, ProposalStatus, RoundStatus
 from models.settings import Settings
 
 QUERY_TIMEOUT = timedelta(seconds=10)
@@ -56,6 +56,10 @@ async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:
     status = await client.get_workflow_handle(proposal_id).query(
         "status", result_type=ProposalStatus, rpc_timeout=QUERY_TIMEOUT
     )
+    if status.stage_workflow_id and ".consultation-" in status.stage_workflow_id:
+        status.consultation = await client.get_workflow_handle(status.stage_workflow_id).query(
+            "status", result_type=ConsultationStatus, rpc_timeout=QUERY_TIMEOUT
+        )
     if status.round_workflow_id:
         live = await client.get_workflow_handle(status.round_workflow_id).query(
             "status", result_type=RoundStatus, rpc_timeout=QUERY_TIMEOUT

@@ -1,4 +1,5 @@
-"""Signed action links: bound to proposal, round, state, delegate and document hash; expire with the round."""
+"""Signed links: a delegate's action link (bound to proposal, round, state, delegate and document hash, expiring
+with the round) and a stakeholder's comment link (bound to proposal, consultation, stakeholder and document)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import BaseModel, ValidationError
@@ -13,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from models.states import MemberState
 
 _SALT = "aisafe.action.v1"
+_COMMENT_SALT = "aisafe.comment.v1"
 _CSRF_SALT = b"aisafe.csrf.v1"
 
 
@@ -29,6 +32,21 @@ class ActionClaims(BaseModel):
         return round_workflow_id(self.proposal_id, self.round)
 
 
+class CommentClaims(BaseModel):
+    proposal_id: str
+    stage_index: int
+    stakeholder_id: str
+    document_sha256: str
+    expires_at: datetime
+
+    @property
+    def consultation_workflow_id(self) -> str:
+        return consultation_workflow_id(self.proposal_id, self.stage_index)
+
+
+_C = TypeVar("_C", ActionClaims, CommentClaims)
+
+
 class TokenError(Exception):
     """A link that cannot be honoured; `reason` is safe to show to the person holding it."""
 
@@ -42,17 +60,41 @@ def round_workflow_id(proposal_id: str, round_number: int) -> str:
     return f"{proposal_id}.round-{round_number}"
 
 
+def consultation_workflow_id(proposal_id: str, stage_index: int) -> str:
+    return f"{proposal_id}.consultation-{stage_index}"
+
+
+def meeting_workflow_id(proposal_id: str, stage_index: int) -> str:
+    return f"{proposal_id}.meeting-{stage_index}"
+
+
 def sign_action(secret: str, claims: ActionClaims) -> str:
-    payload = claims.model_dump(mode="json")
-    payload["expires_at"] = int(claims.expires_at.timestamp())
-    return str(URLSafeSerializer(secret, salt=_SALT).dumps(payload))
+    return _sign(secret, _SALT, claims)
+
+
+def sign_comment(secret: str, claims: CommentClaims) -> str:
+    return _sign(secret, _COMMENT_SALT, claims)
 
 
 def verify_action(secret: str, token: str, *, now: datetime | None = None) -> ActionClaims:
     """Check signature, shape and expiry; raises TokenError with a reason fit for the page."""
+    return _verify(secret, _SALT, token, ActionClaims, now)
+
+
+def verify_comment(secret: str, token: str, *, now: datetime | None = None) -> CommentClaims:
+    return _verify(secret, _COMMENT_SALT, token, CommentClaims, now)
+
+
+def _sign(secret: str, salt: str, claims: ActionClaims | CommentClaims) -> str:
+    payload = claims.model_dump(mode="json")
+    payload["expires_at"] = int(claims.expires_at.timestamp())
+    return str(URLSafeSerializer(secret, salt=salt).dumps(payload))
+
+
+def _verify(secret: str, salt: str, token: str, model: type[_C], now: datetime | None) -> _C:
     if not token or len(token) > 2048:
         raise TokenError("This link is not valid.")
-    serializer = URLSafeSerializer(secret, salt=_SALT)
+    serializer = URLSafeSerializer(secret, salt=salt)
     try:
         payload = serializer.loads(token)
     except BadSignature:
@@ -64,11 +106,11 @@ def verify_action(secret: str, token: str, *, now: datetime | None = None) -> Ac
         raise TokenError("This link is not valid.")
     try:
         payload["expires_at"] = datetime.fromtimestamp(int(payload["expires_at"]), UTC)
-        claims = ActionClaims.model_validate(payload)
+        claims = model.model_validate(payload)
     except (KeyError, TypeError, ValueError, OverflowError, ValidationError):
         raise TokenError("This link is not valid.") from None
     if (now or datetime.now(UTC)) >= claims.expires_at:
-        raise TokenError("This review round closed at its deadline; the link has expired.", expired=True)
+        raise TokenError("The deadline for this link has passed; the link has expired.", expired=True)
     return claims
 
 

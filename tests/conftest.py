@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -17,6 +19,11 @@ from devstack.services import SEARCH_ATTRIBUTES, free_port, temporal_binary
 from models.db import init_db, make_engine
 
 POSTGRES_URL = os.environ.get("AISAFE_TEST_POSTGRES_URL")
+INDEXED_TYPES = {
+    "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    "KeywordList": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST,
+}
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +33,12 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     assert Path(binary).exists(), "temporal-test-server is installed by the project's test extra"
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=binary
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={name: INDEXED_TYPES[kind] for name, kind in SEARCH_ATTRIBUTES.items()},
+        )
     )
     yield env
     await env.shutdown()
@@ -97,3 +110,6 @@ def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engin
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+from tests.harness import harness  # noqa: E402, F401  (the workflow harness fixture, shared by workflow tests)

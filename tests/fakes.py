@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio import activity
 
 from models.ledger import GENESIS_HASH, canonical_json, entry_hash
-from models.messages import LedgerAppend, LedgerReceipt, MailingResult, ProposalInput, RoundMailing
+from models.messages import (
+    AnswerNotice,
+    ConsultationMailing,
+    LedgerAppend,
+    LedgerReceipt,
+    MailingResult,
+    MeetingMailing,
+    OutcomeMailing,
+    ProposalInput,
+    RoundMailing,
+)
 
 
 @dataclass
@@ -18,6 +29,10 @@ class FakeBackend:
     entries: list[LedgerAppend] = field(default_factory=list)
     receipts: dict[str, LedgerReceipt] = field(default_factory=dict)
     mailings: list[RoundMailing] = field(default_factory=list)
+    notices: list[AnswerNotice] = field(default_factory=list)
+    consultation_mailings: list[ConsultationMailing] = field(default_factory=list)
+    meeting_mailings: list[MeetingMailing] = field(default_factory=list)
+    outcomes: list[OutcomeMailing] = field(default_factory=list)
 
     def _append(self, entry: LedgerAppend) -> LedgerReceipt:
         if entry.idempotency_key in self.receipts:
@@ -45,6 +60,10 @@ class FakeBackend:
     def kinds(self, proposal_id: str) -> list[str]:
         return [e.kind for e in self.entries if e.proposal_id == proposal_id]
 
+    def payloads(self, proposal_id: str, kind: str) -> list[dict[str, Any]]:
+        """The payloads of a proposal's ledger entries of one kind, in ledger order."""
+        return [e.payload for e in self.entries if e.proposal_id == proposal_id and e.kind == kind]
+
     def activities(self) -> list[object]:
         @activity.defn(name="append_ledger")
         async def append_ledger(entry: LedgerAppend) -> LedgerReceipt:
@@ -70,4 +89,33 @@ class FakeBackend:
             self.mailings.append(mailing)
             return MailingResult(sent=2 * len(mailing.states), already_sent=0)
 
-        return [append_ledger, register_proposal, record_version, send_round_mail]
+        @activity.defn(name="send_answer_notice")
+        async def send_answer_notice(notice: AnswerNotice) -> MailingResult:
+            self.notices.append(notice)
+            return MailingResult(sent=1, already_sent=0)
+
+        @activity.defn(name="send_consultation_mail")
+        async def send_consultation_mail(mailing: ConsultationMailing) -> MailingResult:
+            self.consultation_mailings.append(mailing)
+            return MailingResult(sent=len(mailing.sectors), already_sent=0)
+
+        @activity.defn(name="send_meeting_mail")
+        async def send_meeting_mail(mailing: MeetingMailing) -> MailingResult:
+            self.meeting_mailings.append(mailing)
+            return MailingResult(sent=len(mailing.states), already_sent=0)
+
+        @activity.defn(name="send_outcome_mail")
+        async def send_outcome_mail(mailing: OutcomeMailing) -> MailingResult:
+            self.outcomes.append(mailing)
+            return MailingResult(sent=1, already_sent=0)
+
+        return [
+            append_ledger,
+            register_proposal,
+            record_version,
+            send_round_mail,
+            send_answer_notice,
+            send_consultation_mail,
+            send_meeting_mail,
+            send_outcome_mail,
+        ]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -55,7 +56,7 @@ async def propose_sample(stack: EmbeddedStack) -> str:
     assert stack.settings and stack.client
     engine = make_engine(stack.settings.sqlalchemy_url)
     operations.import_roster(engine, load_roster_file(EXAMPLES / "roster.yaml"))
-    return await operations.propose(stack.client, engine, stack.settings, EXAMPLES / "operational-framework.yaml")
+    return await operations.propose(stack.client, engine, stack.settings, EXAMPLES / "review-round.yaml")
 
 
 def focal_points(mails: list) -> dict[str, str]:  # type: ignore[type-arg]
@@ -296,5 +297,19 @@ async def test_demo_command_runs_a_whole_cycle(tmp_path: Path) -> None:
     assert result.code == 0, result.stderr[-2000:]
     data = result.json()
     assert data["status"] == "adopted"
-    assert [r["verdict"] for r in data["rounds"]] == ["changes_requested", "passed"]
-    assert data["receipts"] == 22 and data["emails"] == 44
+    assert [(s["type"], s["status"]) for s in data["stages"]] == [
+        ("drafting", "passed"),
+        ("consultation", "passed"),
+        ("member_review", "passed"),
+        ("senior_officials", "passed"),
+        ("ministerial", "passed"),
+        ("funding", "passed"),
+    ]
+    assert [r["verdict"] for r in data["rounds"]] == ["changes_requested", "passed", "passed", "passed"]
+    assert data["comments"] == 3
+    # Round 1 and 2: 11 states each; ADGSOM: 6 concur explicitly; funding: 11 answers.
+    assert data["receipts"] == 11 + 11 + 6 + 11
+    funding = data["stages"][-1]["details"]
+    assert funding["participating"] and "MM" not in funding["participating"]
+    assert Decimal(funding["total"]) >= Decimal(funding["budget_target"])
+    assert funding["partner_pledges"]

@@ -11,7 +11,7 @@ import pytest
 
 from models.positions import DecisionRule, SilencePolicy
 from models.process import InputFileError, MemberReviewStage, load_proposal_file
-from models.roster import Role, delegate_id, load_roster_file
+from models.roster import Role, Sector, delegate_id, load_roster_file
 from models.states import MemberState
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -90,7 +90,14 @@ def test_example_proposal_loads_with_its_process_and_document() -> None:
     assert proposal.lead_state is MemberState.MY
     assert body == (EXAMPLES / "operational-framework.md").read_text(encoding="utf-8")
     assert body.startswith("# ASEAN AI SAFE Operational Framework")
-    [review] = proposal.process.stages
+    assert [s.type.value for s in proposal.process.stages] == [
+        "drafting",
+        "consultation",
+        "member_review",
+        "senior_officials",
+        "ministerial",
+    ]
+    review = proposal.process.stages[2]
     assert isinstance(review, MemberReviewStage)
     assert review.rule is DecisionRule.CONSENSUS
     assert review.deadline == timedelta(days=14)
@@ -102,11 +109,15 @@ def test_example_proposal_loads_with_its_process_and_document() -> None:
 def test_example_roster_has_a_focal_point_and_an_alternate_for_each_of_the_eleven_states() -> None:
     roster = load_roster_file(EXAMPLES / "roster.yaml")
 
-    assert len(roster.delegates) == 22
-    roles = Counter((d.state, d.role) for d in roster.delegates)
-    assert roles == {(state, role): 1 for state in MemberState for role in (Role.FOCAL_POINT, Role.ALTERNATE)}
-    assert len({d.delegate_id for d in roster.delegates}) == 22
-    assert len({d.email for d in roster.delegates}) == 22
+    state_roles = (Role.FOCAL_POINT, Role.ALTERNATE, Role.SENIOR_OFFICIAL, Role.MINISTER_OFFICE)
+    delegates = [d for d in roster.delegates if d.role is not Role.STAKEHOLDER]
+    roles = Counter((d.state, d.role) for d in delegates)
+    assert roles == {(state, role): 1 for state in MemberState for role in state_roles}
+    stakeholders = [d for d in roster.delegates if d.role is Role.STAKEHOLDER]
+    assert Counter(d.sector for d in stakeholders) == {sector: 2 for sector in Sector}
+    assert all(d.state is None and d.organisation for d in stakeholders)
+    assert len({d.delegate_id for d in roster.delegates}) == len(roster.delegates) == 52
+    assert len({d.email for d in roster.delegates}) == 52
     myanmar = {d.timezone for d in roster.delegates if d.state is MemberState.MM}
     assert myanmar == {"Asia/Yangon"}
 
@@ -276,7 +287,7 @@ def test_process_without_a_member_review_is_refused(tmp_path: Path) -> None:
 
     message = refusal(load_proposal_file, path)
 
-    assert "at least one member_review stage" in message
+    assert "at least one stage where states decide" in message
 
 
 @pytest.mark.parametrize(

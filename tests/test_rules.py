@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from datetime import date
 
 import pytest
 
 from models.positions import DecisionRule, Position, SilencePolicy
-from models.rules import Verdict, decide
+from models.rules import Decision, Verdict, decide
 from models.states import MemberState, members_on
 
 ALL = [s.value for s in MemberState]
-BOTH_RULES = pytest.mark.parametrize("rule", list(DecisionRule))
+EVERY_RULE = pytest.mark.parametrize("rule", list(DecisionRule))
+BLOCKING_RULES = pytest.mark.parametrize("rule", [DecisionRule.CONSENSUS, DecisionRule.UNANIMITY, DecisionRule.SILENCE])
 
 
 def positions(default: Position, **overrides: Position) -> dict[str, Position]:
@@ -19,103 +21,239 @@ def positions(default: Position, **overrides: Position) -> dict[str, Position]:
     return {state: overrides.get(state, default) for state in ALL}
 
 
-@BOTH_RULES
+def test_decide_returns_a_frozen_decision() -> None:
+    decision = decide(DecisionRule.CONSENSUS, positions(Position.APPROVE))
+
+    assert isinstance(decision, Decision)
+    assert decision == Decision(Verdict.PASSED, "consensus: no objection", None)
+    with pytest.raises(FrozenInstanceError):
+        decision.verdict = Verdict.NOT_PASSED  # type: ignore[misc]
+
+
+@EVERY_RULE
 def test_all_approve_passes(rule: DecisionRule) -> None:
-    verdict, _ = decide(rule, positions(Position.APPROVE))
-
-    assert verdict is Verdict.PASSED
+    assert decide(rule, positions(Position.APPROVE)).verdict is Verdict.PASSED
 
 
-@BOTH_RULES
+@EVERY_RULE
 def test_approve_with_reservation_counts_as_approval(rule: DecisionRule) -> None:
-    verdict, _ = decide(rule, positions(Position.APPROVE, SG=Position.APPROVE_WITH_RESERVATION))
+    decision = decide(rule, positions(Position.APPROVE, SG=Position.APPROVE_WITH_RESERVATION))
 
-    assert verdict is Verdict.PASSED
+    assert decision.verdict is Verdict.PASSED
 
 
 def test_every_state_approving_with_reservation_still_passes_unanimity() -> None:
-    verdict, _ = decide(DecisionRule.UNANIMITY, positions(Position.APPROVE_WITH_RESERVATION))
-
-    assert verdict is Verdict.PASSED
+    assert decide(DecisionRule.UNANIMITY, positions(Position.APPROVE_WITH_RESERVATION)).verdict is Verdict.PASSED
 
 
 def test_consensus_allows_abstentions() -> None:
-    verdict, reason = decide(
-        DecisionRule.CONSENSUS, positions(Position.APPROVE, MM=Position.ABSTAIN, TL=Position.ABSTAIN)
-    )
+    decision = decide(DecisionRule.CONSENSUS, positions(Position.APPROVE, MM=Position.ABSTAIN, TL=Position.ABSTAIN))
 
-    assert verdict is Verdict.PASSED
-    assert "consensus" in reason
+    assert decision.verdict is Verdict.PASSED
+    assert "consensus" in decision.reason
+    assert decision.participating is None
 
 
 def test_consensus_passes_with_a_single_approval_and_everyone_else_abstaining() -> None:
-    verdict, _ = decide(DecisionRule.CONSENSUS, positions(Position.ABSTAIN, MY=Position.APPROVE))
-
-    assert verdict is Verdict.PASSED
+    assert decide(DecisionRule.CONSENSUS, positions(Position.ABSTAIN, MY=Position.APPROVE)).verdict is Verdict.PASSED
 
 
-@BOTH_RULES
+@pytest.mark.parametrize("rule", [DecisionRule.CONSENSUS, DecisionRule.UNANIMITY, DecisionRule.ASEAN_MINUS_X])
 def test_all_abstain_does_not_pass(rule: DecisionRule) -> None:
-    verdict, _ = decide(rule, positions(Position.ABSTAIN))
-
-    assert verdict is Verdict.NOT_PASSED
+    assert decide(rule, positions(Position.ABSTAIN)).verdict is Verdict.NOT_PASSED
 
 
-@BOTH_RULES
+def test_all_abstain_passes_the_silence_procedure_as_nobody_objected() -> None:
+    decision = decide(DecisionRule.SILENCE, positions(Position.ABSTAIN))
+
+    assert decision.verdict is Verdict.PASSED
+    assert "silence" in decision.reason
+
+
+@BLOCKING_RULES
 @pytest.mark.parametrize("blocking", [Position.OBJECT, Position.REQUEST_CHANGES])
 def test_any_objection_or_change_request_sends_the_text_back_naming_the_state(
     rule: DecisionRule, blocking: Position
 ) -> None:
-    verdict, reason = decide(rule, positions(Position.APPROVE, PH=blocking))
+    decision = decide(rule, positions(Position.APPROVE, PH=blocking))
 
-    assert verdict is Verdict.CHANGES_REQUESTED
-    assert "PH" in reason
-    assert not any(state in reason for state in ALL if state != "PH")
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
+    assert "PH" in decision.reason
+    assert not any(state in decision.reason for state in ALL if state != "PH")
+
+
+def test_a_change_request_sends_the_text_back_under_asean_minus_x_too() -> None:
+    decision = decide(DecisionRule.ASEAN_MINUS_X, positions(Position.APPROVE, PH=Position.REQUEST_CHANGES))
+
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
+    assert "PH" in decision.reason
 
 
 def test_change_request_reason_names_every_blocking_state_in_code_order() -> None:
-    verdict, reason = decide(
+    decision = decide(
         DecisionRule.CONSENSUS,
         positions(Position.APPROVE, VN=Position.OBJECT, KH=Position.REQUEST_CHANGES, ID=Position.ABSTAIN),
     )
 
-    assert verdict is Verdict.CHANGES_REQUESTED
-    assert reason.endswith("KH, VN")
-    assert "ID" not in reason
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
+    assert decision.reason.endswith("KH, VN")
+    assert "ID" not in decision.reason
 
 
 def test_a_blocking_position_outweighs_abstentions_and_reservations() -> None:
-    verdict, _ = decide(
+    decision = decide(
         DecisionRule.CONSENSUS,
         positions(Position.ABSTAIN, MY=Position.APPROVE_WITH_RESERVATION, TH=Position.REQUEST_CHANGES),
     )
 
-    assert verdict is Verdict.CHANGES_REQUESTED
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
 
 
 def test_unanimity_with_an_abstention_does_not_pass_and_names_the_abstainer() -> None:
-    verdict, reason = decide(DecisionRule.UNANIMITY, positions(Position.APPROVE, BN=Position.ABSTAIN))
+    decision = decide(DecisionRule.UNANIMITY, positions(Position.APPROVE, BN=Position.ABSTAIN))
 
-    assert verdict is Verdict.NOT_PASSED
-    assert "BN" in reason
-    assert "MY" not in reason
+    assert decision.verdict is Verdict.NOT_PASSED
+    assert "BN" in decision.reason
+    assert "MY" not in decision.reason
 
 
-@BOTH_RULES
+@EVERY_RULE
 def test_no_participants_does_not_pass(rule: DecisionRule) -> None:
-    verdict, reason = decide(rule, {})
+    decision = decide(rule, {})
 
-    assert verdict is Verdict.NOT_PASSED
-    assert reason
+    assert decision.verdict is Verdict.NOT_PASSED
+    assert decision.reason
 
 
 def test_positions_keyed_by_member_state_enum_decide_the_same_as_by_code() -> None:
     by_enum = {MemberState.MM: Position.OBJECT, MemberState.MY: Position.APPROVE}
 
-    verdict, reason = decide(DecisionRule.CONSENSUS, by_enum)
+    decision = decide(DecisionRule.CONSENSUS, by_enum)
 
-    assert verdict is Verdict.CHANGES_REQUESTED
-    assert "MM" in reason
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
+    assert "MM" in decision.reason
+
+
+# --- ASEAN-minus-X ---------------------------------------------------------------------------------------
+
+
+def test_asean_minus_x_objectors_opt_out_and_the_outcome_names_the_participants() -> None:
+    decision = decide(
+        DecisionRule.ASEAN_MINUS_X,
+        {
+            "VN": Position.OBJECT,
+            "MY": Position.APPROVE,
+            "SG": Position.APPROVE_WITH_RESERVATION,
+            "TH": Position.APPROVE,
+        },
+        min_participants=3,
+    )
+
+    assert decision.verdict is Verdict.PASSED
+    assert decision.participating == ["MY", "SG", "TH"]
+    assert "MY, SG, TH" in decision.reason
+    assert "VN opted out" in decision.reason
+
+
+def test_asean_minus_x_passes_with_exactly_min_participants() -> None:
+    decision = decide(
+        DecisionRule.ASEAN_MINUS_X,
+        positions(Position.OBJECT, MY=Position.APPROVE, ID=Position.APPROVE),
+        min_participants=2,
+    )
+
+    assert decision.verdict is Verdict.PASSED
+    assert decision.participating == ["ID", "MY"]
+
+
+def test_asean_minus_x_with_too_few_participants_does_not_pass_and_says_how_many() -> None:
+    decision = decide(
+        DecisionRule.ASEAN_MINUS_X,
+        {"MY": Position.APPROVE, "SG": Position.APPROVE, "LA": Position.OBJECT, "KH": Position.ABSTAIN},
+        min_participants=3,
+    )
+
+    assert decision.verdict is Verdict.NOT_PASSED
+    assert "needs 3" in decision.reason and "2 approved" in decision.reason
+    assert "LA opted out" in decision.reason
+    assert decision.participating == ["MY", "SG"]
+
+
+def test_asean_minus_x_abstainers_neither_participate_nor_opt_out() -> None:
+    decision = decide(DecisionRule.ASEAN_MINUS_X, positions(Position.ABSTAIN, MY=Position.APPROVE, PH=Position.APPROVE))
+
+    assert decision.verdict is Verdict.PASSED  # the default needs two participants
+    assert decision.participating == ["MY", "PH"]
+    assert "opted out" not in decision.reason
+
+
+@pytest.mark.parametrize("rule", [DecisionRule.CONSENSUS, DecisionRule.UNANIMITY, DecisionRule.SILENCE])
+def test_only_asean_minus_x_names_participating_states(rule: DecisionRule) -> None:
+    assert decide(rule, positions(Position.APPROVE)).participating is None
+
+
+# --- the silence procedure -------------------------------------------------------------------------------
+
+
+def test_silence_is_broken_by_an_objection_and_names_the_state() -> None:
+    decision = decide(DecisionRule.SILENCE, positions(Position.APPROVE, LA=Position.OBJECT))
+
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
+    assert decision.reason == "silence broken by LA"
+
+
+def test_silence_passes_with_reservations_and_abstentions() -> None:
+    decision = decide(
+        DecisionRule.SILENCE, positions(Position.APPROVE, SG=Position.APPROVE_WITH_RESERVATION, MM=Position.ABSTAIN)
+    )
+
+    assert decision.verdict is Verdict.PASSED
+
+
+# --- funding answers -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", [DecisionRule.CONSENSUS, DecisionRule.UNANIMITY, DecisionRule.ASEAN_MINUS_X])
+def test_a_confirmed_contribution_counts_as_approval(rule: DecisionRule) -> None:
+    decision = decide(rule, positions(Position.CONFIRM))
+
+    assert decision.verdict is Verdict.PASSED
+
+
+def test_a_declined_contribution_blocks_consensus() -> None:
+    decision = decide(DecisionRule.CONSENSUS, positions(Position.CONFIRM, KH=Position.DECLINE))
+
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
+    assert "KH" in decision.reason
+
+
+def test_a_declined_contribution_opts_out_under_asean_minus_x() -> None:
+    decision = decide(
+        DecisionRule.ASEAN_MINUS_X,
+        positions(Position.CONFIRM, KH=Position.DECLINE, LA=Position.DECLINE),
+        min_participants=9,
+    )
+
+    assert decision.verdict is Verdict.PASSED
+    assert decision.participating == sorted(s for s in ALL if s not in ("KH", "LA"))
+    assert "KH, LA opted out" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("position", "approval", "objection"),
+    [
+        (Position.APPROVE, True, False),
+        (Position.APPROVE_WITH_RESERVATION, True, False),
+        (Position.CONFIRM, True, False),
+        (Position.ABSTAIN, False, False),
+        (Position.REQUEST_CHANGES, False, False),
+        (Position.OBJECT, False, True),
+        (Position.DECLINE, False, True),
+    ],
+)
+def test_what_each_position_counts_as(position: Position, approval: bool, objection: bool) -> None:
+    assert position.is_approval is approval
+    assert position.is_objection is objection
 
 
 # --- silence policy and positions ------------------------------------------------------------------------
@@ -135,17 +273,17 @@ def test_silence_policy_deems_a_silent_state_to_have_taken_a_position(policy: Si
 
 def test_silent_states_under_the_concur_policy_let_a_round_pass() -> None:
     silent = SilencePolicy.CONCUR.deemed_position
-    verdict, _ = decide(DecisionRule.UNANIMITY, positions(silent, MY=Position.APPROVE))
+    decision = decide(DecisionRule.UNANIMITY, positions(silent, MY=Position.APPROVE))
 
-    assert verdict is Verdict.PASSED
+    assert decision.verdict is Verdict.PASSED
 
 
 def test_silent_states_under_the_object_policy_block_a_round() -> None:
     silent = SilencePolicy.OBJECT.deemed_position
-    verdict, reason = decide(DecisionRule.CONSENSUS, {"MY": Position.APPROVE, "LA": silent})
+    decision = decide(DecisionRule.CONSENSUS, {"MY": Position.APPROVE, "LA": silent})
 
-    assert verdict is Verdict.CHANGES_REQUESTED
-    assert "LA" in reason
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
+    assert "LA" in decision.reason
 
 
 @pytest.mark.parametrize(
@@ -156,6 +294,8 @@ def test_silent_states_under_the_object_policy_block_a_round() -> None:
         (Position.APPROVE_WITH_RESERVATION, True),
         (Position.REQUEST_CHANGES, True),
         (Position.OBJECT, True),
+        (Position.CONFIRM, False),
+        (Position.DECLINE, False),
     ],
 )
 def test_which_positions_need_a_reason(position: Position, needs_reason: bool) -> None:

@@ -3,134 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from models.messages import (
-    DocumentRef,
-    PositionReceipt,
     PositionSubmission,
-    ProposalInput,
     ProposalState,
-    ProposalStatus,
     RevisionInput,
     WithdrawInput,
 )
 from models.positions import DecisionRule, Position, SilencePolicy
-from models.process import DraftingStage, MemberReviewStage, ProcessDefinition
+from models.process import DraftingStage
 from models.rules import Verdict
 from models.states import MemberState
 from models.temporal_client import proposal_status
 from models.tokens import round_workflow_id
-from tests.fakes import FakeBackend
+from tests.harness import ALL, DOC1, Harness, everyone, review
 from workflows.proposal import ProposalWorkflow
 from workflows.review_round import ReviewRoundWorkflow
-
-ALL = sorted(MemberState, key=lambda s: s.value)  # the order rounds list participants in
-DOC1 = DocumentRef(sha256="a" * 64, version=1, filename="v1.md", size=10)
-
-
-@dataclass
-class Harness:
-    client: Client
-    env: WorkflowEnvironment
-    task_queue: str
-    backend: FakeBackend
-
-    async def start(
-        self, *stages: DraftingStage | MemberReviewStage
-    ) -> WorkflowHandle[ProposalWorkflow, ProposalStatus]:
-        proposal_id = f"p-{uuid.uuid4().hex[:10]}"
-        return await self.client.start_workflow(
-            ProposalWorkflow.run,
-            ProposalInput(
-                proposal_id=proposal_id,
-                title="ASEAN AI SAFE Operational Framework",
-                kind="operational_framework",
-                lead_state=MemberState.MY,
-                process=ProcessDefinition(stages=list(stages)),
-                document=DOC1,
-            ),
-            id=proposal_id,
-            task_queue=self.task_queue,
-        )
-
-    async def round_open(self, proposal_id: str, number: int) -> ProposalStatus:
-        """Wait until round `number` has started and sent its invitations."""
-        for _ in range(200):
-            status = await proposal_status(self.client, proposal_id)
-            invited = any(
-                m.proposal_id == proposal_id and m.round == number and m.step == "invitation"
-                for m in self.backend.mailings
-            )
-            if status.round == number and status.round_workflow_id and invited:
-                return status
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"round {number} of {proposal_id} did not open")
-
-    async def answer(
-        self,
-        proposal_id: str,
-        number: int,
-        state: MemberState,
-        position: Position,
-        reason: str | None = None,
-        *,
-        sha256: str | None = None,
-        update_id: str | None = None,
-    ) -> PositionReceipt:
-        status = await proposal_status(self.client, proposal_id)
-        return await self.client.get_workflow_handle(round_workflow_id(proposal_id, number)).execute_update(
-            ReviewRoundWorkflow.submit_position,
-            PositionSubmission(
-                proposal_id=proposal_id,
-                round=number,
-                state=state,
-                delegate_id=f"{state.value}-delegate",
-                document_sha256=sha256 or status.document.sha256,
-                position=position,
-                reason=reason,
-            ),
-            id=update_id,
-        )
-
-    def positions_recorded(self, proposal_id: str) -> int:
-        return self.backend.kinds(proposal_id).count("position")
-
-
-@pytest.fixture
-async def harness(time_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Harness]:
-    backend = FakeBackend()
-    async with Worker(
-        time_env.client,
-        task_queue=task_queue,
-        workflows=[ProposalWorkflow, ReviewRoundWorkflow],
-        activities=backend.activities(),
-    ):
-        yield Harness(time_env.client, time_env, task_queue, backend)
-
-
-def review(**overrides: object) -> MemberReviewStage:
-    return MemberReviewStage.model_validate(
-        {"deadline": timedelta(days=14), "reminders": [timedelta(days=7), timedelta(days=1)]} | overrides
-    )
-
-
-async def everyone(
-    h: Harness, pid: str, number: int, position: Position = Position.APPROVE, **special: Position
-) -> None:
-    for state in ALL:
-        chosen = special.get(state.value, position)
-        await h.answer(pid, number, state, chosen, "because" if chosen.needs_reason else None)
 
 
 async def test_consensus_all_approve_adopts_and_closes_the_round_early(harness: Harness) -> None:

@@ -1,4 +1,8 @@
-"""Action links: GET shows the confirmation page (changes nothing); POST records the state's position."""
+"""Action links: GET shows the confirmation page (changes nothing); POST records the state's answer.
+
+One page serves every kind of round, read from the live round status: a WG-AI review (with the changes
+from the previous version), an ADGSOM/ADGMIN ad referendum (silence procedure) and a funding confirmation.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,44 @@ import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Engine
-from sqlmodel import Session, select
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from sqlmodel import Session
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.ledger import as_utc
-from models.messages import PositionReceipt, PositionSubmission, RoundStatus, StatePosition
-from models.positions import Position
-from models.tables import DelegateRecord, DocumentBlob, DocumentVersion, LedgerEntry, ProposalRecord
+from models.messages import FundingTerms, PositionReceipt, PositionSubmission, RoundPurpose, RoundStatus
+from models.positions import AD_REFERENDUM_POSITIONS, FUNDING_POSITIONS, REVIEW_POSITIONS, Position
+from models.process import FundingModel, StageType
+from models.tables import DelegateRecord, ProposalRecord
 from models.timefmt import both, in_utc
 from models.tokens import ActionClaims, TokenError, check_csrf, csrf_token, decision_id, verify_action
-from web.app import error_page, templates
-from web.rendering import markdown_to_html
+from web.pages import (
+    document_body,
+    document_version,
+    error_page,
+    form_expired_page,
+    ledger_entry,
+    ledger_payload,
+    live_status,
+    rejection_type,
+    templates,
+    token_error_page,
+    unavailable_page,
+)
+from web.rendering import STAGE_BODIES, AmountError, document_diff, format_money, markdown_to_html, parse_amount
 
 router = APIRouter()
 
-# Validator rejections from the round workflow, as the delegate should read them.
+NOT_RECORDED = "Your answer was not recorded"
+
+# Validator rejections from the round workflow that no re-shown form can fix, as the delegate should read them.
 _REJECTIONS: dict[str, tuple[int, str, str]] = {
-    "RoundClosed": (409, "This review round is closed", "Positions can no longer be stated in this round."),
+    "RoundClosed": (409, "This round is closed", "Answers can no longer be given in this round."),
     "WrongRound": (409, "This link is for another round", "Use the link in the most recent email."),
     "NotParticipant": (403, "Not a participant", "Your state is not a participant in this round."),
     "DocumentMismatch": (
@@ -37,6 +55,22 @@ _REJECTIONS: dict[str, tuple[int, str, str]] = {
         "The document has changed",
         "This link is for a version that is no longer under review; use the link in the most recent email.",
     ),
+}
+
+DEFAULT_ALLOWED = {
+    RoundPurpose.REVIEW: REVIEW_POSITIONS,
+    RoundPurpose.AD_REFERENDUM: AD_REFERENDUM_POSITIONS,
+    RoundPurpose.FUNDING: FUNDING_POSITIONS,
+}
+REASON_LABELS = {
+    RoundPurpose.REVIEW: "Reason or comment (required for a reservation, a change request or an objection)",
+    RoundPurpose.AD_REFERENDUM: "Reason or comment (required for a reservation or an objection)",
+    RoundPurpose.FUNDING: "Comment (optional)",
+}
+RECEIPT_TITLES = {
+    RoundPurpose.REVIEW: "Position recorded",
+    RoundPurpose.AD_REFERENDUM: "Answer recorded",
+    RoundPurpose.FUNDING: "Answer recorded",
 }
 
 
@@ -50,16 +84,31 @@ class ActionContext:
     version: int
 
 
+@dataclass(frozen=True)
+class RoundOpening:
+    """What the ledger recorded when the round opened: enough to word a receipt or a closed page."""
+
+    purpose: RoundPurpose
+    stage_type: StageType
+    funding: FundingTerms | None
+
+
 @router.get("/act/{token}", response_class=HTMLResponse)
 async def show_action(request: Request, token: str) -> Response:
     context = await _load(request, token)
     if isinstance(context, Response):
         return context
     client: Client = request.app.state.client
-    live = await _round_status(client, context.claims.round_workflow_id)
+    try:
+        live = await live_status(client, context.claims.round_workflow_id, RoundStatus)
+    except RPCError:
+        return unavailable_page(request, "This page could not be shown")
     if live is None or not live.is_open:
-        return _closed_page(request, context)
-    return _form_page(request, context, live.positions.get(context.claims.state))
+        return await _closed_page(request, context)
+    if context.claims.state not in live.participants:
+        status_code, title, message = _REJECTIONS["NotParticipant"]
+        return error_page(request, status_code, title, message)
+    return await _form_page(request, context, live)
 
 
 @router.post("/act/{token}", response_class=HTMLResponse)
@@ -69,6 +118,7 @@ async def record_action(
     csrf: str = Form(default=""),
     position: str = Form(default=""),
     reason: str = Form(default="", max_length=4000),
+    amount: str = Form(default=""),
 ) -> Response:
     context = await _load(request, token)
     if isinstance(context, Response):
@@ -76,13 +126,27 @@ async def record_action(
     settings = request.app.state.settings
     nonce = check_csrf(settings.signing_key, token, csrf)
     if nonce is None:
-        return error_page(
-            request, 403, "Form expired or invalid", "The form could not be verified.", "Open the link again and retry."
-        )
+        return form_expired_page(request)
+    update_id = decision_id(token, nonce)
+    engine: Engine = request.app.state.engine
+    # This very form was recorded before (a double click, a retried request, or after the round closed).
+    recorded = await asyncio.to_thread(_answer_from_ledger, engine, context.claims, update_id)
+    if recorded is not None:
+        return await _receipt_page(request, context, *recorded)
+
+    async def again(error: str) -> Response:
+        return await _reshow(request, context, error, reason=reason, amount=amount)
+
     try:
         chosen = Position(position)
     except ValueError:
-        return _form_page(request, context, None, error="Choose one of the positions below.", status_code=400)
+        return await again("Choose one of the positions below.")
+    pledged: Decimal | None = None
+    if chosen is Position.CONFIRM:
+        try:
+            pledged = parse_amount(amount)
+        except AmountError as exc:
+            return await again(str(exc))
     try:
         submission = PositionSubmission(
             proposal_id=context.claims.proposal_id,
@@ -92,31 +156,31 @@ async def record_action(
             document_sha256=context.claims.document_sha256,
             position=chosen,
             reason=reason,
+            amount=pledged,
         )
     except ValueError:
-        return _form_page(
-            request, context, None, error=f"A reason is required for “{chosen.label}”.", status_code=400, reason=reason
-        )
+        return await again(f"A reason is required for “{chosen.label}”.")
 
-    update_id = decision_id(token, nonce)
-    engine: Engine = request.app.state.engine
-    receipt = await asyncio.to_thread(_receipt_from_ledger, engine, context.claims, update_id)
-    if receipt is None:
-        handle = request.app.state.client.get_workflow_handle(context.claims.round_workflow_id)
-        try:
-            receipt = await handle.execute_update(
-                "submit_position", submission, id=update_id, result_type=PositionReceipt
-            )
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            kind = cause.type if isinstance(cause, ApplicationError) else None
-            status_code, title, message = _REJECTIONS.get(
-                kind or "", (409, "Position not recorded", "The round did not accept this position.")
-            )
-            return error_page(request, status_code, title, message)
-        except RPCError as exc:
-            return _rpc_error_page(request, exc, context)
-    return _receipt_page(request, context, receipt)
+    handle = request.app.state.client.get_workflow_handle(context.claims.round_workflow_id)
+    try:
+        receipt = await handle.execute_update("submit_position", submission, id=update_id, result_type=PositionReceipt)
+    except WorkflowUpdateFailedError as exc:
+        kind = rejection_type(exc)
+        state_name = context.claims.state.official_name
+        if kind == "PositionNotAllowed":
+            return await again(f"“{chosen.label}” is not an answer this round takes; choose one of the answers below.")
+        if kind == "AmountRequired":
+            return await again(f"Enter the amount {state_name} pledges (above zero) before confirming.")
+        status_code, title, message = _REJECTIONS.get(
+            kind, (409, "Answer not recorded", "The round did not accept this answer.")
+        )
+        return error_page(request, status_code, title, message)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return await _closed_page(request, context)
+        return unavailable_page(request, NOT_RECORDED)
+    recorded = await asyncio.to_thread(_answer_from_ledger, engine, context.claims, update_id)
+    return await _receipt_page(request, context, receipt, recorded[1] if recorded else None)
 
 
 async def _load(request: Request, token: str) -> ActionContext | Response:
@@ -125,9 +189,7 @@ async def _load(request: Request, token: str) -> ActionContext | Response:
     try:
         claims = verify_action(settings.signing_key, token)
     except TokenError as exc:
-        if exc.expired:
-            return error_page(request, 410, "Link expired", exc.reason, "Contact the ASEAN AI SAFE secretariat.")
-        return error_page(request, 400, "Invalid link", exc.reason, "Use the link exactly as it appears in the email.")
+        return token_error_page(request, exc)
     loaded = await asyncio.to_thread(_load_records, request.app.state.engine, claims)
     if loaded is None:
         return error_page(
@@ -150,26 +212,21 @@ def _load_records(
 ) -> tuple[DelegateRecord | None, ProposalRecord, str, int] | None:
     with Session(engine) as session:
         proposal = session.get(ProposalRecord, claims.proposal_id)
-        blob = session.get(DocumentBlob, claims.document_sha256)
-        version = session.exec(
-            select(DocumentVersion.version).where(
-                DocumentVersion.proposal_id == claims.proposal_id, DocumentVersion.sha256 == claims.document_sha256
-            )
-        ).first()
-        if proposal is None or blob is None or version is None:
+        document = document_version(session, claims.proposal_id, claims.document_sha256)
+        if proposal is None or document is None:
             return None
-        return session.get(DelegateRecord, claims.delegate_id), proposal, blob.body, version
+        return session.get(DelegateRecord, claims.delegate_id), proposal, *document
 
 
-def _receipt_from_ledger(engine: Engine, claims: ActionClaims, update_id: str) -> PositionReceipt | None:
-    """A receipt already in the ledger for this very form: a repeated POST gets the same receipt."""
-    key = f"{claims.round_workflow_id}:position:{update_id}"
-    with Session(engine) as session:
-        entry = session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == key)).first()
+def _answer_from_ledger(
+    engine: Engine, claims: ActionClaims, update_id: str
+) -> tuple[PositionReceipt, Decimal | None] | None:
+    """The receipt (and committed amount) already in the ledger for this very form, if any."""
+    entry = ledger_entry(engine, f"{claims.round_workflow_id}:position:{update_id}")
     if entry is None:
         return None
     payload = json.loads(entry.payload_json)
-    return PositionReceipt(
+    receipt = PositionReceipt(
         decision_id=update_id,
         proposal_id=claims.proposal_id,
         round=claims.round,
@@ -179,35 +236,21 @@ def _receipt_from_ledger(engine: Engine, claims: ActionClaims, update_id: str) -
         ledger_entry_hash=entry.entry_hash,
         recorded_at=as_utc(entry.recorded_at),
     )
+    amount = payload.get("amount")
+    return receipt, Decimal(amount) if amount is not None else None
 
 
-async def _round_status(client: Client, workflow_id: str) -> RoundStatus | None:
-    """The open round's live status, or None when the round is over (or unknown)."""
-    handle = client.get_workflow_handle(workflow_id)
-    try:
-        description = await handle.describe()
-        if description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING:
-            return None
-        return await handle.query("status", result_type=RoundStatus)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-
-
-def _rpc_error_page(request: Request, exc: RPCError, context: ActionContext) -> Response:
-    if exc.status == RPCStatusCode.NOT_FOUND:
-        return _closed_page(request, context)
-    return error_page(
-        request,
-        503,
-        "Service temporarily unavailable",
-        "Your position was not recorded because the governance engine did not answer.",
-        "Please try again in a few minutes using the same link.",
+def _round_opening(engine: Engine, claims: ActionClaims) -> RoundOpening:
+    payload = ledger_payload(engine, f"{claims.round_workflow_id}:opened") or {}
+    funding = payload.get("funding")
+    return RoundOpening(
+        purpose=RoundPurpose(payload.get("purpose", RoundPurpose.REVIEW)),
+        stage_type=StageType(payload.get("stage", StageType.MEMBER_REVIEW)),
+        funding=FundingTerms.model_validate(funding) if funding else None,
     )
 
 
-def _page_context(context: ActionContext) -> dict[str, object]:
+def _page_context(context: ActionContext, purpose: RoundPurpose, stage_type: StageType) -> dict[str, object]:
     deadline = context.claims.expires_at
     return {
         "token": context.token,
@@ -218,38 +261,87 @@ def _page_context(context: ActionContext) -> dict[str, object]:
         "version": context.version,
         "deadline_local": both(deadline, context.delegate.timezone),
         "deadline_utc": in_utc(deadline),
+        "purpose": purpose.value,
+        "stage_type": stage_type.value,
+        "decision_body": STAGE_BODIES.get(stage_type, "the member states"),
     }
 
 
-def _form_page(
+async def _form_page(
     request: Request,
     context: ActionContext,
-    current: StatePosition | None,
+    live: RoundStatus,
     *,
     error: str | None = None,
     status_code: int = 200,
     reason: str = "",
+    amount: str = "",
 ) -> Response:
     settings = request.app.state.settings
-    page = _page_context(context) | {
+    state = context.claims.state
+    current = live.positions.get(state)
+    funding = live.funding
+    changes = None
+    previous = live.previous_document
+    if previous is not None and previous.sha256 != context.claims.document_sha256:
+        old = await asyncio.to_thread(document_body, request.app.state.engine, previous.sha256)
+        if old is not None:
+            changes = document_diff(
+                old,
+                context.document_body,
+                old_name=f"version {previous.version}",
+                new_name=f"version {context.version}",
+            )
+    expected = funding.expected.get(state) if funding else None
+    page = _page_context(context, live.purpose, live.stage_type) | {
         "document_html": markdown_to_html(context.document_body),
-        "positions": list(Position),
+        "positions": live.allowed or DEFAULT_ALLOWED[live.purpose],
+        "reason_label": REASON_LABELS[live.purpose],
         "csrf": csrf_token(settings.signing_key, context.token),
         "current": current,
         "current_at": both(current.recorded_at, context.delegate.timezone) if current else None,
+        "current_amount": format_money(current.amount, funding.currency)
+        if current and current.amount and funding
+        else None,
+        "previous": previous,
+        "changes": changes,
+        "funding": funding,
+        "voluntary": funding is not None and funding.model is FundingModel.VOLUNTARY,
+        "expected": format_money(expected, funding.currency) if funding and expected is not None else None,
+        "budget_target": format_money(funding.budget_target, funding.currency) if funding else None,
         "error": error,
         "reason": reason,
+        "amount": amount,
     }
     return templates.TemplateResponse(request, "action.html", page, status_code=status_code)
 
 
-def _closed_page(request: Request, context: ActionContext) -> Response:
-    return templates.TemplateResponse(request, "closed.html", _page_context(context), status_code=410)
+async def _reshow(request: Request, context: ActionContext, error: str, *, reason: str, amount: str) -> Response:
+    """The form again with what the delegate typed and why it was not taken (400)."""
+    try:
+        live = await live_status(request.app.state.client, context.claims.round_workflow_id, RoundStatus)
+    except RPCError:
+        return error_page(request, 400, "Answer not recorded", error, "Open the link again and retry.")
+    if live is None or not live.is_open:
+        return await _closed_page(request, context)
+    return await _form_page(request, context, live, error=error, status_code=400, reason=reason, amount=amount)
 
 
-def _receipt_page(request: Request, context: ActionContext, receipt: PositionReceipt) -> Response:
-    page = _page_context(context) | {
+async def _closed_page(request: Request, context: ActionContext) -> Response:
+    opening = await asyncio.to_thread(_round_opening, request.app.state.engine, context.claims)
+    page = _page_context(context, opening.purpose, opening.stage_type)
+    return templates.TemplateResponse(request, "closed.html", page, status_code=410)
+
+
+async def _receipt_page(
+    request: Request, context: ActionContext, receipt: PositionReceipt, amount: Decimal | None
+) -> Response:
+    opening = await asyncio.to_thread(_round_opening, request.app.state.engine, context.claims)
+    currency = opening.funding.currency if opening.funding else ""
+    page = _page_context(context, opening.purpose, opening.stage_type) | {
         "receipt": receipt,
+        "title": "Contribution confirmed" if amount is not None else RECEIPT_TITLES[opening.purpose],
+        "amount": format_money(amount, currency).strip() if amount is not None else None,
         "recorded_local": both(receipt.recorded_at.astimezone(UTC), context.delegate.timezone),
         "now": datetime.now(UTC),
     }

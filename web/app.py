@@ -11,7 +11,6 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
@@ -20,11 +19,15 @@ from models.db import init_db, make_engine
 from models.settings import Settings
 from models.tables import ProposalRecord
 from models.temporal_client import connect, proposal_status
+from models.timefmt import in_utc
+from web.actions import router as action_router
+from web.comments import router as comment_router
 from web.mailbox import read_mailbox
+from web.pages import error_page, templates
 from web.rendering import linkify_text
 
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
+__all__ = ["create_app", "error_page", "templates"]
 
 
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
@@ -41,10 +44,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app = FastAPI(title="aisafe", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-
-    from web.actions import router as action_router
-
     app.include_router(action_router)
+    app.include_router(comment_router)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -66,7 +67,11 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             *(proposal_status(request.app.state.client, r.id) for r in records), return_exceptions=True
         )
         rows = [
-            {"record": r, "status": s if not isinstance(s, BaseException) else None}
+            {
+                "record": r,
+                "status": s if not isinstance(s, BaseException) else None,
+                "deadline": in_utc(s.deadline) if not isinstance(s, BaseException) and s.deadline else None,
+            }
             for r, s in zip(records, statuses, strict=True)
         ]
         return templates.TemplateResponse(request, "dashboard.html", {"rows": rows, "dev": settings.dev})
@@ -89,12 +94,3 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             )
 
     return app
-
-
-def error_page(request: Request, status_code: int, title: str, message: str, advice: str | None = None) -> Response:
-    return templates.TemplateResponse(
-        request,
-        "error.html",
-        {"title": title, "message": message, "advice": advice, "status_code": status_code},
-        status_code=status_code,
-    )

@@ -1,31 +1,92 @@
-"""A proposal's life: drafting, member review in rounds (revised between them), and its outcome."""
+"""A proposal's life, stage by stage as its process lists them, to adopted, not adopted, withdrawn or expired.
+
+Stages: drafting -> consultation -> member review (rounds, revised between them) -> senior officials
+(ADGSOM) -> ministers (ADGMIN) -> funding. Each consultation, round and meeting is a child workflow, so no
+single history grows without bound.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+from typing import Any, TypeVar
+
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
+        ConsultationInput,
+        ConsultationStatus,
         DocumentRef,
+        FundingTerms,
         LedgerAppend,
         LedgerReceipt,
+        MailingResult,
+        MeetingInput,
+        MeetingOutcome,
+        OutcomeMailing,
+        Pledge,
         ProposalInput,
         ProposalState,
         ProposalStatus,
         ReviewRoundInput,
         RevisionInput,
         RoundOutcome,
+        RoundPurpose,
+        StageReport,
+        StageStatus,
         WithdrawInput,
     )
-    from models.process import DraftingStage, MemberReviewStage, StageType
+    from models.positions import (
+        AD_REFERENDUM_POSITIONS,
+        FUNDING_POSITIONS,
+        REVIEW_POSITIONS,
+        DecisionRule,
+        Position,
+        SilencePolicy,
+    )
+    from models.process import (
+        STAGE_ROLES,
+        ConsultationStage,
+        DraftingStage,
+        EndorsementMode,
+        FundingModel,
+        FundingStage,
+        MemberReviewStage,
+        MinisterialStage,
+        NoRecordPolicy,
+        SeniorOfficialsStage,
+        StageType,
+    )
+    from models.roster import Sector
     from models.rules import Verdict
-    from models.states import members_on
-    from models.tokens import round_workflow_id
-    from workflows.common import LEDGER_RETRY, LEDGER_TIMEOUT, ledger
+    from models.states import MemberState, members_on
+    from models.tokens import consultation_workflow_id, meeting_workflow_id, round_workflow_id
+    from workflows.common import LEDGER_RETRY, LEDGER_TIMEOUT, MAIL_RETRY, MAIL_TIMEOUT, ledger
+    from workflows.consultation import ConsultationWorkflow
+    from workflows.meeting import MeetingWorkflow
     from workflows.review_round import ReviewRoundWorkflow
 
-REVISION = "revision"  # the stage name shown while a rejected text waits for its next version
+REVISION = "revision"  # the stage name shown while a text sent back waits for its next version
+
+STAGE_KEY = SearchAttributeKey.for_keyword("AisafeStage")
+ROUND_KEY = SearchAttributeKey.for_int("AisafeRound")
+LEAD_KEY = SearchAttributeKey.for_keyword("AisafeLeadState")
+KIND_KEY = SearchAttributeKey.for_keyword("AisafeKind")
+
+T = TypeVar("T")
+Endorsement = SeniorOfficialsStage | MinisterialStage
+
+
+@dataclass
+class StageResult:
+    passed: bool
+    outcome: str
+    expired: bool = False
+    details: dict[str, Any] | None = None
 
 
 @workflow.defn
@@ -40,9 +101,14 @@ class ProposalWorkflow:
         self._rounds: list[RoundOutcome] = []
         self._round = 0
         self._active_round: ReviewRoundInput | None = None
+        self._stage_workflow_id: str | None = None
+        self._reports = [StageReport(type=stage.type) for stage in proposal.process.stages]
+        self._pledges: list[Pledge] = []
         self._submitted = False
         self._withdrawn: str | None = None
         self._started_at = workflow.now()
+
+    # --- the process, top to bottom -------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, proposal: ProposalInput) -> ProposalStatus:
@@ -53,23 +119,42 @@ class ProposalWorkflow:
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=LEDGER_RETRY,
         )
+        workflow.upsert_search_attributes(
+            [LEAD_KEY.value_set(proposal.lead_state.value), KIND_KEY.value_set(proposal.kind)]
+        )
         for index, stage in enumerate(proposal.process.stages):
             await self._enter_stage(index, stage.type)
-            if isinstance(stage, DraftingStage):
-                passed = await self._drafting()
-            else:
-                passed = await self._member_review(stage)
+            result = await self._run_stage(index, stage)
+            await self._end_stage(index, result)
             if self._withdrawn is not None:
                 break
-            if not passed:
+            if result.expired:
+                self._status = ProposalState.EXPIRED
+                self._closed_reason = result.outcome
+                break
+            if not result.passed:
                 self._status = ProposalState.NOT_ADOPTED
+                self._closed_reason = self._closed_reason or result.outcome
                 break
         else:
             self._status = ProposalState.ADOPTED
             self._closed_reason = "every stage passed"
 
-        self._stage = self._status.value
+        self._set_stage(self._status.value)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.execute_activity(
+            "send_outcome_mail",
+            OutcomeMailing(
+                proposal_id=proposal.proposal_id,
+                title=proposal.title,
+                status=self._status,
+                reason=self._closed_reason,
+                document=self._versions[-1],
+            ),
+            result_type=MailingResult,
+            start_to_close_timeout=MAIL_TIMEOUT,
+            retry_policy=MAIL_RETRY,
+        )
         await ledger(
             proposal.proposal_id,
             "proposal_closed",
@@ -78,8 +163,227 @@ class ProposalWorkflow:
         )
         return self.status()
 
+    async def _run_stage(self, index: int, stage: Any) -> StageResult:
+        if isinstance(stage, DraftingStage):
+            return await self._drafting()
+        if isinstance(stage, ConsultationStage):
+            return await self._consultation(index, stage)
+        if isinstance(stage, MemberReviewStage):
+            return await self._member_review(index, stage)
+        if isinstance(stage, SeniorOfficialsStage | MinisterialStage):
+            return await self._endorsement(index, stage)
+        if isinstance(stage, FundingStage):
+            return await self._funding(index, stage)
+        raise ApplicationError(f"unknown stage type {stage.type}", non_retryable=True)
+
+    # --- stages ------------------------------------------------------------------------------------------------
+
+    async def _drafting(self) -> StageResult:
+        await workflow.wait_condition(lambda: self._submitted or self._withdrawn is not None)
+        return StageResult(self._withdrawn is None, f"version {self._versions[-1].version} submitted")
+
+    async def _consultation(self, index: int, stage: ConsultationStage) -> StageResult:
+        matrix = await self._child(
+            ConsultationWorkflow.run,
+            ConsultationInput(
+                proposal_id=self._proposal.proposal_id,
+                title=self._proposal.title,
+                stage_index=index,
+                document=self._versions[-1],
+                sectors=stage.sectors or list(Sector),
+                deadline=workflow.now() + stage.deadline,
+            ),
+            consultation_workflow_id(self._proposal.proposal_id, index),
+        )
+        if matrix is None:
+            return StageResult(False, "withdrawn during the consultation")
+        assert isinstance(matrix, ConsultationStatus)
+        counts: dict[str, int] = {}
+        for comment in matrix.comments:
+            counts[str(comment.disposition)] = counts.get(str(comment.disposition), 0) + 1
+        summary = ", ".join(f"{n} {d}" for d, n in sorted(counts.items())) or "no comments"
+        return StageResult(
+            True,
+            f"{len(matrix.comments)} comment(s) answered: {summary}",
+            details={"comments": [c.model_dump(mode="json") for c in matrix.comments]},
+        )
+
+    async def _member_review(self, index: int, stage: MemberReviewStage) -> StageResult:
+        """Rounds until one passes, max_rounds is spent, or the proposal is withdrawn."""
+        for round_in_stage in range(1, stage.max_rounds + 1):
+            outcome = await self._round_of(
+                index,
+                StageType.MEMBER_REVIEW,
+                RoundPurpose.REVIEW,
+                REVIEW_POSITIONS,
+                stage.rule,
+                stage.silence,
+                stage,
+            )
+            if outcome is None:
+                return StageResult(False, "withdrawn during review")
+            if outcome.verdict is Verdict.PASSED:
+                return StageResult(True, f"round {outcome.round}: {outcome.reason}", details=_round_details(outcome))
+            if round_in_stage == stage.max_rounds:
+                return StageResult(False, f"round {outcome.round}: {outcome.reason}; {stage.max_rounds} round(s) spent")
+            if not await self._await_revision():
+                return StageResult(False, "withdrawn while awaiting a revision")
+            self._set_stage(stage.type.value)
+        raise AssertionError("unreachable: the loop returns on its last round")
+
+    async def _endorsement(self, index: int, stage: Endorsement) -> StageResult:
+        body = "ADGSOM" if stage.type is StageType.SENIOR_OFFICIALS else "ADGMIN"
+        if stage.mode is EndorsementMode.MEETING:
+            assert stage.date is not None and stage.chair is not None
+            meeting = await self._child(
+                MeetingWorkflow.run,
+                MeetingInput(
+                    proposal_id=self._proposal.proposal_id,
+                    title=self._proposal.title,
+                    stage_index=index,
+                    stage_type=stage.type,
+                    date=stage.date,
+                    venue=stage.venue,
+                    chair=stage.chair,
+                    grace=stage.grace,
+                    rule=stage.decision_rule,
+                    min_participants=stage.min_participants,
+                    participants=self._participants(stage),
+                    roles=list(STAGE_ROLES[stage.type]),
+                    document=self._versions[-1],
+                ),
+                meeting_workflow_id(self._proposal.proposal_id, index),
+            )
+            if meeting is None:
+                return StageResult(False, f"withdrawn before the {body} meeting")
+            assert isinstance(meeting, MeetingOutcome)
+            if meeting.recorded:
+                details = {"meeting": meeting.model_dump(mode="json")}
+                passed = meeting.verdict is Verdict.PASSED
+                return StageResult(passed, f"{body} meeting: {meeting.reason}", details=details)
+            if stage.on_no_record is NoRecordPolicy.EXPIRE:
+                return StageResult(False, f"{body} meeting: {meeting.reason}; the proposal expired", expired=True)
+            await ledger(
+                self._proposal.proposal_id,
+                "fallback_ad_referendum",
+                f"{self._proposal.proposal_id}:stage-{index}:fallback",
+                {"stage": stage.type.value, "reason": meeting.reason},
+            )
+        # Ad referendum is a silence procedure, also when it stands in for a meeting left unrecorded.
+        rule = stage.decision_rule if stage.mode is EndorsementMode.AD_REFERENDUM else DecisionRule.SILENCE
+        silence = SilencePolicy.CONCUR if rule is DecisionRule.SILENCE else stage.silence
+        outcome = await self._round_of(
+            index, stage.type, RoundPurpose.AD_REFERENDUM, AD_REFERENDUM_POSITIONS, rule, silence, stage
+        )
+        if outcome is None:
+            return StageResult(False, f"withdrawn during the {body} ad referendum")
+        passed = outcome.verdict is Verdict.PASSED
+        return StageResult(passed, f"{body} ad referendum: {outcome.reason}", details=_round_details(outcome))
+
+    async def _funding(self, index: int, stage: FundingStage) -> StageResult:
+        participants = self._participants(stage)
+        terms = FundingTerms(
+            model=stage.model,
+            currency=stage.currency,
+            budget_target=stage.budget_target,
+            expected=_expected_shares(stage, participants),
+        )
+        outcome = await self._round_of(
+            index, StageType.FUNDING, RoundPurpose.FUNDING, FUNDING_POSITIONS, stage.rule, stage.silence, stage, terms
+        )
+        if outcome is None:
+            return StageResult(False, "withdrawn during funding")
+        states = {
+            s.value: p.amount for s, p in outcome.positions.items() if p.position is Position.CONFIRM and p.amount
+        }
+        partners = {p.partner: p.amount for p in self._pledges}
+        total = sum(states.values(), Decimal(0)) + sum(partners.values(), Decimal(0))
+        details = {
+            "currency": stage.currency,
+            "budget_target": str(stage.budget_target),
+            "confirmed_by_states": {s: str(a) for s, a in states.items()},
+            "partner_pledges": {p: str(a) for p, a in partners.items()},
+            "total": str(total),
+            **_round_details(outcome),
+        }
+        money = f"{total:,.2f} of {stage.budget_target:,.2f} {stage.currency} pledged"
+        if outcome.verdict is not Verdict.PASSED:
+            return StageResult(False, f"funding: {outcome.reason}; {money}", details=details)
+        if total < stage.budget_target:
+            short = stage.budget_target - total
+            return StageResult(False, f"funding: {money}, short by {short:,.2f}", details=details)
+        return StageResult(True, f"funding approved: {outcome.reason}; {money}", details=details)
+
+    # --- rounds, children and revisions ------------------------------------------------------------------------
+
+    async def _round_of(
+        self,
+        index: int,
+        stage_type: StageType,
+        purpose: RoundPurpose,
+        allowed: list[Position],
+        rule: DecisionRule,
+        silence: SilencePolicy,
+        stage: MemberReviewStage | Endorsement | FundingStage,
+        funding: FundingTerms | None = None,
+    ) -> RoundOutcome | None:
+        """Run one round of state answers as a child; None if the proposal was withdrawn meanwhile."""
+        self._round += 1
+        self._set_stage(stage_type.value)
+        round_input = ReviewRoundInput(
+            proposal_id=self._proposal.proposal_id,
+            title=self._proposal.title,
+            round=self._round,
+            stage_type=stage_type,
+            purpose=purpose,
+            rule=rule,
+            silence=silence,
+            min_participants=stage.min_participants,
+            reminders=stage.reminders,
+            allowed=allowed,
+            roles=list(STAGE_ROLES[stage_type]),
+            document=self._versions[-1],
+            previous_document=self._versions[-2] if len(self._versions) > 1 else None,
+            participants=self._participants(stage),
+            deadline=workflow.now() + stage.deadline,
+            funding=funding,
+        )
+        self._active_round = round_input
+        self._reports[index].rounds.append(self._round)
+        outcome = await self._child(
+            ReviewRoundWorkflow.run, round_input, round_workflow_id(self._proposal.proposal_id, self._round)
+        )
+        self._active_round = None
+        if outcome is not None:
+            assert isinstance(outcome, RoundOutcome)
+            self._rounds.append(outcome)
+        return outcome
+
+    async def _child(self, run: Callable[[Any, Any], Awaitable[T]], arg: Any, child_id: str) -> T | None:
+        """Start a child and wait for it, or cancel it if the proposal is withdrawn first (then None)."""
+        self._stage_workflow_id = child_id
+        handle = await workflow.start_child_workflow(run, arg, id=child_id)  # type: ignore[arg-type]
+        await workflow.wait_condition(lambda: handle.done() or self._withdrawn is not None)
+        self._stage_workflow_id = None
+        if not handle.done():
+            handle.cancel()
+            await workflow.wait_condition(handle.done)
+            return None
+        return handle.result()  # type: ignore[no-any-return]
+
+    async def _await_revision(self) -> bool:
+        self._set_stage(REVISION)
+        versions = len(self._versions)
+        await workflow.wait_condition(lambda: len(self._versions) > versions or self._withdrawn is not None)
+        return self._withdrawn is None
+
+    def _participants(self, stage: MemberReviewStage | Endorsement | FundingStage) -> list[MemberState]:
+        return stage.participants or members_on(workflow.now().date())
+
     async def _enter_stage(self, index: int, stage_type: StageType) -> None:
-        self._stage = stage_type.value
+        self._set_stage(stage_type.value)
+        report = self._reports[index]
+        report.status, report.started_at = StageStatus.RUNNING, workflow.now()
         await ledger(
             self._proposal.proposal_id,
             "stage_started",
@@ -87,54 +391,25 @@ class ProposalWorkflow:
             {"index": index, "stage": stage_type.value},
         )
 
-    async def _drafting(self) -> bool:
-        await workflow.wait_condition(lambda: self._submitted or self._withdrawn is not None)
-        return self._withdrawn is None
+    async def _end_stage(self, index: int, result: StageResult) -> None:
+        report = self._reports[index]
+        if self._withdrawn is not None:
+            report.status = StageStatus.CANCELLED
+        else:
+            report.status = StageStatus.PASSED if result.passed else StageStatus.FAILED
+        report.outcome, report.ended_at, report.details = result.outcome, workflow.now(), result.details or {}
+        await ledger(
+            self._proposal.proposal_id,
+            "stage_ended",
+            f"{self._proposal.proposal_id}:stage-{index}:ended",
+            {"index": index, "stage": report.type.value, "status": report.status.value, "outcome": result.outcome},
+        )
 
-    async def _member_review(self, stage: MemberReviewStage) -> bool:
-        """Run rounds until one passes, max_rounds is spent, or the proposal is withdrawn."""
-        for round_in_stage in range(1, stage.max_rounds + 1):
-            self._round += 1
-            now = workflow.now()
-            round_input = ReviewRoundInput(
-                proposal_id=self._proposal.proposal_id,
-                title=self._proposal.title,
-                round=self._round,
-                stage=stage,
-                document=self._versions[-1],
-                participants=stage.participants or members_on(now.date()),
-                deadline=now + stage.deadline,
-            )
-            self._active_round = round_input
-            handle = await workflow.start_child_workflow(
-                ReviewRoundWorkflow.run,
-                round_input,
-                id=round_workflow_id(self._proposal.proposal_id, self._round),
-            )
-            await workflow.wait_condition(lambda h=handle: h.done() or self._withdrawn is not None)
-            if not handle.done():
-                handle.cancel()
-                await workflow.wait_condition(handle.done)
-                self._active_round = None
-                return False
-            outcome = handle.result()
-            self._rounds.append(outcome)
-            self._active_round = None
-            if outcome.verdict is Verdict.PASSED:
-                return True
-            if round_in_stage == stage.max_rounds:
-                self._closed_reason = f"round {self._round}: {outcome.reason}; {stage.max_rounds} round(s) spent"
-                return False
-            if not await self._await_revision():
-                return False
-            self._stage = stage.type.value
-        return False
+    def _set_stage(self, stage: str) -> None:
+        self._stage = stage
+        workflow.upsert_search_attributes([STAGE_KEY.value_set(stage), ROUND_KEY.value_set(self._round)])
 
-    async def _await_revision(self) -> bool:
-        self._stage = REVISION
-        versions = len(self._versions)
-        await workflow.wait_condition(lambda: len(self._versions) > versions or self._withdrawn is not None)
-        return self._withdrawn is None
+    # --- coordinator updates -----------------------------------------------------------------------------------
 
     @workflow.update
     async def revise(self, revision: RevisionInput) -> DocumentRef:
@@ -173,17 +448,15 @@ class ProposalWorkflow:
 
     @workflow.update
     async def submit(self) -> str:
+        current = self._versions[-1]
         await ledger(
             self._proposal.proposal_id,
             "submitted",
             f"{self._proposal.proposal_id}:submitted",
-            {
-                "version": self._versions[-1].version,
-                "sha256": self._versions[-1].sha256,
-            },
+            {"version": current.version, "sha256": current.sha256},
         )
         self._submitted = True
-        return self._versions[-1].sha256
+        return current.sha256
 
     @submit.validator
     def _check_submit(self) -> None:
@@ -192,6 +465,30 @@ class ProposalWorkflow:
             raise ApplicationError(
                 f"only a proposal in drafting can be submitted (it is in {self._stage})", type="NotInDrafting"
             )
+
+    @workflow.update
+    async def pledge(self, pledge: Pledge) -> Pledge:
+        recorded = pledge.model_copy(update={"recorded_at": workflow.now()})
+        await ledger(
+            self._proposal.proposal_id,
+            "partner_pledge",
+            f"{self._proposal.proposal_id}:pledge-{len(self._pledges) + 1}",
+            recorded.model_dump(mode="json"),
+        )
+        self._pledges.append(recorded)
+        return recorded
+
+    @pledge.validator
+    def _check_pledge(self, pledge: Pledge) -> None:
+        self._require_running()
+        funding = [(i, s) for i, s in enumerate(self._proposal.process.stages) if isinstance(s, FundingStage)]
+        if not funding:
+            raise ApplicationError("this proposal has no funding stage", type="NoFundingStage")
+        index, stage = funding[-1]
+        if self._reports[index].status not in (StageStatus.PENDING, StageStatus.RUNNING):
+            raise ApplicationError("the funding stage has closed", type="FundingClosed")
+        if pledge.currency and pledge.currency != stage.currency:
+            raise ApplicationError(f"pledges are in {stage.currency}, not {pledge.currency}", type="WrongCurrency")
 
     @workflow.update
     async def withdraw(self, request: WithdrawInput) -> ProposalStatus:
@@ -237,4 +534,32 @@ class ProposalWorkflow:
             ),
             started_at=self._started_at,
             closed_reason=self._closed_reason,
+            stages=[r.model_copy() for r in self._reports],
+            stage_workflow_id=self._stage_workflow_id if not self._active_round else None,
+            pledges=list(self._pledges),
         )
+
+
+def _round_details(outcome: RoundOutcome) -> dict[str, Any]:
+    details: dict[str, Any] = {"round": outcome.round, "verdict": outcome.verdict.value}
+    if outcome.reservations:
+        details["reservations"] = {s.value: r for s, r in outcome.reservations.items()}
+    if outcome.participating is not None:
+        details["participating"] = [s.value for s in outcome.participating]
+    return details
+
+
+def _expected_shares(stage: FundingStage, participants: list[MemberState]) -> dict[MemberState, Decimal]:
+    """Each state's share of the target: equal, tiered by percent, or none (voluntary pledges)."""
+    cent = Decimal("0.01")
+    if stage.model is FundingModel.VOLUNTARY or not participants:
+        return {}
+    if stage.model is FundingModel.TIERED:
+        assert stage.shares is not None
+        exact = {s: stage.budget_target * stage.shares.get(s, Decimal(0)) / 100 for s in participants}
+    else:
+        exact = dict.fromkeys(participants, stage.budget_target / len(participants))
+    shares = {s: a.quantize(cent, rounding=ROUND_DOWN) for s, a in exact.items()}
+    # Rounding down to cents leaves a few cents over; the first state carries them so the total is exact.
+    shares[participants[0]] += sum(exact.values(), Decimal(0)).quantize(cent) - sum(shares.values(), Decimal(0))
+    return {s: a for s, a in shares.items() if a > 0}

@@ -1,15 +1,22 @@
-"""One member-review round: email every participating state, collect positions, close, apply the rule."""
+"""One round of state answers: email every participating state, collect answers, close, apply the rule.
+
+The same round serves WG-AI review, ADGSOM/ADGMIN ad referendum (a silence procedure) and funding
+confirmations; `ReviewRoundInput.purpose` says which.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from decimal import Decimal
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
+        AnswerNotice,
         MailingResult,
         PositionReceipt,
         PositionSubmission,
@@ -19,9 +26,13 @@ with workflow.unsafe.imports_passed_through():
         RoundStatus,
         StatePosition,
     )
+    from models.positions import Position
+    from models.process import FundingModel
     from models.rules import decide
     from models.states import MemberState
     from workflows.common import MAIL_RETRY, MAIL_TIMEOUT, ledger
+
+AWAITING = SearchAttributeKey.for_keyword_list("AisafeAwaiting")
 
 
 @workflow.defn
@@ -32,6 +43,7 @@ class ReviewRoundWorkflow:
         self._opened_at = workflow.now()
         self._positions: dict[MemberState, StatePosition] = {}
         self._ledger_seq: dict[MemberState, int] = {}
+        self._notices: list[asyncio.Task[MailingResult]] = []
         self._closed = False
 
     @workflow.run
@@ -43,30 +55,35 @@ class ReviewRoundWorkflow:
             f"{workflow.info().workflow_id}:opened",
             {
                 "round": round_input.round,
+                "stage": round_input.stage_type.value,
+                "purpose": round_input.purpose.value,
                 "document": round_input.document.model_dump(mode="json"),
                 "participants": [s.value for s in round_input.participants],
-                "rule": round_input.stage.rule.value,
+                "rule": round_input.rule.value,
                 "deadline": deadline.isoformat(),
+                "funding": round_input.funding.model_dump(mode="json") if round_input.funding else None,
             },
         )
+        self._publish_awaiting()
         await self._mail("invitation", round_input.participants)
         try:
-            all_answered = await self._collect_positions(deadline)
+            all_answered = await self._collect_answers(deadline)
         except asyncio.CancelledError:
-            # The proposal was withdrawn: let accepted positions finish recording, then stop.
+            # The proposal was withdrawn: let accepted answers finish recording, then stop.
             self._closed = True
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise
 
-        # From here the validator refuses new positions; those already accepted finish and count.
+        # From here the validator refuses new answers; those already accepted finish and count.
         self._closed = True
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self._notices)
         return await self._close("all states answered" if all_answered else "deadline")
 
-    async def _collect_positions(self, deadline: datetime) -> bool:
-        """Remind non-responders at each offset; True when every state answered before the deadline."""
+    async def _collect_answers(self, deadline: datetime) -> bool:
+        """Remind the silent at each offset; True when every state answered before the deadline."""
         all_answered = False
-        reminders = sorted(deadline - offset for offset in self._input.stage.reminders)
+        reminders = sorted(deadline - offset for offset in self._input.reminders)
         for number, moment in enumerate(reminders, start=1):
             if moment <= workflow.now():
                 continue
@@ -82,11 +99,12 @@ class ReviewRoundWorkflow:
     async def submit_position(self, submission: PositionSubmission) -> PositionReceipt:
         update = workflow.current_update_info()
         decision_id = update.id if update else str(workflow.uuid4())
+        amount = self._amount_for(submission)
         receipt = await ledger(
             self._input.proposal_id,
             "position",
             f"{workflow.info().workflow_id}:position:{decision_id}",
-            {"decision_id": decision_id, **submission.model_dump(mode="json")},
+            {"decision_id": decision_id, **submission.model_dump(mode="json"), "amount": _text(amount)},
         )
         # The latest answer in ledger order stands, whichever delegate of the state gave it.
         if receipt.seq > self._ledger_seq.get(submission.state, 0):
@@ -97,7 +115,28 @@ class ReviewRoundWorkflow:
                 delegate_id=submission.delegate_id,
                 decision_id=decision_id,
                 recorded_at=receipt.recorded_at,
+                amount=amount,
             )
+            self._publish_awaiting()
+        # The state's other delegates are told, without making this delegate wait for their emails.
+        self._notices.append(
+            workflow.start_activity(
+                "send_answer_notice",
+                AnswerNotice(
+                    proposal_id=self._input.proposal_id,
+                    title=self._input.title,
+                    round=self._input.round,
+                    state=submission.state,
+                    delegate_id=submission.delegate_id,
+                    decision_id=decision_id,
+                    position=submission.position,
+                    roles=self._input.roles,
+                ),
+                result_type=MailingResult,
+                start_to_close_timeout=MAIL_TIMEOUT,
+                retry_policy=MAIL_RETRY,
+            )
+        )
         return PositionReceipt(
             decision_id=decision_id,
             proposal_id=self._input.proposal_id,
@@ -112,16 +151,23 @@ class ReviewRoundWorkflow:
     @submit_position.validator
     def _check_position(self, submission: PositionSubmission) -> None:
         if self._closed:
-            raise ApplicationError("this review round is closed", type="RoundClosed")
+            raise ApplicationError("this round is closed", type="RoundClosed")
         if submission.proposal_id != self._input.proposal_id or submission.round != self._input.round:
             raise ApplicationError(f"this is round {self._input.round} of {self._input.proposal_id}", type="WrongRound")
         if submission.state not in self._input.participants:
             raise ApplicationError(f"{submission.state} is not a participant in this round", type="NotParticipant")
         if submission.document_sha256 != self._input.document.sha256:
             raise ApplicationError(
-                "the position names a document version that is not the one under review",
-                type="DocumentMismatch",
+                "the answer names a document version that is not the one under review", type="DocumentMismatch"
             )
+        if submission.position not in self._input.allowed:
+            raise ApplicationError(
+                f"{submission.position.label} is not an answer this round takes", type="PositionNotAllowed"
+            )
+        funding = self._input.funding
+        voluntary = funding is not None and funding.model is FundingModel.VOLUNTARY
+        if submission.position is Position.CONFIRM and voluntary and not submission.amount:
+            raise ApplicationError("a voluntary pledge needs an amount above zero", type="AmountRequired")
 
     @workflow.query
     def status(self) -> RoundStatus:
@@ -134,10 +180,27 @@ class ReviewRoundWorkflow:
             is_open=not self._closed,
             participants=self._input.participants,
             positions=dict(self._positions),
+            purpose=self._input.purpose,
+            stage_type=self._input.stage_type,
+            allowed=self._input.allowed,
+            previous_document=self._input.previous_document,
+            funding=self._input.funding,
         )
+
+    def _amount_for(self, submission: PositionSubmission) -> Decimal | None:
+        """The contribution a confirmation commits: the state's share, or its own pledge (voluntary)."""
+        funding = self._input.funding
+        if funding is None or submission.position is not Position.CONFIRM:
+            return None
+        if funding.model is FundingModel.VOLUNTARY:
+            return submission.amount
+        return funding.expected.get(submission.state)
 
     def _awaiting(self) -> list[MemberState]:
         return [s for s in self._input.participants if s not in self._positions]
+
+    def _publish_awaiting(self) -> None:
+        workflow.upsert_search_attributes([AWAITING.value_set([s.value for s in self._awaiting()])])
 
     async def _wait_for_everyone(self, *, until: datetime) -> bool:
         """Wait until every participant has answered (True) or `until` passes (False)."""
@@ -160,6 +223,10 @@ class ReviewRoundWorkflow:
                 states=states,
                 document=self._input.document,
                 deadline=self._input.deadline,
+                purpose=self._input.purpose,
+                stage_type=self._input.stage_type,
+                roles=self._input.roles,
+                funding=self._input.funding,
             ),
             result_type=MailingResult,
             start_to_close_timeout=MAIL_TIMEOUT,
@@ -169,19 +236,29 @@ class ReviewRoundWorkflow:
     async def _close(self, because: str) -> RoundOutcome:
         closed_at = workflow.now()
         final = dict(self._positions)
-        silence = self._input.stage.silence
+        silence = self._input.silence
         for state in self._awaiting():
             final[state] = StatePosition(position=silence.deemed_position, recorded_at=closed_at, deemed=True)
-        verdict, reason = decide(self._input.stage.rule, {s.value: p.position for s, p in final.items()})
+        decision = decide(
+            self._input.rule,
+            {s.value: p.position for s, p in final.items()},
+            min_participants=self._input.min_participants,
+        )
         outcome = RoundOutcome(
             round=self._input.round,
             document=self._input.document,
             opened_at=self._opened_at,
             closed_at=closed_at,
             closed_because=because,
-            verdict=verdict,
-            reason=reason,
+            verdict=decision.verdict,
+            reason=decision.reason,
             positions=final,
+            purpose=self._input.purpose,
+            stage_type=self._input.stage_type,
+            participating=[MemberState(s) for s in decision.participating] if decision.participating else None,
+            reservations={
+                s: p.reason for s, p in final.items() if p.position is Position.APPROVE_WITH_RESERVATION and p.reason
+            },
         )
         await ledger(
             self._input.proposal_id,
@@ -190,3 +267,7 @@ class ReviewRoundWorkflow:
             outcome.model_dump(mode="json"),
         )
         return outcome
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)

@@ -1,0 +1,78 @@
+"""Reading coordinators' files: YAML and Markdown, with errors that name the file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+
+class InputFileError(Exception):
+    """A coordinator's file is unreadable or invalid; the message names the file, line and field."""
+
+
+def format_validation_error(path: Path, error: ValidationError, source: str | None = None) -> str:
+    lines = [f"{path}: {error.error_count()} problem(s):"]
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"] if not _is_tag(p))
+        line_no = _line_of(source, item["loc"]) if source else None
+        at = f" (line {line_no})" if line_no else ""
+        lines.append(f"  - {where or '(top level)'}{at}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def _is_tag(part: int | str) -> bool:
+    """Pydantic names the chosen member of a tagged union in error locations; the file has no such key."""
+    return isinstance(part, str) and (part[:1].isupper() or part in _STAGE_TAGS)
+
+
+_STAGE_TAGS = {"drafting", "consultation", "member_review", "senior_officials", "ministerial", "funding"}
+
+
+def _line_of(source: str, loc: tuple[int | str, ...]) -> int | None:
+    """The line of the YAML node that `loc` names (segments the file has no node for, such as a stage's
+    type tag, are skipped); None when the source cannot be walked."""
+    try:
+        node = yaml.compose(source)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                continue
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+    return line
+
+
+def load_yaml(path: Path) -> tuple[object, str]:
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path}: cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(source), source
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputFileError(f"{path}:{at} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def read_document(path: Path) -> str:
+    """Read a Markdown document version; refuses empty or non-UTF-8 files."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: document not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path}: cannot read document as UTF-8 text: {exc}") from None
+    if not text.strip():
+        raise InputFileError(f"{path}: document is empty")
+    return text

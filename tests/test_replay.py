@@ -1,0 +1,31 @@
+"""Recorded histories of finished proposals replay against the current workflow code without
+non-determinism: a change that would break running proposals fails here (record new ones with
+`python -m tests.record_histories`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from worker import WORKFLOWS
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+async def test_recorded_histories_replay_against_the_current_code() -> None:
+    files = sorted(HISTORIES.glob("*.json"))
+    # A proposal, its consultation, meeting and every round: at least one history of each workflow type.
+    types = {
+        WorkflowHistory.from_json(f.stem, f.read_text())
+        .events[0]
+        .workflow_execution_started_event_attributes.workflow_type.name
+        for f in files
+    }
+    assert types >= {"ProposalWorkflow", "ReviewRoundWorkflow", "ConsultationWorkflow", "MeetingWorkflow"}
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    for path in files:
+        result = await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
+        assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

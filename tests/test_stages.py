@@ -1,0 +1,863 @@
+"""Every stage of a proposal on the time-skipping server: consultation, member review rules, ADGSOM ad referendum,
+ADGMIN meetings, funding, withdrawal and the full default process, with activities replaced by fakes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from models.messages import (
+    DispositionInput,
+    ExtendInput,
+    MeetingRecord,
+    Pledge,
+    ProposalState,
+    RevisionInput,
+    RoundPurpose,
+    StageStatus,
+    WithdrawInput,
+)
+from models.positions import AD_REFERENDUM_POSITIONS, DecisionRule, Disposition, Position, SilencePolicy
+from models.process import (
+    ConsultationStage,
+    DraftingStage,
+    EndorsementMode,
+    FundingModel,
+    FundingStage,
+    MinisterialStage,
+    NoRecordPolicy,
+    SeniorOfficialsStage,
+    StageType,
+)
+from models.roster import Role, Sector
+from models.rules import Verdict
+from models.states import MemberState
+from models.tokens import consultation_workflow_id, meeting_workflow_id
+from tests.harness import ALL, Harness, everyone, review
+from workflows.consultation import ConsultationWorkflow
+from workflows.meeting import MeetingWorkflow
+from workflows.proposal import KIND_KEY, LEAD_KEY, STAGE_KEY, ProposalWorkflow
+
+MY, SG, TH, VN = MemberState.MY, MemberState.SG, MemberState.TH, MemberState.VN
+BN, KH, LA = MemberState.BN, MemberState.KH, MemberState.LA
+TRIO = [MY, SG, TH]
+
+
+async def rejected(call: Awaitable[object]) -> str:
+    """The error type with which the workflow's validator refused an update."""
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await call
+    assert isinstance(info.value.cause, ApplicationError)
+    return str(info.value.cause.type)
+
+
+async def withdraw(h: Harness, proposal_id: str, reason: str = "test finished") -> None:
+    """End a proposal left waiting, so no test leaves a running workflow behind."""
+    handle = h.client.get_workflow_handle_for(ProposalWorkflow.run, proposal_id)
+    await handle.execute_update(ProposalWorkflow.withdraw, WithdrawInput(reason=reason))
+    await handle.result()
+
+
+async def everyone_of(h: Harness, proposal_id: str, number: int, answers: dict[MemberState, Position]) -> None:
+    """The given states answer round `number`, with a reason where their position needs one."""
+    for state, position in answers.items():
+        await h.answer(proposal_id, number, state, position, "because" if position.needs_reason else None)
+
+
+def senior_officials(**overrides: object) -> SeniorOfficialsStage:
+    return SeniorOfficialsStage.model_validate(
+        {"mode": EndorsementMode.AD_REFERENDUM, "deadline": timedelta(days=14), "reminders": []} | overrides
+    )
+
+
+async def ministerial(h: Harness, in_days: int = 3, **overrides: object) -> MinisterialStage:
+    """An ADGMIN meeting `in_days` after the test server's current time, chaired by Thailand."""
+    date = (await h.env.get_current_time()) + timedelta(days=in_days)
+    return MinisterialStage.model_validate(
+        {
+            "mode": EndorsementMode.MEETING,
+            "date": date,
+            "chair": TH,
+            "venue": "Bangkok",
+            "grace": timedelta(days=7),
+            "deadline": timedelta(days=14),
+            "reminders": [],
+            "participants": TRIO,
+        }
+        | overrides
+    )
+
+
+async def past(h: Harness, moment: datetime) -> None:
+    """Skip the test server's clock to an hour after `moment`."""
+    await h.env.sleep(moment - await h.env.get_current_time() + timedelta(hours=1))
+
+
+def funding(**overrides: object) -> FundingStage:
+    return FundingStage.model_validate(
+        {"budget_target": Decimal("300000.00"), "participants": TRIO, "reminders": []} | overrides
+    )
+
+
+# --- consultation -----------------------------------------------------------------------------------------
+
+
+async def test_consultation_invites_every_sector_by_default(harness: Harness) -> None:
+    handle = await harness.start(ConsultationStage(), review(participants=[MY]))
+    consultation = await harness.consultation_open(handle.id, 0)
+
+    invitation = next(m for m in harness.backend.consultation_mailings if m.proposal_id == handle.id)
+    assert invitation.step == "invitation"
+    assert invitation.sectors == list(Sector)
+    assert invitation.stage_index == 0 and invitation.document.version == 1
+    assert invitation.deadline == consultation.deadline
+    started = (await handle.query(ProposalWorkflow.status)).stages[0].started_at
+    assert started is not None
+    assert timedelta(days=21) <= consultation.deadline - started < timedelta(days=21, minutes=1)
+    await withdraw(harness, handle.id)
+
+
+async def test_consultation_invites_only_the_configured_sectors(harness: Harness) -> None:
+    handle = await harness.start(
+        ConsultationStage(sectors=[Sector.ACADEMIA, Sector.INDUSTRY]), review(participants=[MY])
+    )
+    await harness.consultation_open(handle.id, 0)
+
+    invitation = next(m for m in harness.backend.consultation_mailings if m.proposal_id == handle.id)
+    assert invitation.sectors == [Sector.ACADEMIA, Sector.INDUSTRY]
+    # A stakeholder of a sector that was not invited cannot comment.
+    assert await rejected(harness.comment(handle.id, 0, "from civil society", Sector.CIVIL_SOCIETY)) == "NotInvited"
+    await harness.comment(handle.id, 0, "from a university", Sector.ACADEMIA)
+    assert harness.backend.kinds(handle.id).count("comment") == 1
+    await withdraw(harness, handle.id)
+
+
+async def test_a_comment_reaches_the_consultation_named_in_the_proposal_status(harness: Harness) -> None:
+    handle = await harness.start(ConsultationStage(deadline=timedelta(days=7)), review(participants=[MY]))
+    await harness.consultation_open(handle.id, 0)
+    status = await handle.query(ProposalWorkflow.status)
+    assert status.stage == "consultation"
+    assert status.stage_workflow_id == consultation_workflow_id(handle.id, 0)
+
+    child = harness.client.get_workflow_handle_for(ConsultationWorkflow.run, status.stage_workflow_id)
+    receipt = await harness.comment(handle.id, 0, "Section 3 should name the incident-reporting channel")
+    matrix = await child.query(ConsultationWorkflow.status)
+    assert matrix.is_open
+    assert [c.comment_id for c in matrix.comments] == [receipt.comment_id]
+    assert matrix.comments[0].text == "Section 3 should name the incident-reporting channel"
+    assert matrix.comments[0].disposition is None
+    assert matrix.comments[0].ledger_entry_hash == receipt.ledger_entry_hash
+    comment_entry = harness.backend.payloads(handle.id, "comment")
+    assert [e["comment_id"] for e in comment_entry] == [receipt.comment_id]
+    await withdraw(harness, handle.id)
+
+
+async def test_a_comment_after_the_deadline_is_rejected(harness: Harness) -> None:
+    handle = await harness.start(ConsultationStage(deadline=timedelta(days=7)), review(participants=[MY]))
+    await harness.consultation_open(handle.id, 0)
+    first = await harness.comment(handle.id, 0, "on time")
+    await harness.env.sleep(timedelta(days=7, hours=1))
+
+    assert await rejected(harness.comment(handle.id, 0, "too late")) == "ConsultationClosed"
+    matrix = await harness.consultation(handle.id, 0).query(ConsultationWorkflow.status)
+    assert not matrix.is_open
+    assert [c.comment_id for c in matrix.comments] == [first.comment_id]
+    assert harness.backend.kinds(handle.id).count("comment") == 1
+    await withdraw(harness, handle.id)
+
+
+async def test_extending_moves_the_deadline_and_takes_comments_until_the_new_one(harness: Harness) -> None:
+    handle = await harness.start(ConsultationStage(deadline=timedelta(days=7)), review(participants=[MY]))
+    opened = await harness.consultation_open(handle.id, 0)
+    child = harness.consultation(handle.id, 0)
+
+    new_deadline = await child.execute_update(ConsultationWorkflow.extend, ExtendInput(by=timedelta(days=7)))
+    assert new_deadline == opened.deadline + timedelta(days=7)
+    assert (await child.query(ConsultationWorkflow.status)).deadline == new_deadline
+    extended = [m for m in harness.backend.consultation_mailings if m.proposal_id == handle.id]
+    assert [m.step for m in extended] == ["invitation", "extended-1"]
+    assert extended[1].deadline == new_deadline
+    assert harness.backend.payloads(handle.id, "consultation_extended") == [
+        {"from": opened.deadline.isoformat(), "to": new_deadline.isoformat()}
+    ]
+
+    # Between the old and the new deadline the consultation still takes comments ...
+    await harness.env.sleep(timedelta(days=10))
+    between = await harness.comment(handle.id, 0, "after the first deadline, before the new one")
+    assert (await child.query(ConsultationWorkflow.status)).is_open
+    # ... and after the new one it does not, nor can it be extended any more.
+    await harness.env.sleep(timedelta(days=5))
+    assert await rejected(harness.comment(handle.id, 0, "too late")) == "ConsultationClosed"
+    assert await rejected(child.execute_update(ConsultationWorkflow.extend, ExtendInput(by=timedelta(days=1)))) == (
+        "ConsultationClosed"
+    )
+    matrix = await child.query(ConsultationWorkflow.status)
+    assert [c.comment_id for c in matrix.comments] == [between.comment_id]
+    await withdraw(harness, handle.id)
+
+
+async def test_the_consultation_closes_only_once_every_comment_has_a_disposition(harness: Harness) -> None:
+    handle = await harness.start(ConsultationStage(deadline=timedelta(days=7)), review(participants=[MY]))
+    await harness.consultation_open(handle.id, 0)
+    child = harness.consultation(handle.id, 0)
+    clause = await harness.comment(handle.id, 0, "Add a clause on open-weight models", Sector.CIVIL_SOCIETY)
+    scope = await harness.comment(handle.id, 0, "Narrow the scope to frontier models", Sector.INDUSTRY)
+    await harness.env.sleep(timedelta(days=8))
+
+    # Past the deadline, with comments unanswered: the proposal stays in consultation.
+    await child.execute_update(
+        ConsultationWorkflow.respond,
+        DispositionInput(comment_id=clause.comment_id, disposition=Disposition.ACCEPTED, reason="added as 4.2"),
+    )
+    await asyncio.sleep(0.3)  # time enough for a wrongly closing consultation to reach the ledger
+    status = await handle.query(ProposalWorkflow.status)
+    assert status.stage == "consultation" and status.round == 0
+    assert status.stages[0].status is StageStatus.RUNNING
+    assert "consultation_closed" not in harness.backend.kinds(handle.id)
+
+    await child.execute_update(
+        ConsultationWorkflow.respond,
+        DispositionInput(
+            comment_id=scope.comment_id, disposition=Disposition.NOT_ACCEPTED, reason="the network covers all AI"
+        ),
+    )
+    status = await harness.round_open(handle.id, 1)
+    assert status.stage == "member_review"
+    consultation = status.stages[0]
+    assert consultation.status is StageStatus.PASSED
+    assert consultation.outcome == "2 comment(s) answered: 1 accepted, 1 not_accepted"
+    matrix = {c["comment_id"]: c for c in consultation.details["comments"]}
+    assert matrix[clause.comment_id]["disposition"] == "accepted"
+    assert matrix[clause.comment_id]["reason"] == "added as 4.2"
+    assert matrix[clause.comment_id]["sector"] == "civil_society"
+    assert matrix[scope.comment_id]["disposition"] == "not_accepted"
+    assert matrix[scope.comment_id]["reason"] == "the network covers all AI"
+
+    await harness.answer(handle.id, 1, MY, Position.APPROVE)
+    assert (await handle.result()).status is ProposalState.ADOPTED
+    kinds = harness.backend.kinds(handle.id)
+    assert kinds.count("comment") == 2 and kinds.count("disposition") == 2
+    assert kinds.index("consultation_closed") > max(i for i, k in enumerate(kinds) if k == "disposition")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="workflows/proposal.py never fills StageReport.workflow_id: a stage's report does not name the "
+    "consultation, meeting or round workflow it ran",
+)
+async def test_a_finished_stage_report_names_its_workflow(harness: Harness) -> None:
+    handle = await harness.start(ConsultationStage(deadline=timedelta(days=7)), review(participants=[MY]))
+    await harness.consultation_open(handle.id, 0)
+    await harness.env.sleep(timedelta(days=8))  # no comments: the consultation closes at its deadline
+    await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, MY, Position.APPROVE)
+    result = await handle.result()
+
+    assert result.stages[0].outcome == "0 comment(s) answered: no comments"
+    assert result.stages[0].workflow_id == consultation_workflow_id(handle.id, 0)
+
+
+async def test_a_disposition_for_an_unknown_comment_is_rejected(harness: Harness) -> None:
+    handle = await harness.start(ConsultationStage(deadline=timedelta(days=7)), review(participants=[MY]))
+    await harness.consultation_open(handle.id, 0)
+    child = harness.consultation(handle.id, 0)
+    unknown = DispositionInput(comment_id="no-such-comment", disposition=Disposition.NOTED, reason="noted")
+    assert await rejected(child.execute_update(ConsultationWorkflow.respond, unknown)) == "UnknownComment"
+    assert "disposition" not in harness.backend.kinds(handle.id)
+    await withdraw(harness, handle.id)
+
+
+# --- member review: decision rules, reservations, alternates ---------------------------------------------------
+
+
+async def test_asean_minus_x_passes_naming_the_participants_and_objectors_opt_out(harness: Harness) -> None:
+    handle = await harness.start(
+        review(rule=DecisionRule.ASEAN_MINUS_X, min_participants=3, participants=[MY, SG, TH, VN])
+    )
+    await harness.round_open(handle.id, 1)
+    for state in (MY, SG, TH):
+        await harness.answer(handle.id, 1, state, Position.APPROVE)
+    await harness.answer(handle.id, 1, VN, Position.OBJECT, "not ready to take part")
+    result = await handle.result()
+
+    assert result.status is ProposalState.ADOPTED
+    outcome = result.rounds[0]
+    assert outcome.verdict is Verdict.PASSED
+    assert outcome.participating == [MY, SG, TH]
+    assert "VN opted out" in outcome.reason
+    assert result.stages[0].details["participating"] == ["MY", "SG", "TH"]
+    assert "MY, SG, TH participate" in (result.stages[0].outcome or "")
+
+
+async def test_asean_minus_x_with_too_few_participants_is_not_adopted(harness: Harness) -> None:
+    handle = await harness.start(
+        review(rule=DecisionRule.ASEAN_MINUS_X, min_participants=3, participants=[MY, SG, TH, VN], max_rounds=1)
+    )
+    await harness.round_open(handle.id, 1)
+    await everyone_of(harness, handle.id, 1, {MY: Position.APPROVE, SG: Position.APPROVE, TH: Position.OBJECT})
+    await harness.answer(handle.id, 1, VN, Position.OBJECT, "no")
+    result = await handle.result()
+
+    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.rounds[0].verdict is Verdict.NOT_PASSED
+    assert result.rounds[0].participating == [MY, SG]
+    assert "needs 3 participating states, 2 approved" in (result.closed_reason or "")
+    assert result.stages[0].status is StageStatus.FAILED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="workflows/proposal.py _member_review sends every non-passing round to revision, also NOT_PASSED "
+    "(too few ASEAN-minus-X participants), which only a change request or blocking objection should do",
+)
+async def test_asean_minus_x_with_too_few_participants_ends_the_stage_rather_than_awaiting_a_revision(
+    harness: Harness,
+) -> None:
+    handle = await harness.start(
+        review(rule=DecisionRule.ASEAN_MINUS_X, min_participants=3, participants=[MY, SG, TH])
+    )  # max_rounds defaults to 3
+    await harness.round_open(handle.id, 1)
+    await everyone_of(harness, handle.id, 1, {MY: Position.APPROVE, SG: Position.APPROVE})
+    await harness.answer(handle.id, 1, TH, Position.OBJECT, "not taking part")
+    status = await harness.until(
+        handle.id, lambda s: bool(s.rounds) and s.stage != "member_review", "the end of round 1"
+    )
+    if status.status is ProposalState.RUNNING:
+        await withdraw(harness, handle.id)
+    assert status.rounds[0].verdict is Verdict.NOT_PASSED
+    assert status.stage != "revision"
+    assert status.status is ProposalState.NOT_ADOPTED
+
+
+async def test_asean_minus_x_change_request_sends_the_text_back_for_revision(harness: Harness) -> None:
+    handle = await harness.start(review(rule=DecisionRule.ASEAN_MINUS_X, participants=TRIO))
+    await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, MY, Position.APPROVE)
+    await harness.answer(handle.id, 1, SG, Position.REQUEST_CHANGES, "clarify the secretariat's role")
+    await harness.answer(handle.id, 1, TH, Position.APPROVE)
+    status = await harness.until(handle.id, lambda s: s.stage == "revision", "the revision stage")
+    assert status.rounds[0].verdict is Verdict.CHANGES_REQUESTED
+    assert "SG" in status.rounds[0].reason
+
+    await handle.execute_update(ProposalWorkflow.revise, RevisionInput(sha256="b" * 64, filename="v2.md", size=9))
+    await harness.round_open(handle.id, 2)
+    for state in TRIO:
+        await harness.answer(handle.id, 2, state, Position.APPROVE)
+    result = await handle.result()
+    assert result.status is ProposalState.ADOPTED
+    assert result.rounds[1].participating == TRIO
+
+
+async def test_silence_rule_passes_when_nobody_objects(harness: Harness) -> None:
+    handle = await harness.start(review(rule=DecisionRule.SILENCE, participants=[BN, KH, LA], max_rounds=1))
+    await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, BN, Position.APPROVE)
+    result = await handle.result()  # KH and LA stay silent until the deadline
+
+    assert result.status is ProposalState.ADOPTED
+    outcome = result.rounds[0]
+    assert outcome.verdict is Verdict.PASSED and outcome.closed_because == "deadline"
+    assert outcome.reason == "silence procedure: no state objected"
+    assert outcome.positions[KH].deemed and outcome.positions[LA].deemed
+    assert not outcome.positions[BN].deemed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="workflows/proposal.py _member_review passes the stage's silence policy (default abstain) to a round "
+    "under the silence rule; DESIGN §2 says non-responders are then deemed to concur (as _endorsement does)",
+)
+@pytest.mark.parametrize("policy", [SilencePolicy.ABSTAIN, SilencePolicy.OBJECT])
+async def test_silence_rule_deems_non_responders_to_concur(harness: Harness, policy: SilencePolicy) -> None:
+    handle = await harness.start(
+        review(rule=DecisionRule.SILENCE, silence=policy, participants=[BN, KH, LA], max_rounds=1)
+    )
+    await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, BN, Position.APPROVE)
+    result = await handle.result()
+
+    outcome = result.rounds[0]
+    assert {outcome.positions[s].position for s in (KH, LA)} == {Position.APPROVE}
+    assert result.status is ProposalState.ADOPTED
+
+
+async def test_silence_rule_is_broken_by_one_objection(harness: Harness) -> None:
+    handle = await harness.start(review(rule=DecisionRule.SILENCE, participants=[BN, KH, LA]))
+    await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, BN, Position.APPROVE)
+    await harness.answer(handle.id, 1, KH, Position.OBJECT, "the secretariat budget is not agreed")
+    await harness.answer(handle.id, 1, LA, Position.APPROVE)
+    status = await harness.until(handle.id, lambda s: s.stage == "revision", "the revision stage")
+
+    outcome = status.rounds[0]
+    assert outcome.verdict is Verdict.CHANGES_REQUESTED
+    assert outcome.reason == "silence broken by KH"
+    assert outcome.positions[KH].reason == "the secretariat budget is not agreed"
+    await withdraw(harness, handle.id)
+
+
+async def test_a_reservation_is_shown_in_the_round_and_the_stage(harness: Harness) -> None:
+    handle = await harness.start(review(participants=[MY, SG]))
+    await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, MY, Position.APPROVE)
+    await harness.answer(handle.id, 1, SG, Position.APPROVE_WITH_RESERVATION, "subject to national data law")
+    result = await handle.result()
+
+    assert result.status is ProposalState.ADOPTED
+    assert result.rounds[0].reservations == {SG: "subject to national data law"}
+    assert result.stages[0].details["reservations"] == {"SG": "subject to national data law"}
+    assert result.stages[0].details["round"] == 1
+
+
+async def test_an_answer_notifies_the_states_other_delegates(harness: Harness) -> None:
+    handle = await harness.start(review(participants=[MY, SG]))
+    await harness.round_open(handle.id, 1)
+    receipt = await harness.answer(handle.id, 1, SG, Position.APPROVE, delegate_id="sg-focal-point")
+    await harness.answer(handle.id, 1, MY, Position.APPROVE)
+    await handle.result()
+
+    notice = next(n for n in harness.backend.notices if n.proposal_id == handle.id and n.state is SG)
+    assert notice.delegate_id == "sg-focal-point"
+    assert notice.decision_id == receipt.decision_id
+    assert notice.position is Position.APPROVE and notice.round == 1
+    assert notice.roles == [Role.FOCAL_POINT, Role.ALTERNATE]
+
+
+async def test_two_delegates_of_one_state_answer_and_the_latest_stands(harness: Harness) -> None:
+    handle = await harness.start(review(participants=[MY, SG]))
+    await harness.round_open(handle.id, 1)
+    first = await harness.answer(handle.id, 1, SG, Position.OBJECT, "too early", delegate_id="sg-focal-point")
+    latest = await harness.answer(handle.id, 1, SG, Position.APPROVE, delegate_id="sg-alternate")
+    await harness.answer(handle.id, 1, MY, Position.APPROVE)
+    result = await handle.result()
+
+    assert result.status is ProposalState.ADOPTED
+    singapore = result.rounds[0].positions[SG]
+    assert singapore.position is Position.APPROVE
+    assert singapore.delegate_id == "sg-alternate"
+    assert singapore.decision_id == latest.decision_id != first.decision_id
+    notices = [(n.delegate_id, n.decision_id) for n in harness.backend.notices if n.proposal_id == handle.id]
+    assert ("sg-focal-point", first.decision_id) in notices and ("sg-alternate", latest.decision_id) in notices
+    assert harness.positions_recorded(handle.id) == 3  # both of Singapore's answers stay in the ledger
+
+
+# --- ADGSOM ad referendum ---------------------------------------------------------------------------------
+
+
+async def test_ad_referendum_with_no_answers_passes_at_the_deadline(harness: Harness) -> None:
+    handle = await harness.start(senior_officials())
+    result = await handle.result()
+
+    assert result.status is ProposalState.ADOPTED
+    outcome = result.rounds[0]
+    assert outcome.purpose is RoundPurpose.AD_REFERENDUM and outcome.stage_type is StageType.SENIOR_OFFICIALS
+    assert outcome.closed_because == "deadline"
+    invitation = next(m for m in harness.backend.mailings if m.proposal_id == handle.id)
+    assert invitation.deadline <= outcome.closed_at < invitation.deadline + timedelta(minutes=1)
+    assert all(p.deemed and p.position is Position.APPROVE for p in outcome.positions.values())
+    assert set(outcome.positions) == set(ALL)
+    assert result.stages[0].outcome == "ADGSOM ad referendum: silence procedure: no state objected"
+    assert invitation.purpose is RoundPurpose.AD_REFERENDUM and invitation.roles == [Role.SENIOR_OFFICIAL]
+
+
+async def test_ad_referendum_objection_ends_the_proposal_not_adopted(harness: Harness) -> None:
+    handle = await harness.start(senior_officials())
+    await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, SG, Position.OBJECT, "needs ministerial clearance first")
+    result = await handle.result()
+
+    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.stage == "not_adopted"
+    assert result.closed_reason == "ADGSOM ad referendum: silence broken by SG"
+    assert result.rounds[0].positions[SG].reason == "needs ministerial clearance first"
+    assert result.stages[0].status is StageStatus.FAILED
+    closing = [o for o in harness.backend.outcomes if o.proposal_id == handle.id]
+    assert [(o.status, o.reason) for o in closing] == [(ProposalState.NOT_ADOPTED, result.closed_reason)]
+
+
+async def test_ad_referendum_takes_no_change_requests(harness: Harness) -> None:
+    handle = await harness.start(senior_officials(participants=TRIO))
+    await harness.round_open(handle.id, 1)
+    live = await harness.round_status(handle.id, 1)
+    assert live.purpose is RoundPurpose.AD_REFERENDUM
+    assert live.allowed == AD_REFERENDUM_POSITIONS
+    assert Position.REQUEST_CHANGES not in live.allowed
+
+    assert await rejected(harness.answer(handle.id, 1, MY, Position.REQUEST_CHANGES, "edit 2.1")) == (
+        "PositionNotAllowed"
+    )
+    assert harness.positions_recorded(handle.id) == 0
+    assert (await handle.result()).status is ProposalState.ADOPTED
+
+
+# --- ADGMIN meeting ---------------------------------------------------------------------------------------
+
+
+async def test_meeting_invitation_then_recorded_consensus_passes(harness: Harness) -> None:
+    stage = await ministerial(harness)
+    assert stage.date is not None
+    handle = await harness.start(stage)
+    invitation = await harness.meeting_invited(handle.id, 0)
+    assert invitation.step == "invitation"
+    assert invitation.date == stage.date and invitation.chair is TH and invitation.venue == "Bangkok"
+    assert invitation.states == TRIO and invitation.roles == [Role.MINISTER_OFFICE]
+    assert invitation.stage_type is StageType.MINISTERIAL
+
+    meeting = harness.meeting(handle.id, 0)
+    record = MeetingRecord(positions={MY: Position.APPROVE, SG: Position.APPROVE, TH: Position.ABSTAIN})
+    assert await rejected(meeting.execute_update(MeetingWorkflow.record_meeting, record)) == "NotYetHeld"
+
+    await past(harness, stage.date)
+    await meeting.execute_update(MeetingWorkflow.record_meeting, record)
+    result = await handle.result()
+
+    assert result.status is ProposalState.ADOPTED
+    assert result.stages[0].status is StageStatus.PASSED
+    assert result.stages[0].outcome == "ADGMIN meeting: consensus: no objection"
+    recorded = result.stages[0].details["meeting"]
+    assert recorded["recorded"] is True and recorded["verdict"] == "passed"
+    assert recorded["record"]["positions"] == {"MY": "approve", "SG": "approve", "TH": "abstain"}
+    assert result.rounds == []  # the meeting decided; no ad referendum round ran
+    kinds = harness.backend.kinds(handle.id)
+    assert "meeting_scheduled" in kinds and "meeting_recorded" in kinds
+
+
+async def test_meeting_recorded_with_an_objection_fails(harness: Harness) -> None:
+    stage = await ministerial(harness)
+    assert stage.date is not None
+    handle = await harness.start(stage)
+    await harness.meeting_invited(handle.id, 0)
+    await past(harness, stage.date)
+    await harness.meeting(handle.id, 0).execute_update(
+        MeetingWorkflow.record_meeting,
+        MeetingRecord(
+            positions={MY: Position.APPROVE, SG: Position.OBJECT, TH: Position.APPROVE},
+            reasons={SG: "the funding model must come first"},
+        ),
+    )
+    result = await handle.result()
+
+    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.stages[0].status is StageStatus.FAILED
+    assert "SG" in (result.closed_reason or "") and (result.closed_reason or "").startswith("ADGMIN meeting:")
+    assert result.stages[0].details["meeting"]["record"]["reasons"] == {"SG": "the funding model must come first"}
+
+
+async def test_meeting_record_for_a_state_not_at_the_meeting_is_rejected(harness: Harness) -> None:
+    stage = await ministerial(harness)
+    assert stage.date is not None
+    handle = await harness.start(stage)
+    await harness.meeting_invited(handle.id, 0)
+    await past(harness, stage.date)
+    meeting = harness.meeting(handle.id, 0)
+
+    stranger = MeetingRecord(positions={MY: Position.APPROVE, VN: Position.APPROVE})
+    assert await rejected(meeting.execute_update(MeetingWorkflow.record_meeting, stranger)) == "NotParticipant"
+    assert "meeting_recorded" not in harness.backend.kinds(handle.id)
+    await meeting.execute_update(MeetingWorkflow.record_meeting, MeetingRecord(positions={MY: Position.APPROVE}))
+    assert (await handle.result()).status is ProposalState.ADOPTED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="workflows/meeting.py run() decides on the recorded positions only: a participant the record leaves "
+    "out is said to abstain but is not counted, so unanimity passes without it",
+)
+async def test_meeting_under_unanimity_counts_a_state_left_out_of_the_record_as_abstaining(harness: Harness) -> None:
+    stage = await ministerial(harness, rule=DecisionRule.UNANIMITY)
+    assert stage.date is not None
+    handle = await harness.start(stage)
+    await harness.meeting_invited(handle.id, 0)
+    await past(harness, stage.date)
+    await harness.meeting(handle.id, 0).execute_update(
+        MeetingWorkflow.record_meeting, MeetingRecord(positions={MY: Position.APPROVE})
+    )
+    result = await handle.result()
+
+    assert result.status is ProposalState.NOT_ADOPTED  # SG and TH did not approve
+    assert "SG" in (result.closed_reason or "") and "TH" in (result.closed_reason or "")
+
+
+async def test_meeting_left_unrecorded_falls_back_to_ad_referendum_and_passes_by_silence(harness: Harness) -> None:
+    stage = await ministerial(harness, on_no_record=NoRecordPolicy.AD_REFERENDUM)
+    handle = await harness.start(stage)
+    result = await handle.result()  # the meeting date, the grace and the fallback deadline all pass
+
+    assert result.status is ProposalState.ADOPTED
+    fallback = harness.backend.payloads(handle.id, "fallback_ad_referendum")
+    assert len(fallback) == 1 and fallback[0]["stage"] == "ministerial"
+    assert "no outcome was recorded" in fallback[0]["reason"]
+    outcome = result.rounds[0]
+    assert outcome.purpose is RoundPurpose.AD_REFERENDUM and outcome.stage_type is StageType.MINISTERIAL
+    assert outcome.verdict is Verdict.PASSED
+    assert all(p.deemed and p.position is Position.APPROVE for p in outcome.positions.values())
+    assert result.stages[0].outcome == "ADGMIN ad referendum: silence procedure: no state objected"
+    kinds = harness.backend.kinds(handle.id)
+    assert kinds.index("fallback_ad_referendum") < kinds.index("round_opened")
+
+
+async def test_meeting_left_unrecorded_with_expire_expires_the_proposal(harness: Harness) -> None:
+    stage = await ministerial(harness, on_no_record=NoRecordPolicy.EXPIRE)
+    handle = await harness.start(stage)
+    result = await handle.result()
+
+    assert result.status is ProposalState.EXPIRED
+    assert result.stage == "expired"
+    assert "no outcome was recorded" in (result.closed_reason or "")
+    assert result.rounds == []
+    assert "fallback_ad_referendum" not in harness.backend.kinds(handle.id)
+    assert [o.status for o in harness.backend.outcomes if o.proposal_id == handle.id] == [ProposalState.EXPIRED]
+
+
+# --- funding ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "participants"),
+    [("1100000.00", ALL), ("1000000.00", ALL), ("100000.00", [BN, KH, LA])],
+)
+async def test_equal_shares_add_up_exactly_to_the_target(
+    harness: Harness, target: str, participants: list[MemberState]
+) -> None:
+    handle = await harness.start(funding(budget_target=Decimal(target), participants=participants))
+    await harness.round_open(handle.id, 1)
+    terms = (await harness.round_status(handle.id, 1)).funding
+    assert terms is not None and terms.model is FundingModel.EQUAL_SHARE and terms.currency == "USD"
+    assert set(terms.expected) == set(participants)
+    assert sum(terms.expected.values(), Decimal(0)) == Decimal(target)
+    assert max(terms.expected.values()) - min(terms.expected.values()) <= Decimal("0.01")
+    assert all(a == a.quantize(Decimal("0.01")) for a in terms.expected.values())
+
+    for state in participants:
+        await harness.answer(handle.id, 1, state, Position.CONFIRM)
+    result = await handle.result()
+    assert result.status is ProposalState.ADOPTED
+    details = result.stages[0].details
+    assert details["confirmed_by_states"] == {s.value: str(a) for s, a in terms.expected.items()}
+    assert Decimal(details["total"]) == Decimal(target)
+    assert {s: p.amount for s, p in result.rounds[0].positions.items()} == terms.expected
+
+
+async def test_tiered_shares_follow_the_percentages(harness: Harness) -> None:
+    shares = {MY: Decimal(50), SG: Decimal(30), TH: Decimal(20)}
+    handle = await harness.start(funding(model=FundingModel.TIERED, budget_target=Decimal("1200000.00"), shares=shares))
+    await harness.round_open(handle.id, 1)
+    terms = (await harness.round_status(handle.id, 1)).funding
+    assert terms is not None
+    assert terms.expected == {MY: Decimal("600000.00"), SG: Decimal("360000.00"), TH: Decimal("240000.00")}
+
+    for state in TRIO:
+        await harness.answer(handle.id, 1, state, Position.CONFIRM)
+    result = await handle.result()
+    assert result.status is ProposalState.ADOPTED
+    assert result.stages[0].details["confirmed_by_states"] == {
+        "MY": "600000.00",
+        "SG": "360000.00",
+        "TH": "240000.00",
+    }
+
+
+async def test_voluntary_pledges_need_an_amount_and_are_summed(harness: Harness) -> None:
+    handle = await harness.start(funding(model=FundingModel.VOLUNTARY, budget_target=Decimal("500000.00")))
+    await harness.round_open(handle.id, 1)
+    terms = (await harness.round_status(handle.id, 1)).funding
+    assert terms is not None and terms.model is FundingModel.VOLUNTARY and terms.expected == {}
+    assert await rejected(harness.answer(handle.id, 1, MY, Position.CONFIRM)) == "AmountRequired"
+    assert await rejected(harness.answer(handle.id, 1, MY, Position.CONFIRM, amount=Decimal(0))) == "AmountRequired"
+
+    await harness.answer(handle.id, 1, MY, Position.CONFIRM, amount=Decimal("250000.00"))
+    await harness.answer(handle.id, 1, SG, Position.CONFIRM, amount=Decimal("150000.00"))
+    await harness.answer(handle.id, 1, TH, Position.CONFIRM, amount=Decimal("100000.00"))
+    result = await handle.result()
+    assert result.status is ProposalState.ADOPTED
+    details = result.stages[0].details
+    assert details["confirmed_by_states"] == {"MY": "250000.00", "SG": "150000.00", "TH": "100000.00"}
+    assert Decimal(details["total"]) == Decimal("500000.00")
+
+
+async def test_pledges_short_of_the_target_are_not_adopted(harness: Harness) -> None:
+    handle = await harness.start(funding(model=FundingModel.VOLUNTARY, budget_target=Decimal("500000.00")))
+    await harness.round_open(handle.id, 1)
+    for state in TRIO:
+        await harness.answer(handle.id, 1, state, Position.CONFIRM, amount=Decimal("100000.00"))
+    result = await handle.result()
+
+    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.rounds[0].verdict is Verdict.PASSED  # the states agreed; the money did not suffice
+    assert "short by 200,000.00" in (result.closed_reason or "")
+    assert result.stages[0].status is StageStatus.FAILED
+    assert result.stages[0].details["total"] == "300000.00"
+
+
+async def test_a_partner_pledge_closes_the_gap(harness: Harness) -> None:
+    handle = await harness.start(funding(model=FundingModel.VOLUNTARY, budget_target=Decimal("500000.00")))
+    await harness.round_open(handle.id, 1)
+    recorded = await handle.execute_update(
+        ProposalWorkflow.pledge, Pledge(partner="Japan (dialogue partner)", amount=Decimal("200000.00"), currency="USD")
+    )
+    assert recorded.recorded_at is not None
+    for state in TRIO:
+        await harness.answer(handle.id, 1, state, Position.CONFIRM, amount=Decimal("100000.00"))
+    result = await handle.result()
+
+    assert result.status is ProposalState.ADOPTED
+    details = result.stages[0].details
+    assert details["partner_pledges"] == {"Japan (dialogue partner)": "200000.00"}
+    assert Decimal(details["total"]) == Decimal("500000.00")
+    assert [p.partner for p in result.pledges] == ["Japan (dialogue partner)"]
+    assert [e["partner"] for e in harness.backend.payloads(handle.id, "partner_pledge")] == ["Japan (dialogue partner)"]
+
+
+async def test_a_pledge_in_another_currency_is_rejected(harness: Harness) -> None:
+    handle = await harness.start(funding())
+    await harness.round_open(handle.id, 1)
+    euro = Pledge(partner="European Union", amount=Decimal("50000.00"), currency="EUR")
+    assert await rejected(handle.execute_update(ProposalWorkflow.pledge, euro)) == "WrongCurrency"
+    assert "partner_pledge" not in harness.backend.kinds(handle.id)
+    for state in TRIO:
+        await harness.answer(handle.id, 1, state, Position.CONFIRM)
+    result = await handle.result()
+    assert result.pledges == [] and result.stages[0].details["partner_pledges"] == {}
+
+
+async def test_a_pledge_to_a_proposal_without_a_funding_stage_is_rejected(harness: Harness) -> None:
+    handle = await harness.start(review(participants=[MY]))
+    await harness.round_open(handle.id, 1)
+    pledge = Pledge(partner="Australia", amount=Decimal("1000.00"))
+    assert await rejected(handle.execute_update(ProposalWorkflow.pledge, pledge)) == "NoFundingStage"
+    await harness.answer(handle.id, 1, MY, Position.APPROVE)
+    assert (await handle.result()).pledges == []
+
+
+async def test_a_declined_contribution_under_consensus_is_not_adopted(harness: Harness) -> None:
+    handle = await harness.start(funding())
+    await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, MY, Position.CONFIRM)
+    await harness.answer(handle.id, 1, SG, Position.CONFIRM)
+    await harness.answer(handle.id, 1, TH, Position.DECLINE)
+    result = await handle.result()
+
+    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.rounds[0].verdict is Verdict.CHANGES_REQUESTED
+    assert "TH" in (result.closed_reason or "")
+    assert result.stages[0].details["confirmed_by_states"] == {"MY": "100000.00", "SG": "100000.00"}
+
+
+async def test_a_declined_contribution_under_asean_minus_x_opts_out(harness: Harness) -> None:
+    handle = await harness.start(funding(rule=DecisionRule.ASEAN_MINUS_X, min_participants=2))
+    await harness.round_open(handle.id, 1)
+    # A dialogue partner covers the share Thailand will not carry.
+    await handle.execute_update(ProposalWorkflow.pledge, Pledge(partner="Korea", amount=Decimal("100000.00")))
+    await harness.answer(handle.id, 1, MY, Position.CONFIRM)
+    await harness.answer(handle.id, 1, SG, Position.CONFIRM)
+    await harness.answer(handle.id, 1, TH, Position.DECLINE)
+    result = await handle.result()
+
+    assert result.status is ProposalState.ADOPTED
+    assert result.rounds[0].participating == [MY, SG]
+    assert "TH opted out" in result.rounds[0].reason
+    details = result.stages[0].details
+    assert details["participating"] == ["MY", "SG"]
+    assert details["confirmed_by_states"] == {"MY": "100000.00", "SG": "100000.00"}
+    assert details["partner_pledges"] == {"Korea": "100000.00"}
+
+
+# --- withdrawal -----------------------------------------------------------------------------------------------
+
+
+async def test_withdrawing_during_the_consultation_cancels_it(harness: Harness) -> None:
+    handle = await harness.start(ConsultationStage(), review(participants=[MY]))
+    await harness.consultation_open(handle.id, 0)
+    await harness.comment(handle.id, 0, "a comment left unanswered")
+    await handle.execute_update(ProposalWorkflow.withdraw, WithdrawInput(reason="merged into another proposal"))
+    result = await handle.result()
+
+    assert result.status is ProposalState.WITHDRAWN
+    assert result.closed_reason == "withdrawn: merged into another proposal"
+    assert [s.status for s in result.stages] == [StageStatus.CANCELLED, StageStatus.PENDING]
+    child = await harness.consultation(handle.id, 0).describe()
+    assert child.status is WorkflowExecutionStatus.CANCELED
+    assert [o.status for o in harness.backend.outcomes if o.proposal_id == handle.id] == [ProposalState.WITHDRAWN]
+
+
+async def test_withdrawing_while_a_meeting_is_awaited_cancels_it(harness: Harness) -> None:
+    handle = await harness.start(await ministerial(harness, in_days=30))
+    await harness.meeting_invited(handle.id, 0)
+    await handle.execute_update(ProposalWorkflow.withdraw, WithdrawInput(reason="the chair asked to defer"))
+    result = await handle.result()
+
+    assert result.status is ProposalState.WITHDRAWN
+    assert result.stages[0].status is StageStatus.CANCELLED
+    assert result.stages[0].outcome == "withdrawn before the ADGMIN meeting"
+    child = await harness.client.get_workflow_handle(meeting_workflow_id(handle.id, 0)).describe()
+    assert child.status is WorkflowExecutionStatus.CANCELED
+    assert "meeting_recorded" not in harness.backend.kinds(handle.id)
+
+
+# --- the whole way up the ladder ----------------------------------------------------------------------------
+
+
+async def test_the_full_default_process_adopts_the_proposal(harness: Harness) -> None:
+    meeting = await ministerial(harness, in_days=60, participants=None, chair=BN)
+    assert meeting.date is not None
+    handle = await harness.start(
+        DraftingStage(),
+        ConsultationStage(deadline=timedelta(days=7)),
+        review(),
+        senior_officials(),
+        meeting,
+        FundingStage(model=FundingModel.EQUAL_SHARE, budget_target=Decimal("1100000.00"), currency="USD"),
+    )
+    await harness.until(handle.id, lambda s: s.stage == "drafting", "drafting")
+    await handle.execute_update(ProposalWorkflow.submit)
+
+    await harness.consultation_open(handle.id, 1)
+    comment = await harness.comment(handle.id, 1, "Name the dialogue partners' role", Sector.DIALOGUE_PARTNER)
+    await harness.env.sleep(timedelta(days=8))
+    await harness.consultation(handle.id, 1).execute_update(
+        ConsultationWorkflow.respond,
+        DispositionInput(comment_id=comment.comment_id, disposition=Disposition.PARTLY, reason="see section 5"),
+    )
+
+    await harness.round_open(handle.id, 1)  # WG-AI member review
+    await everyone(harness, handle.id, 1)
+    await harness.round_open(handle.id, 2)  # ADGSOM ad referendum
+    await everyone(harness, handle.id, 2)
+
+    await harness.meeting_invited(handle.id, 4)  # ADGMIN
+    await past(harness, meeting.date)
+    await harness.meeting(handle.id, 4).execute_update(
+        MeetingWorkflow.record_meeting, MeetingRecord(positions=dict.fromkeys(ALL, Position.APPROVE))
+    )
+
+    await harness.round_open(handle.id, 3)  # funding
+    await everyone(harness, handle.id, 3, Position.CONFIRM)
+    result = await handle.result()
+
+    assert result.status is ProposalState.ADOPTED and result.stage == "adopted"
+    assert result.closed_reason == "every stage passed"
+    assert [s.type for s in result.stages] == [
+        StageType.DRAFTING,
+        StageType.CONSULTATION,
+        StageType.MEMBER_REVIEW,
+        StageType.SENIOR_OFFICIALS,
+        StageType.MINISTERIAL,
+        StageType.FUNDING,
+    ]
+    assert [s.status for s in result.stages] == [StageStatus.PASSED] * 6
+    assert [r.purpose for r in result.rounds] == [RoundPurpose.REVIEW, RoundPurpose.AD_REFERENDUM, RoundPurpose.FUNDING]
+    assert result.stages[5].details["confirmed_by_states"] == dict.fromkeys((s.value for s in ALL), "100000.00")
+    closing = [o for o in harness.backend.outcomes if o.proposal_id == handle.id]
+    assert [o.status for o in closing] == [ProposalState.ADOPTED]
+    assert harness.backend.kinds(handle.id)[-1] == "proposal_closed"
+
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(STAGE_KEY) == "adopted"
+    assert attributes.get(KIND_KEY) == "operational_framework"
+    assert attributes.get(LEAD_KEY) == "MY"

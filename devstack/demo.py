@@ -197,7 +197,7 @@ def demo_proposal(workdir: Path, meeting_at: datetime) -> Path:
                 {"type": "drafting"},
                 {"type": "consultation", "deadline": "PT15S", "reminders": []},
                 {"type": "member_review", "deadline": "P14D", "reminders": ["P7D", "P1D"], "max_rounds": 3},
-                {"type": "senior_officials", "mode": "ad_referendum", "deadline": "PT6S", "reminders": []},
+                {"type": "senior_officials", "mode": "ad_referendum", "deadline": "PT20S", "reminders": []},
                 {
                     "type": "ministerial",
                     "mode": "meeting",
@@ -227,7 +227,7 @@ async def run_demo(
     review_delegates = sum(1 for d in roster.delegates if d.role in (Role.FOCAL_POINT, Role.ALTERNATE))
     sectors = {f"{d.name} <{d.email}>": d.sector.value for d in roster.delegates if d.sector}
 
-    meeting_at = datetime.now(UTC) + timedelta(seconds=40)
+    meeting_at = datetime.now(UTC) + timedelta(seconds=50)
     path = demo_proposal(settings.data_dir / "demo", meeting_at)
     proposal_id = await operations.propose(client, engine, settings, path)
     say(f"proposed {proposal_id}")

@@ -246,11 +246,6 @@ async def test_the_consultation_closes_only_once_every_comment_has_a_disposition
     assert kinds.index("consultation_closed") > max(i for i, k in enumerate(kinds) if k == "disposition")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows/proposal.py never fills StageReport.workflow_id: a stage's report does not name the "
-    "consultation, meeting or round workflow it ran",
-)
 async def test_a_finished_stage_report_names_its_workflow(harness: Harness) -> None:
     handle = await harness.start(ConsultationStage(deadline=timedelta(days=7)), review(participants=[MY]))
     await harness.consultation_open(handle.id, 0)
@@ -311,11 +306,6 @@ async def test_asean_minus_x_with_too_few_participants_is_not_adopted(harness: H
     assert result.stages[0].status is StageStatus.FAILED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows/proposal.py _member_review sends every non-passing round to revision, also NOT_PASSED "
-    "(too few ASEAN-minus-X participants), which only a change request or blocking objection should do",
-)
 async def test_asean_minus_x_with_too_few_participants_ends_the_stage_rather_than_awaiting_a_revision(
     harness: Harness,
 ) -> None:
@@ -368,11 +358,6 @@ async def test_silence_rule_passes_when_nobody_objects(harness: Harness) -> None
     assert not outcome.positions[BN].deemed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows/proposal.py _member_review passes the stage's silence policy (default abstain) to a round "
-    "under the silence rule; DESIGN §2 says non-responders are then deemed to concur (as _endorsement does)",
-)
 @pytest.mark.parametrize("policy", [SilencePolicy.ABSTAIN, SilencePolicy.OBJECT])
 async def test_silence_rule_deems_non_responders_to_concur(harness: Harness, policy: SilencePolicy) -> None:
     handle = await harness.start(
@@ -564,11 +549,6 @@ async def test_meeting_record_for_a_state_not_at_the_meeting_is_rejected(harness
     assert (await handle.result()).status is ProposalState.ADOPTED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows/meeting.py run() decides on the recorded positions only: a participant the record leaves "
-    "out is said to abstain but is not counted, so unanimity passes without it",
-)
 async def test_meeting_under_unanimity_counts_a_state_left_out_of_the_record_as_abstaining(harness: Harness) -> None:
     stage = await ministerial(harness, rule=DecisionRule.UNANIMITY)
     assert stage.date is not None

@@ -59,7 +59,7 @@ async def test_unanimity_fails_on_an_abstention_and_max_rounds_ends_it(harness: 
     assert result.status is ProposalState.NOT_ADOPTED
     assert result.rounds[0].verdict is Verdict.NOT_PASSED
     assert "KH" in result.rounds[0].reason
-    assert result.closed_reason and "1 round(s) spent" in result.closed_reason
+    assert result.closed_reason and "unanimity not reached" in result.closed_reason
 
 
 async def test_unanimity_passes_when_all_approve(harness: Harness) -> None:

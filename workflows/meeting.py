@@ -9,7 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import MailingResult, MeetingInput, MeetingMailing, MeetingOutcome, MeetingRecord
-    from models.positions import MEETING_POSITIONS
+    from models.positions import MEETING_POSITIONS, Position
     from models.rules import decide
     from models.states import MemberState
     from workflows.common import MAIL_RETRY, MAIL_TIMEOUT, ledger
@@ -77,7 +77,7 @@ class MeetingWorkflow:
                 recorded=False, reason=f"no outcome was recorded within {meeting.grace} of the meeting"
             )
         # A participating state with no recorded position did not take part in the decision: it abstained.
-        positions = {s.value: p for s, p in self._record.positions.items()}
+        positions = {s.value: self._record.positions.get(s, Position.ABSTAIN) for s in meeting.participants}
         decision = decide(meeting.rule, positions, min_participants=meeting.min_participants)
         return MeetingOutcome(
             recorded=True,

@@ -102,6 +102,7 @@ class ProposalWorkflow:
         self._round = 0
         self._active_round: ReviewRoundInput | None = None
         self._stage_workflow_id: str | None = None
+        self._stage_index = 0
         self._reports = [StageReport(type=stage.type) for stage in proposal.process.stages]
         self._pledges: list[Pledge] = []
         self._submitted = False
@@ -217,13 +218,16 @@ class ProposalWorkflow:
                 RoundPurpose.REVIEW,
                 REVIEW_POSITIONS,
                 stage.rule,
-                stage.silence,
+                _silence_for(stage.rule, stage.silence),
                 stage,
             )
             if outcome is None:
                 return StageResult(False, "withdrawn during review")
             if outcome.verdict is Verdict.PASSED:
                 return StageResult(True, f"round {outcome.round}: {outcome.reason}", details=_round_details(outcome))
+            if outcome.verdict is Verdict.NOT_PASSED:
+                # Only a change request or an objection sends the text back; a round nobody carried ends the stage.
+                return StageResult(False, f"round {outcome.round}: {outcome.reason}", details=_round_details(outcome))
             if round_in_stage == stage.max_rounds:
                 return StageResult(False, f"round {outcome.round}: {outcome.reason}; {stage.max_rounds} round(s) spent")
             if not await self._await_revision():
@@ -271,7 +275,7 @@ class ProposalWorkflow:
             )
         # Ad referendum is a silence procedure, also when it stands in for a meeting left unrecorded.
         rule = stage.decision_rule if stage.mode is EndorsementMode.AD_REFERENDUM else DecisionRule.SILENCE
-        silence = SilencePolicy.CONCUR if rule is DecisionRule.SILENCE else stage.silence
+        silence = _silence_for(rule, stage.silence)
         outcome = await self._round_of(
             index, stage.type, RoundPurpose.AD_REFERENDUM, AD_REFERENDUM_POSITIONS, rule, silence, stage
         )
@@ -289,7 +293,14 @@ class ProposalWorkflow:
             expected=_expected_shares(stage, participants),
         )
         outcome = await self._round_of(
-            index, StageType.FUNDING, RoundPurpose.FUNDING, FUNDING_POSITIONS, stage.rule, stage.silence, stage, terms
+            index,
+            StageType.FUNDING,
+            RoundPurpose.FUNDING,
+            FUNDING_POSITIONS,
+            stage.rule,
+            _silence_for(stage.rule, stage.silence),
+            stage,
+            terms,
         )
         if outcome is None:
             return StageResult(False, "withdrawn during funding")
@@ -362,6 +373,7 @@ class ProposalWorkflow:
     async def _child(self, run: Callable[[Any, Any], Awaitable[T]], arg: Any, child_id: str) -> T | None:
         """Start a child and wait for it, or cancel it if the proposal is withdrawn first (then None)."""
         self._stage_workflow_id = child_id
+        self._reports[self._stage_index].workflow_id = child_id
         handle = await workflow.start_child_workflow(run, arg, id=child_id)  # type: ignore[arg-type]
         await workflow.wait_condition(lambda: handle.done() or self._withdrawn is not None)
         self._stage_workflow_id = None
@@ -381,6 +393,7 @@ class ProposalWorkflow:
         return stage.participants or members_on(workflow.now().date())
 
     async def _enter_stage(self, index: int, stage_type: StageType) -> None:
+        self._stage_index = index
         self._set_stage(stage_type.value)
         report = self._reports[index]
         report.status, report.started_at = StageStatus.RUNNING, workflow.now()
@@ -538,6 +551,11 @@ class ProposalWorkflow:
             stage_workflow_id=self._stage_workflow_id if not self._active_round else None,
             pledges=list(self._pledges),
         )
+
+
+def _silence_for(rule: DecisionRule, policy: SilencePolicy) -> SilencePolicy:
+    """Under the silence rule a state that says nothing concurs, whatever the stage's silence policy."""
+    return SilencePolicy.CONCUR if rule is DecisionRule.SILENCE else policy
 
 
 def _round_details(outcome: RoundOutcome) -> dict[str, Any]:

@@ -61,7 +61,7 @@ async def withdraw(h: Harness, proposal_id: str, reason: str = "test finished") 
     """End a proposal left waiting, so no test leaves a running workflow behind."""
     handle = h.client.get_workflow_handle_for(ProposalWorkflow.run, proposal_id)
     await handle.execute_update(ProposalWorkflow.withdraw, WithdrawInput(reason=reason))
-    await handle.result()
+    await h.result(handle)
 
 
 async def everyone_of(h: Harness, proposal_id: str, number: int, answers: dict[MemberState, Position]) -> None:
@@ -240,7 +240,7 @@ async def test_the_consultation_closes_only_once_every_comment_has_a_disposition
     assert matrix[scope.comment_id]["reason"] == "the network covers all AI"
 
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
-    assert (await handle.result()).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.ADOPTED
     kinds = harness.backend.kinds(handle.id)
     assert kinds.count("comment") == 2 and kinds.count("disposition") == 2
     assert kinds.index("consultation_closed") > max(i for i, k in enumerate(kinds) if k == "disposition")
@@ -252,7 +252,7 @@ async def test_a_finished_stage_report_names_its_workflow(harness: Harness) -> N
     await harness.env.sleep(timedelta(days=8))  # no comments: the consultation closes at its deadline
     await harness.round_open(handle.id, 1)
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.stages[0].outcome == "0 comment(s) answered: no comments"
     assert result.stages[0].workflow_id == consultation_workflow_id(handle.id, 0)
@@ -279,7 +279,7 @@ async def test_asean_minus_x_passes_naming_the_participants_and_objectors_opt_ou
     for state in (MY, SG, TH):
         await harness.answer(handle.id, 1, state, Position.APPROVE)
     await harness.answer(handle.id, 1, VN, Position.OBJECT, "not ready to take part")
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED
     outcome = result.rounds[0]
@@ -297,7 +297,7 @@ async def test_asean_minus_x_with_too_few_participants_is_not_adopted(harness: H
     await harness.round_open(handle.id, 1)
     await everyone_of(harness, handle.id, 1, {MY: Position.APPROVE, SG: Position.APPROVE, TH: Position.OBJECT})
     await harness.answer(handle.id, 1, VN, Position.OBJECT, "no")
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.NOT_ADOPTED
     assert result.rounds[0].verdict is Verdict.NOT_PASSED
@@ -339,7 +339,7 @@ async def test_asean_minus_x_change_request_sends_the_text_back_for_revision(har
     await harness.round_open(handle.id, 2)
     for state in TRIO:
         await harness.answer(handle.id, 2, state, Position.APPROVE)
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     assert result.rounds[1].participating == TRIO
 
@@ -348,7 +348,7 @@ async def test_silence_rule_passes_when_nobody_objects(harness: Harness) -> None
     handle = await harness.start(review(rule=DecisionRule.SILENCE, participants=[BN, KH, LA], max_rounds=1))
     await harness.round_open(handle.id, 1)
     await harness.answer(handle.id, 1, BN, Position.APPROVE)
-    result = await handle.result()  # KH and LA stay silent until the deadline
+    result = await harness.result(handle)  # KH and LA stay silent until the deadline
 
     assert result.status is ProposalState.ADOPTED
     outcome = result.rounds[0]
@@ -365,7 +365,7 @@ async def test_silence_rule_deems_non_responders_to_concur(harness: Harness, pol
     )
     await harness.round_open(handle.id, 1)
     await harness.answer(handle.id, 1, BN, Position.APPROVE)
-    result = await handle.result()
+    result = await harness.result(handle)
 
     outcome = result.rounds[0]
     assert {outcome.positions[s].position for s in (KH, LA)} == {Position.APPROVE}
@@ -392,7 +392,7 @@ async def test_a_reservation_is_shown_in_the_round_and_the_stage(harness: Harnes
     await harness.round_open(handle.id, 1)
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
     await harness.answer(handle.id, 1, SG, Position.APPROVE_WITH_RESERVATION, "subject to national data law")
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED
     assert result.rounds[0].reservations == {SG: "subject to national data law"}
@@ -405,7 +405,7 @@ async def test_an_answer_notifies_the_states_other_delegates(harness: Harness) -
     await harness.round_open(handle.id, 1)
     receipt = await harness.answer(handle.id, 1, SG, Position.APPROVE, delegate_id="sg-focal-point")
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
-    await handle.result()
+    await harness.result(handle)
 
     notice = next(n for n in harness.backend.notices if n.proposal_id == handle.id and n.state is SG)
     assert notice.delegate_id == "sg-focal-point"
@@ -420,7 +420,7 @@ async def test_two_delegates_of_one_state_answer_and_the_latest_stands(harness: 
     first = await harness.answer(handle.id, 1, SG, Position.OBJECT, "too early", delegate_id="sg-focal-point")
     latest = await harness.answer(handle.id, 1, SG, Position.APPROVE, delegate_id="sg-alternate")
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED
     singapore = result.rounds[0].positions[SG]
@@ -437,7 +437,7 @@ async def test_two_delegates_of_one_state_answer_and_the_latest_stands(harness: 
 
 async def test_ad_referendum_with_no_answers_passes_at_the_deadline(harness: Harness) -> None:
     handle = await harness.start(senior_officials())
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED
     outcome = result.rounds[0]
@@ -455,7 +455,7 @@ async def test_ad_referendum_objection_ends_the_proposal_not_adopted(harness: Ha
     handle = await harness.start(senior_officials())
     await harness.round_open(handle.id, 1)
     await harness.answer(handle.id, 1, SG, Position.OBJECT, "needs ministerial clearance first")
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.NOT_ADOPTED
     assert result.stage == "not_adopted"
@@ -478,7 +478,7 @@ async def test_ad_referendum_takes_no_change_requests(harness: Harness) -> None:
         "PositionNotAllowed"
     )
     assert harness.positions_recorded(handle.id) == 0
-    assert (await handle.result()).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.ADOPTED
 
 
 # --- ADGMIN meeting ---------------------------------------------------------------------------------------
@@ -500,7 +500,7 @@ async def test_meeting_invitation_then_recorded_consensus_passes(harness: Harnes
 
     await past(harness, stage.date)
     await meeting.execute_update(MeetingWorkflow.record_meeting, record)
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED
     assert result.stages[0].status is StageStatus.PASSED
@@ -526,7 +526,7 @@ async def test_meeting_recorded_with_an_objection_fails(harness: Harness) -> Non
             reasons={SG: "the funding model must come first"},
         ),
     )
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.NOT_ADOPTED
     assert result.stages[0].status is StageStatus.FAILED
@@ -546,7 +546,7 @@ async def test_meeting_record_for_a_state_not_at_the_meeting_is_rejected(harness
     assert await rejected(meeting.execute_update(MeetingWorkflow.record_meeting, stranger)) == "NotParticipant"
     assert "meeting_recorded" not in harness.backend.kinds(handle.id)
     await meeting.execute_update(MeetingWorkflow.record_meeting, MeetingRecord(positions={MY: Position.APPROVE}))
-    assert (await handle.result()).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.ADOPTED
 
 
 async def test_meeting_under_unanimity_counts_a_state_left_out_of_the_record_as_abstaining(harness: Harness) -> None:
@@ -558,7 +558,7 @@ async def test_meeting_under_unanimity_counts_a_state_left_out_of_the_record_as_
     await harness.meeting(handle.id, 0).execute_update(
         MeetingWorkflow.record_meeting, MeetingRecord(positions={MY: Position.APPROVE})
     )
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.NOT_ADOPTED  # SG and TH did not approve
     assert "SG" in (result.closed_reason or "") and "TH" in (result.closed_reason or "")
@@ -567,7 +567,7 @@ async def test_meeting_under_unanimity_counts_a_state_left_out_of_the_record_as_
 async def test_meeting_left_unrecorded_falls_back_to_ad_referendum_and_passes_by_silence(harness: Harness) -> None:
     stage = await ministerial(harness, on_no_record=NoRecordPolicy.AD_REFERENDUM)
     handle = await harness.start(stage)
-    result = await handle.result()  # the meeting date, the grace and the fallback deadline all pass
+    result = await harness.result(handle)  # the meeting date, the grace and the fallback deadline all pass
 
     assert result.status is ProposalState.ADOPTED
     fallback = harness.backend.payloads(handle.id, "fallback_ad_referendum")
@@ -585,7 +585,7 @@ async def test_meeting_left_unrecorded_falls_back_to_ad_referendum_and_passes_by
 async def test_meeting_left_unrecorded_with_expire_expires_the_proposal(harness: Harness) -> None:
     stage = await ministerial(harness, on_no_record=NoRecordPolicy.EXPIRE)
     handle = await harness.start(stage)
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.EXPIRED
     assert result.stage == "expired"
@@ -616,7 +616,7 @@ async def test_equal_shares_add_up_exactly_to_the_target(
 
     for state in participants:
         await harness.answer(handle.id, 1, state, Position.CONFIRM)
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     details = result.stages[0].details
     assert details["confirmed_by_states"] == {s.value: str(a) for s, a in terms.expected.items()}
@@ -634,7 +634,7 @@ async def test_tiered_shares_follow_the_percentages(harness: Harness) -> None:
 
     for state in TRIO:
         await harness.answer(handle.id, 1, state, Position.CONFIRM)
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     assert result.stages[0].details["confirmed_by_states"] == {
         "MY": "600000.00",
@@ -654,7 +654,7 @@ async def test_voluntary_pledges_need_an_amount_and_are_summed(harness: Harness)
     await harness.answer(handle.id, 1, MY, Position.CONFIRM, amount=Decimal("250000.00"))
     await harness.answer(handle.id, 1, SG, Position.CONFIRM, amount=Decimal("150000.00"))
     await harness.answer(handle.id, 1, TH, Position.CONFIRM, amount=Decimal("100000.00"))
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     details = result.stages[0].details
     assert details["confirmed_by_states"] == {"MY": "250000.00", "SG": "150000.00", "TH": "100000.00"}
@@ -666,7 +666,7 @@ async def test_pledges_short_of_the_target_are_not_adopted(harness: Harness) -> 
     await harness.round_open(handle.id, 1)
     for state in TRIO:
         await harness.answer(handle.id, 1, state, Position.CONFIRM, amount=Decimal("100000.00"))
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.NOT_ADOPTED
     assert result.rounds[0].verdict is Verdict.PASSED  # the states agreed; the money did not suffice
@@ -684,7 +684,7 @@ async def test_a_partner_pledge_closes_the_gap(harness: Harness) -> None:
     assert recorded.recorded_at is not None
     for state in TRIO:
         await harness.answer(handle.id, 1, state, Position.CONFIRM, amount=Decimal("100000.00"))
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED
     details = result.stages[0].details
@@ -702,7 +702,7 @@ async def test_a_pledge_in_another_currency_is_rejected(harness: Harness) -> Non
     assert "partner_pledge" not in harness.backend.kinds(handle.id)
     for state in TRIO:
         await harness.answer(handle.id, 1, state, Position.CONFIRM)
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.pledges == [] and result.stages[0].details["partner_pledges"] == {}
 
 
@@ -712,7 +712,7 @@ async def test_a_pledge_to_a_proposal_without_a_funding_stage_is_rejected(harnes
     pledge = Pledge(partner="Australia", amount=Decimal("1000.00"))
     assert await rejected(handle.execute_update(ProposalWorkflow.pledge, pledge)) == "NoFundingStage"
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
-    assert (await handle.result()).pledges == []
+    assert (await harness.result(handle)).pledges == []
 
 
 async def test_a_declined_contribution_under_consensus_is_not_adopted(harness: Harness) -> None:
@@ -721,7 +721,7 @@ async def test_a_declined_contribution_under_consensus_is_not_adopted(harness: H
     await harness.answer(handle.id, 1, MY, Position.CONFIRM)
     await harness.answer(handle.id, 1, SG, Position.CONFIRM)
     await harness.answer(handle.id, 1, TH, Position.DECLINE)
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.NOT_ADOPTED
     assert result.rounds[0].verdict is Verdict.CHANGES_REQUESTED
@@ -737,7 +737,7 @@ async def test_a_declined_contribution_under_asean_minus_x_opts_out(harness: Har
     await harness.answer(handle.id, 1, MY, Position.CONFIRM)
     await harness.answer(handle.id, 1, SG, Position.CONFIRM)
     await harness.answer(handle.id, 1, TH, Position.DECLINE)
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED
     assert result.rounds[0].participating == [MY, SG]
@@ -756,7 +756,7 @@ async def test_withdrawing_during_the_consultation_cancels_it(harness: Harness) 
     await harness.consultation_open(handle.id, 0)
     await harness.comment(handle.id, 0, "a comment left unanswered")
     await handle.execute_update(ProposalWorkflow.withdraw, WithdrawInput(reason="merged into another proposal"))
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.WITHDRAWN
     assert result.closed_reason == "withdrawn: merged into another proposal"
@@ -770,7 +770,7 @@ async def test_withdrawing_while_a_meeting_is_awaited_cancels_it(harness: Harnes
     handle = await harness.start(await ministerial(harness, in_days=30))
     await harness.meeting_invited(handle.id, 0)
     await handle.execute_update(ProposalWorkflow.withdraw, WithdrawInput(reason="the chair asked to defer"))
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.WITHDRAWN
     assert result.stages[0].status is StageStatus.CANCELLED
@@ -818,7 +818,7 @@ async def test_the_full_default_process_adopts_the_proposal(harness: Harness) ->
 
     await harness.round_open(handle.id, 3)  # funding
     await everyone(harness, handle.id, 3, Position.CONFIRM)
-    result = await handle.result()
+    result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED and result.stage == "adopted"
     assert result.closed_reason == "every stage passed"

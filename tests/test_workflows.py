@@ -31,7 +31,7 @@ async def test_consensus_all_approve_adopts_and_closes_the_round_early(harness: 
     handle = await harness.start(review())
     await harness.round_open(handle.id, 1)
     await everyone(harness, handle.id, 1)
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     assert result.rounds[0].verdict is Verdict.PASSED
     assert result.rounds[0].closed_because == "all states answered"
@@ -46,7 +46,7 @@ async def test_consensus_allows_abstentions_and_reservations(harness: Harness) -
     handle = await harness.start(review())
     await harness.round_open(handle.id, 1)
     await everyone(harness, handle.id, 1, Position.APPROVE, MM=Position.ABSTAIN, SG=Position.APPROVE_WITH_RESERVATION)
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     assert result.rounds[0].positions[MemberState.SG].reason == "because"
 
@@ -55,7 +55,7 @@ async def test_unanimity_fails_on_an_abstention_and_max_rounds_ends_it(harness: 
     handle = await harness.start(review(rule=DecisionRule.UNANIMITY, max_rounds=1))
     await harness.round_open(handle.id, 1)
     await everyone(harness, handle.id, 1, Position.APPROVE, KH=Position.ABSTAIN)
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.NOT_ADOPTED
     assert result.rounds[0].verdict is Verdict.NOT_PASSED
     assert "KH" in result.rounds[0].reason
@@ -66,7 +66,7 @@ async def test_unanimity_passes_when_all_approve(harness: Harness) -> None:
     handle = await harness.start(review(rule=DecisionRule.UNANIMITY))
     await harness.round_open(handle.id, 1)
     await everyone(harness, handle.id, 1, Position.APPROVE, VN=Position.APPROVE_WITH_RESERVATION)
-    assert (await handle.result()).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.ADOPTED
 
 
 async def test_change_request_revision_and_second_round(harness: Harness) -> None:
@@ -91,7 +91,7 @@ async def test_change_request_revision_and_second_round(harness: Harness) -> Non
     assert isinstance(rejected.value.cause, ApplicationError) and rejected.value.cause.type == "DocumentMismatch"
 
     await everyone(harness, handle.id, 2)
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     assert [r.verdict for r in result.rounds] == [Verdict.CHANGES_REQUESTED, Verdict.PASSED]
     assert [v.version for v in result.versions] == [1, 2]
@@ -113,7 +113,7 @@ async def test_objection_in_the_last_round_ends_not_adopted(harness: Harness) ->
             await handle.execute_update(
                 ProposalWorkflow.revise, RevisionInput(sha256="c" * 64, filename="v2.md", size=1)
             )
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.NOT_ADOPTED
     assert result.round == 2
     assert "2 round(s) spent" in (result.closed_reason or "")
@@ -138,7 +138,7 @@ async def test_deadline_applies_the_silence_policy_and_reminds_only_the_silent(
     # Eight days on (past the P7D reminder), Indonesia answers; it must not get the P1D reminder.
     await harness.env.sleep(timedelta(days=8))
     await harness.answer(handle.id, 1, MemberState.ID, Position.APPROVE)
-    result = await handle.result()  # the server skips time to the deadline
+    result = await harness.result(handle)  # the server skips time to the deadline
 
     outcome = result.rounds[0]
     assert outcome.closed_because == "deadline"
@@ -156,14 +156,14 @@ async def test_deadline_applies_the_silence_policy_and_reminds_only_the_silent(
 
 async def test_all_silent_with_abstain_is_not_adopted(harness: Harness) -> None:
     handle = await harness.start(review(max_rounds=1))
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.NOT_ADOPTED
     assert result.rounds[0].verdict is Verdict.NOT_PASSED
 
 
 async def test_reminders_already_past_are_skipped(harness: Harness) -> None:
     handle = await harness.start(review(deadline=timedelta(days=2), reminders=[timedelta(days=1)], max_rounds=1))
-    await handle.result()
+    await harness.result(handle)
     steps = [m.step for m in harness.backend.mailings if m.proposal_id == handle.id]
     assert steps == ["invitation", "reminder-1"]
 
@@ -203,7 +203,7 @@ async def test_validator_rejects_before_anything_is_recorded(harness: Harness) -
 
     await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
     await harness.answer(handle.id, 1, MemberState.SG, Position.APPROVE)
-    assert (await handle.result()).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.ADOPTED
     assert harness.positions_recorded(handle.id) == 2
 
 
@@ -219,7 +219,7 @@ async def test_latest_answer_of_a_state_stands_and_a_repeated_update_is_not_dupl
 
     await harness.answer(handle.id, 1, MemberState.TL, Position.APPROVE, update_id="u-2")
     await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.rounds[0].positions[MemberState.TL].position is Position.APPROVE
     assert result.status is ProposalState.ADOPTED
     assert harness.positions_recorded(handle.id) == 3  # every answer is kept in the ledger
@@ -231,7 +231,7 @@ async def test_withdraw_during_a_round_cancels_it(harness: Harness) -> None:
     await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
     status = await handle.execute_update(ProposalWorkflow.withdraw, WithdrawInput(reason="superseded by a new draft"))
     assert status.status is ProposalState.WITHDRAWN
-    result = await handle.result()
+    result = await harness.result(handle)
     assert result.status is ProposalState.WITHDRAWN
     assert "superseded" in (result.closed_reason or "")
     kinds = harness.backend.kinds(handle.id)
@@ -257,7 +257,7 @@ async def test_drafting_takes_versions_until_submitted(harness: Harness) -> None
     status = await harness.round_open(handle.id, 1)
     assert status.document.version == 2 and status.stage == "member_review"
     await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
-    assert (await handle.result()).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.ADOPTED
     assert harness.backend.kinds(handle.id)[:4] == [
         "proposal_started",
         "stage_started",

@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import formatdate, parseaddr
@@ -29,7 +28,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.calendar import meeting_invite
 from models.db import write_session
+from models.labels import SECTOR_LABELS, STAGE_BODY_NAMES, money
 from models.messages import (
+    ROUND_ANSWERS,
     AnswerNotice,
     ConsultationMailing,
     FundingTerms,
@@ -40,7 +41,6 @@ from models.messages import (
     RoundMailing,
     RoundPurpose,
 )
-from models.positions import AD_REFERENDUM_POSITIONS, FUNDING_POSITIONS, REVIEW_POSITIONS, Position
 from models.process import FundingModel, StageType
 from models.roster import REVIEW_ROLES, Role, Sector
 from models.settings import Settings
@@ -80,14 +80,6 @@ class MailKind(StrEnum):
     OUTCOME = "outcome"
 
 
-BODY_NAMES: dict[StageType, str] = {
-    StageType.DRAFTING: "Coordinating team",
-    StageType.CONSULTATION: "Public consultation",
-    StageType.MEMBER_REVIEW: "Working Group on AI Governance (WG-AI)",
-    StageType.SENIOR_OFFICIALS: "ASEAN Digital Senior Officials' Meeting (ADGSOM)",
-    StageType.MINISTERIAL: "ASEAN Digital Ministers' Meeting (ADGMIN)",
-    StageType.FUNDING: "Funding approval by the member states",
-}
 BODY_ABBREVIATIONS: dict[StageType, str] = {
     StageType.MEMBER_REVIEW: "WG-AI",
     StageType.SENIOR_OFFICIALS: "ADGSOM",
@@ -98,21 +90,10 @@ ROUND_NAMES: dict[RoundPurpose, str] = {
     RoundPurpose.AD_REFERENDUM: "Ad referendum round",
     RoundPurpose.FUNDING: "Funding round",
 }
-ROUND_ANSWERS: dict[RoundPurpose, list[Position]] = {
-    RoundPurpose.REVIEW: REVIEW_POSITIONS,
-    RoundPurpose.AD_REFERENDUM: AD_REFERENDUM_POSITIONS,
-    RoundPurpose.FUNDING: FUNDING_POSITIONS,
-}
 FUNDING_MODEL_NAMES: dict[FundingModel, str] = {
     FundingModel.EQUAL_SHARE: "equal shares",
     FundingModel.TIERED: "tiered shares",
     FundingModel.VOLUNTARY: "voluntary pledges",
-}
-SECTOR_NAMES: dict[Sector, str] = {
-    Sector.CIVIL_SOCIETY: "civil society",
-    Sector.ACADEMIA: "academia",
-    Sector.INDUSTRY: "industry",
-    Sector.DIALOGUE_PARTNER: "dialogue partner",
 }
 OUTCOME_NAMES: dict[ProposalState, str] = {
     ProposalState.ADOPTED: "Adopted",
@@ -127,11 +108,6 @@ Recipient = tuple[DelegateRecord, str]  # a delegate and the idempotency key of 
 def message_id(idempotency_key: str) -> str:
     """The same email always carries the same Message-ID, so a receiving system can spot a duplicate."""
     return f"<{hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]}@aisafe.example.org>"
-
-
-def money(amount: Decimal, currency: str) -> str:
-    """An amount as a reader expects it: `USD 13,636.36`."""
-    return f"{currency} {amount:,.2f}"
 
 
 def state_delegates(
@@ -426,7 +402,7 @@ class MailActivities:
             "deadline_local": both(mailing.deadline, delegate.timezone),
             "deadline_utc": in_utc(mailing.deadline),
             "is_reminder": is_reminder,
-            "body_name": BODY_NAMES.get(mailing.stage_type, BODY_NAMES[StageType.MEMBER_REVIEW]),
+            "body_name": STAGE_BODY_NAMES.get(mailing.stage_type, STAGE_BODY_NAMES[StageType.MEMBER_REVIEW]),
             "round_name": ROUND_NAMES[mailing.purpose],
             "answers": ", ".join(p.label.lower() for p in ROUND_ANSWERS[mailing.purpose]),
             **_funding_context(mailing.funding, state),
@@ -499,9 +475,9 @@ class MailActivities:
             "deadline_local": both(mailing.deadline, delegate.timezone),
             "extended": extended,
             "is_reminder": is_reminder,
-            "sector_name": SECTOR_NAMES[Sector(delegate.sector)] if delegate.sector else None,
+            "sector_name": SECTOR_LABELS[delegate.sector].lower() if delegate.sector else None,
             "organisation": delegate.organisation,
-            "body_name": BODY_NAMES[StageType.CONSULTATION],
+            "body_name": STAGE_BODY_NAMES[StageType.CONSULTATION],
         }
         if extended:
             subject = f"[ASEAN AI SAFE] Consultation extended to {local_day}: {mailing.title}"
@@ -525,7 +501,7 @@ class MailActivities:
     def _meeting_message(self, mailing: MeetingMailing, delegate: DelegateRecord, key: str) -> EmailMessage:
         state = MemberState(delegate.state)
         abbreviation = BODY_ABBREVIATIONS.get(mailing.stage_type, "WG-AI")
-        body_name = BODY_NAMES.get(mailing.stage_type, BODY_NAMES[StageType.MEMBER_REVIEW])
+        body_name = STAGE_BODY_NAMES.get(mailing.stage_type, STAGE_BODY_NAMES[StageType.MEMBER_REVIEW])
         summary = f"{abbreviation}: {mailing.title}"
         is_reminder = mailing.step.startswith("reminder")
         context = {

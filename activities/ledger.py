@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, text
+from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 from temporalio import activity
 
@@ -55,12 +55,6 @@ def append_entry(session: Session, entry: LedgerAppend) -> LedgerReceipt:
         )
     )
     return LedgerReceipt(seq=seq, entry_hash=digest, recorded_at=recorded_at)
-
-
-def ledger_count(session: Session, proposal_id: str) -> int:
-    return session.exec(
-        select(func.count()).select_from(LedgerEntry).where(LedgerEntry.proposal_id == proposal_id)
-    ).one()
 
 
 class LedgerActivities:

@@ -34,6 +34,8 @@ from temporalio.worker import Worker
 
 import operations
 from bench.baseline import BaselineInput, BaselineItem, BaselineWorkflow
+from devstack.demo import ENTRY_HASH
+from devstack.demo import open_form as demo_open_form
 from devstack.services import free_port, temporal_binary
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
@@ -48,8 +50,6 @@ EXAMPLES = ROOT / "examples"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 _LINK = re.compile(r"https?://\S+/act/[A-Za-z0-9_\-.]+")
-_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-_ENTRY_HASH = re.compile(r'id="entry-hash">([0-9a-f]{64})<')
 
 
 class BenchError(Exception):
@@ -242,12 +242,10 @@ async def open_rounds(
 
 async def open_form(http: httpx.AsyncClient, invitation: Invitation) -> None:
     """What a delegate sees first (not timed): the confirmation page, whose form carries the CSRF value."""
-    page = await http.get(invitation.link)
-    page.raise_for_status()
-    csrf = _CSRF.search(page.text)
-    if csrf is None:
-        raise BenchError(f"the action page for {invitation.state} on {invitation.proposal_id} has no form")
-    invitation.csrf = csrf.group(1)
+    try:
+        invitation.csrf = await demo_open_form(http, invitation.link)
+    except RuntimeError:
+        raise BenchError(f"the action page for {invitation.state} on {invitation.proposal_id} has no form") from None
 
 
 async def press_approve(http: httpx.AsyncClient, invitation: Invitation) -> httpx.Response:
@@ -258,7 +256,7 @@ async def press_approve(http: httpx.AsyncClient, invitation: Invitation) -> http
 def _receipt_hash(response: Any) -> str | None:
     if not isinstance(response, httpx.Response) or response.status_code != 200:
         return None
-    entry = _ENTRY_HASH.search(response.text)
+    entry = ENTRY_HASH.search(response.text)
     return entry.group(1) if entry else None
 
 

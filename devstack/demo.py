@@ -35,7 +35,7 @@ from web.mailbox import read_mailbox
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 _LINK = re.compile(r"https?://\S+/(?:act|comment)/[A-Za-z0-9_\-.]+")
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-_ENTRY_HASH = re.compile(r'id="entry-hash">([0-9a-f]{64})<')
+ENTRY_HASH = re.compile(r'id="entry-hash">([0-9a-f]{64})<')
 _COMMENT_ID = re.compile(r'id="comment-id">([^<]+)<')
 
 # Round 1: the Philippines asks for a data-protection safeguard, Singapore approves with a reservation,
@@ -148,7 +148,7 @@ async def answer(http: httpx.AsyncClient, link: str, position: str, reason: str 
         form["amount"] = amount
     receipt = await http.post(link, data=form)
     receipt.raise_for_status()
-    entry = _ENTRY_HASH.search(receipt.text)
+    entry = ENTRY_HASH.search(receipt.text)
     if entry is None:
         raise RuntimeError("the receipt page shows no ledger entry hash")
     return entry.group(1)

@@ -135,10 +135,6 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def messages(self) -> list[bytes]:
-        box = mailbox.Maildir(self.mail_dir, create=False)
-        return [bytes(m) for m in box]
-
 
 class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the stack that embeds it decides when to stop."""

@@ -9,7 +9,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from models.positions import DecisionRule, Disposition, Position, SilencePolicy
+from models.positions import (
+    AD_REFERENDUM_POSITIONS,
+    FUNDING_POSITIONS,
+    REVIEW_POSITIONS,
+    DecisionRule,
+    Disposition,
+    Position,
+    SilencePolicy,
+)
 from models.process import FundingModel, ProcessDefinition, StageType
 from models.roster import Role, Sector
 from models.rules import Verdict
@@ -30,6 +38,14 @@ class RoundPurpose(StrEnum):
     REVIEW = "review"
     AD_REFERENDUM = "ad_referendum"
     FUNDING = "funding"
+
+
+# The answers each kind of round takes (the round's validator, its email and its page all use this).
+ROUND_ANSWERS: dict[RoundPurpose, list[Position]] = {
+    RoundPurpose.REVIEW: REVIEW_POSITIONS,
+    RoundPurpose.AD_REFERENDUM: AD_REFERENDUM_POSITIONS,
+    RoundPurpose.FUNDING: FUNDING_POSITIONS,
+}
 
 
 class DocumentRef(BaseModel):

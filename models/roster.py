@@ -31,7 +31,6 @@ class Sector(StrEnum):
 
 
 REVIEW_ROLES = (Role.FOCAL_POINT, Role.ALTERNATE)
-STATE_ROLES = (Role.FOCAL_POINT, Role.ALTERNATE, Role.SENIOR_OFFICIAL, Role.MINISTER_OFFICE)
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 

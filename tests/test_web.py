@@ -32,6 +32,7 @@ from devstack.demo import EXAMPLES, mails_matching
 from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
+from models.labels import money as format_money
 from models.ledger import document_hash
 from models.messages import (
     Comment,
@@ -62,7 +63,7 @@ from models.tokens import (
 from tests.fakes import FakeBackend
 from tests.integration import assert_chain_intact, ledger_entries
 from web.app import create_app
-from web.rendering import AmountError, document_diff, format_money, parse_amount
+from web.rendering import AmountError, document_diff, parse_amount
 from workflows.consultation import ConsultationWorkflow
 from workflows.review_round import ReviewRoundWorkflow
 

@@ -19,9 +19,10 @@ from sqlmodel import Session
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models.labels import DECIDING_BODIES, STAGE_BODY_NAMES, money
 from models.ledger import as_utc
-from models.messages import FundingTerms, PositionReceipt, PositionSubmission, RoundPurpose, RoundStatus
-from models.positions import AD_REFERENDUM_POSITIONS, FUNDING_POSITIONS, REVIEW_POSITIONS, Position
+from models.messages import ROUND_ANSWERS, FundingTerms, PositionReceipt, PositionSubmission, RoundPurpose, RoundStatus
+from models.positions import Position
 from models.process import FundingModel, StageType
 from models.tables import DelegateRecord, ProposalRecord
 from models.timefmt import both, in_utc
@@ -39,7 +40,7 @@ from web.pages import (
     token_error_page,
     unavailable_page,
 )
-from web.rendering import STAGE_BODIES, AmountError, document_diff, format_money, markdown_to_html, parse_amount
+from web.rendering import AmountError, document_diff, markdown_to_html, parse_amount
 
 router = APIRouter()
 
@@ -57,11 +58,6 @@ _REJECTIONS: dict[str, tuple[int, str, str]] = {
     ),
 }
 
-DEFAULT_ALLOWED = {
-    RoundPurpose.REVIEW: REVIEW_POSITIONS,
-    RoundPurpose.AD_REFERENDUM: AD_REFERENDUM_POSITIONS,
-    RoundPurpose.FUNDING: FUNDING_POSITIONS,
-}
 REASON_LABELS = {
     RoundPurpose.REVIEW: "Reason or comment (required for a reservation, a change request or an objection)",
     RoundPurpose.AD_REFERENDUM: "Reason or comment (required for a reservation or an objection)",
@@ -263,7 +259,9 @@ def _page_context(context: ActionContext, purpose: RoundPurpose, stage_type: Sta
         "deadline_utc": in_utc(deadline),
         "purpose": purpose.value,
         "stage_type": stage_type.value,
-        "decision_body": STAGE_BODIES.get(stage_type, "the member states"),
+        "decision_body": f"the {STAGE_BODY_NAMES[stage_type]}"
+        if stage_type in DECIDING_BODIES
+        else "the member states",
     }
 
 
@@ -295,20 +293,18 @@ async def _form_page(
     expected = funding.expected.get(state) if funding else None
     page = _page_context(context, live.purpose, live.stage_type) | {
         "document_html": markdown_to_html(context.document_body),
-        "positions": live.allowed or DEFAULT_ALLOWED[live.purpose],
+        "positions": live.allowed or ROUND_ANSWERS[live.purpose],
         "reason_label": REASON_LABELS[live.purpose],
         "csrf": csrf_token(settings.signing_key, context.token),
         "current": current,
         "current_at": both(current.recorded_at, context.delegate.timezone) if current else None,
-        "current_amount": format_money(current.amount, funding.currency)
-        if current and current.amount and funding
-        else None,
+        "current_amount": money(current.amount, funding.currency) if current and current.amount and funding else None,
         "previous": previous,
         "changes": changes,
         "funding": funding,
         "voluntary": funding is not None and funding.model is FundingModel.VOLUNTARY,
-        "expected": format_money(expected, funding.currency) if funding and expected is not None else None,
-        "budget_target": format_money(funding.budget_target, funding.currency) if funding else None,
+        "expected": money(expected, funding.currency) if funding and expected is not None else None,
+        "budget_target": money(funding.budget_target, funding.currency) if funding else None,
         "error": error,
         "reason": reason,
         "amount": amount,
@@ -341,7 +337,7 @@ async def _receipt_page(
     page = _page_context(context, opening.purpose, opening.stage_type) | {
         "receipt": receipt,
         "title": "Contribution confirmed" if amount is not None else RECEIPT_TITLES[opening.purpose],
-        "amount": format_money(amount, currency).strip() if amount is not None else None,
+        "amount": money(amount, currency).strip() if amount is not None else None,
         "recorded_local": both(receipt.recorded_at.astimezone(UTC), context.delegate.timezone),
         "now": datetime.now(UTC),
     }

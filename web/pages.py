@@ -17,18 +17,16 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from models.labels import DISPOSITION_LABELS, SECTOR_LABELS, money
 from models.tables import DocumentBlob, DocumentVersion, LedgerEntry
 from models.tokens import TokenError
 from web.rendering import (
-    DISPOSITION_LABELS,
-    SECTOR_LABELS,
-    format_money,
     stage_label,
 )
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["money"] = format_money
+templates.env.filters["money"] = money
 templates.env.filters["stage_label"] = stage_label
 templates.env.globals["DISPOSITION_LABELS"] = DISPOSITION_LABELS
 templates.env.globals["SECTOR_LABELS"] = SECTOR_LABELS

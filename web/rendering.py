@@ -12,9 +12,7 @@ import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from models.positions import Disposition
 from models.process import StageType
-from models.roster import Sector
 
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 _URL = re.compile(r"https?://[^\s<>\"']+")
@@ -27,24 +25,6 @@ STAGE_LABELS: dict[str, str] = {
     StageType.MINISTERIAL: "ADGMIN endorsement",
     StageType.FUNDING: "Funding approval",
     "revision": "Revision",
-}
-# The body that takes a stage's decision, as the ad referendum wording names it.
-STAGE_BODIES: dict[str, str] = {
-    StageType.MEMBER_REVIEW: "the Working Group on AI Governance (WG-AI)",
-    StageType.SENIOR_OFFICIALS: "the ASEAN Digital Senior Officials' Meeting (ADGSOM)",
-    StageType.MINISTERIAL: "the ASEAN Digital Ministers' Meeting (ADGMIN)",
-}
-SECTOR_LABELS: dict[str, str] = {
-    Sector.CIVIL_SOCIETY: "Civil society",
-    Sector.ACADEMIA: "Academia",
-    Sector.INDUSTRY: "Industry",
-    Sector.DIALOGUE_PARTNER: "Dialogue partner",
-}
-DISPOSITION_LABELS: dict[str, str] = {
-    Disposition.ACCEPTED: "Accepted",
-    Disposition.PARTLY: "Partly accepted",
-    Disposition.NOTED: "Noted",
-    Disposition.NOT_ACCEPTED: "Not accepted",
 }
 
 
@@ -92,11 +72,6 @@ def document_diff(old: str, new: str, *, old_name: str, new_name: str) -> Docume
         rendered.append(f'<span class="diff-{kind}">{escape(line)}</span>')
     # Each line is a block of its own (see app.css), so no newlines between them.
     return DocumentDiff(Markup('<pre class="diff">' + "".join(rendered) + "</pre>"), added, removed)
-
-
-def format_money(amount: Decimal, currency: str) -> str:
-    """An amount as a delegate reads it: currency code, thousands separators, two decimals."""
-    return f"{currency} {amount:,.2f}"
 
 
 class AmountError(ValueError):

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
+        ROUND_ANSWERS,
         ConsultationInput,
         ConsultationStatus,
         DocumentRef,
@@ -40,14 +41,7 @@ with workflow.unsafe.imports_passed_through():
         StageStatus,
         WithdrawInput,
     )
-    from models.positions import (
-        AD_REFERENDUM_POSITIONS,
-        FUNDING_POSITIONS,
-        REVIEW_POSITIONS,
-        DecisionRule,
-        Position,
-        SilencePolicy,
-    )
+    from models.positions import DecisionRule, Position, SilencePolicy
     from models.process import (
         STAGE_ROLES,
         ConsultationStage,
@@ -216,7 +210,6 @@ class ProposalWorkflow:
                 index,
                 StageType.MEMBER_REVIEW,
                 RoundPurpose.REVIEW,
-                REVIEW_POSITIONS,
                 stage.rule,
                 _silence_for(stage.rule, stage.silence),
                 stage,
@@ -276,9 +269,7 @@ class ProposalWorkflow:
         # Ad referendum is a silence procedure, also when it stands in for a meeting left unrecorded.
         rule = stage.decision_rule if stage.mode is EndorsementMode.AD_REFERENDUM else DecisionRule.SILENCE
         silence = _silence_for(rule, stage.silence)
-        outcome = await self._round_of(
-            index, stage.type, RoundPurpose.AD_REFERENDUM, AD_REFERENDUM_POSITIONS, rule, silence, stage
-        )
+        outcome = await self._round_of(index, stage.type, RoundPurpose.AD_REFERENDUM, rule, silence, stage)
         if outcome is None:
             return StageResult(False, f"withdrawn during the {body} ad referendum")
         passed = outcome.verdict is Verdict.PASSED
@@ -296,7 +287,6 @@ class ProposalWorkflow:
             index,
             StageType.FUNDING,
             RoundPurpose.FUNDING,
-            FUNDING_POSITIONS,
             stage.rule,
             _silence_for(stage.rule, stage.silence),
             stage,
@@ -332,7 +322,6 @@ class ProposalWorkflow:
         index: int,
         stage_type: StageType,
         purpose: RoundPurpose,
-        allowed: list[Position],
         rule: DecisionRule,
         silence: SilencePolicy,
         stage: MemberReviewStage | Endorsement | FundingStage,
@@ -351,7 +340,7 @@ class ProposalWorkflow:
             silence=silence,
             min_participants=stage.min_participants,
             reminders=stage.reminders,
-            allowed=allowed,
+            allowed=ROUND_ANSWERS[purpose],
             roles=list(STAGE_ROLES[stage_type]),
             document=self._versions[-1],
             previous_document=self._versions[-2] if len(self._versions) > 1 else None,

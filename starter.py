@@ -36,6 +36,10 @@ app = typer.Typer(
 )
 roster_app = typer.Typer(help="Member-state delegates: import and show the roster.", no_args_is_help=True)
 app.add_typer(roster_app, name="roster")
+audit_app = typer.Typer(
+    help="Audit: export a proposal's sealed record, verify it offline, report on it.", no_args_is_help=True
+)
+app.add_typer(audit_app, name="audit")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -592,6 +596,212 @@ async def _until_signal(work: Awaitable[Any]) -> None:
     for pending in (task, waiter):
         pending.cancel()
     await asyncio.gather(task, waiter, return_exceptions=True)
+
+
+# --- audit ------------------------------------------------------------------------------------------
+
+
+@audit_app.command("keygen")
+def audit_keygen(
+    key_out: Annotated[
+        Path | None, typer.Option("--out", help="Write the private key to this file (mode 600) instead of printing it.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make an Ed25519 key that signs audit bundles; prints the public key to publish.
+
+    Example: aisafe audit keygen --out /etc/aisafe/audit.key, then set AISAFE_AUDIT_KEY_FILE=/etc/aisafe/audit.key.
+    """
+    from audit import keys
+
+    key = keys.generate()
+    private, public = keys.private_text(key), keys.public_text(key)
+    if key_out is not None:
+        if key_out.exists():
+            raise Failure(f"{key_out} exists; refusing to overwrite a key", 2)
+        key_out.parent.mkdir(parents=True, exist_ok=True)
+        key_out.touch(mode=0o600)
+        key_out.write_text(private + "\n")
+    if as_json:
+        emit_json(
+            {"public_key": public, "fingerprint": keys.fingerprint(public), "private_key_file": str(key_out)}
+            if key_out
+            else {"public_key": public, "fingerprint": keys.fingerprint(public), "private_key": private}
+        )
+        return
+    if key_out is None:
+        out.print(f"private key (keep it secret; set it as AISAFE_AUDIT_KEY): {private}", highlight=False)
+    else:
+        out.print(f"private key written to {key_out}; set AISAFE_AUDIT_KEY_FILE={key_out}", highlight=False)
+    out.print(f"public key (publish it beside your bundles): {public}", highlight=False)
+    out.print(f"fingerprint: {keys.fingerprint(public)}", highlight=False)
+
+
+def _audit_key(settings: Settings) -> str:
+    try:
+        return settings.audit_signing_key
+    except RuntimeError as exc:
+        raise Failure(str(exc), 2) from None
+
+
+async def _export(settings: Settings, proposal_id: str, target: Path, progress: Callable[[str], None]) -> Any:
+    from audit.export import ExportError, export_bundle
+
+    key = _audit_key(settings)
+    client = await client_for(settings)
+    try:
+        return await export_bundle(client, engine_for(settings), proposal_id, target, key, progress)
+    except ExportError as exc:
+        raise Failure(str(exc), 2) from None
+
+
+@audit_app.command("export")
+def audit_export(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    target: Annotated[Path, typer.Option("--out", help="A new (or empty) directory for the bundle.")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Write a proposal's sealed bundle: ledger, Temporal histories, documents, process, signed manifest.
+
+    Example: aisafe audit export operational-framework-1a2b3c4d --out bundle/
+    """
+    settings = settings_for(data_dir)
+    with err.status("exporting") as spinner:
+        result = run(lambda: _export(settings, proposal_id, target, lambda step: spinner.update(step)))
+    if as_json:
+        emit_json({**result.__dict__, "path": str(result.path)})
+        return
+    out.print(
+        f"bundle written to {result.path}: {result.ledger_entries} ledger entries, {result.histories} histories, "
+        f"{result.documents} document versions, {result.files} files",
+        highlight=False,
+    )
+    out.print(f"signed with public key {result.public_key}", highlight=False)
+
+
+def _public_key_option(value: str | None) -> str | None:
+    if value is None:
+        return None
+    candidate = Path(value)
+    if not value.startswith("ed25519:") and candidate.is_file():
+        return candidate.read_text().strip()
+    return value
+
+
+@audit_app.command("verify")
+def audit_verify(
+    bundle: Annotated[Path, typer.Argument(help="The bundle directory.")],
+    public_key: Annotated[
+        str | None, typer.Option("--public-key", help="The published public key (ed25519:…) or a file holding it.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify a bundle offline: signature, file hashes, hash chain, documents, ledger against history.
+
+    Exit 0 when all hold, 1 with the list of what does not, 2 when the path is not a bundle.
+    Example: aisafe audit verify bundle/ --public-key ed25519:Qm9…
+    """
+    from audit.bundle import NotABundle
+    from audit.keys import KeyFormatError
+    from audit.verify import verify_bundle
+
+    try:
+        result = verify_bundle(bundle, _public_key_option(public_key))
+    except NotABundle as exc:
+        raise Failure(str(exc), 2) from None
+    except KeyFormatError as exc:
+        raise Failure(f"--public-key: {exc}", 2) from None
+    if as_json:
+        emit_json(result.as_json())
+    else:
+        counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in result.counts.items())
+        if result.ok:
+            out.print(f"OK: {bundle} verifies ({counts})", highlight=False)
+        else:
+            out.print(f"FAILED: {len(result.findings)} finding(s) in {bundle}", highlight=False)
+            for finding in result.findings:
+                out.print(f"  {finding}", highlight=False, markup=False)
+        for note in result.notes:
+            out.print(f"note: {note}", highlight=False, markup=False)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@audit_app.command("report")
+def audit_report(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    target: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    bundle: Annotated[
+        Path | None, typer.Option("--bundle", help="Report on this exported bundle instead (no server needed).")
+    ] = None,
+    public_key: Annotated[str | None, typer.Option("--public-key", help="Verify the bundle against this key.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Write one self-contained HTML page: timeline, positions matrix, documents, comments, meetings, pledges,
+    and the verification result.
+
+    Example: aisafe audit report operational-framework-1a2b3c4d --out report.html
+    """
+    import tempfile
+
+    from audit.bundle import NotABundle, read_ledger
+    from audit.keys import KeyFormatError
+    from audit.record import build_record
+    from audit.report import render_report
+    from audit.verify import verify_bundle
+
+    def write(source: Path) -> Any:
+        try:
+            verification = verify_bundle(source, _public_key_option(public_key))
+        except NotABundle as exc:
+            raise Failure(str(exc), 2) from None
+        except KeyFormatError as exc:
+            raise Failure(f"--public-key: {exc}", 2) from None
+        if verification.proposal_id != proposal_id:
+            raise Failure(f"{source} is the bundle of {verification.proposal_id}, not {proposal_id}", 2)
+        try:
+            lines = read_ledger(source)
+        except (OSError, ValueError):
+            lines = []
+        target.write_text(render_report(build_record(lines), verification), encoding="utf-8")
+        return verification
+
+    if bundle is not None:
+        verification = write(bundle)
+    else:
+        settings = settings_for(data_dir)
+        with tempfile.TemporaryDirectory() as scratch, err.status("exporting") as spinner:
+            run(lambda: _export(settings, proposal_id, Path(scratch) / "bundle", lambda s: spinner.update(s)))
+            verification = write(Path(scratch) / "bundle")
+    verdict = "verified" if verification.ok else f"verification FAILED ({len(verification.findings)} findings)"
+    out.print(f"report written to {target} ({verdict})", highlight=False)
+
+
+@audit_app.command("ledger")
+def audit_ledger(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False, data_dir: DataDirOpt = None
+) -> None:
+    """Print a proposal's ledger entries in order, with their hashes.
+
+    Example: aisafe audit ledger operational-framework-1a2b3c4d
+    """
+    from audit.export import ledger_lines
+
+    lines = ledger_lines(engine_for(settings_for(data_dir)), proposal_id)
+    if not lines:
+        raise Failure(f"no proposal {proposal_id!r} in the ledger", 2)
+    if as_json:
+        emit_json([{**line.__dict__, "payload": line.payload} for line in lines])
+        return
+    # One plain line an entry, full hashes: auditors compare them with other copies, so nothing is cut short.
+    for line in lines:
+        out.print(
+            f"{line.seq:>5}  {line.recorded_at}  {line.kind:<22} {line.entry_hash}  prev {line.prev_hash}  "
+            f"{line.idempotency_key}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
 
     log_format: str = Field(default="auto", description="auto | json | console")
 
+    audit_key: str | None = Field(default=None, description="Ed25519 key that signs audit bundles (audit keygen)")
+    audit_key_file: Path | None = Field(default=None, description="a file holding the audit signing key")
+
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
@@ -67,5 +71,27 @@ class Settings(BaseSettings):
         if not key_file.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
+    @cached_property
+    def audit_signing_key(self) -> str:
+        """The Ed25519 key (`ed25519-private:…`) that signs audit bundles; generated per data dir in dev only."""
+        if self.audit_key and self.audit_key.strip():
+            return self.audit_key.strip()
+        if self.audit_key_file is not None:
+            if not self.audit_key_file.is_file():
+                raise RuntimeError(f"AISAFE_AUDIT_KEY_FILE {self.audit_key_file} does not exist")
+            return self.audit_key_file.read_text().strip()
+        if not self.dev:
+            raise RuntimeError(
+                "no audit signing key: make one with `aisafe audit keygen --out FILE` and set "
+                "AISAFE_AUDIT_KEY_FILE=FILE (or AISAFE_AUDIT_KEY), or run in dev mode (AISAFE_DEV=1)"
+            )
+        key_file = self.data_dir / "audit.key"
+        if not key_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            seed = base64.b64encode(secrets.token_bytes(32)).decode()
+            key_file.write_text(f"ed25519-private:{seed}\n")
             key_file.chmod(0o600)
         return key_file.read_text().strip()

@@ -1,0 +1,210 @@
+"""`aisafe audit verify`: check a bundle with nothing but the bundle (and, better, the published public key).
+
+Checks, in order: the manifest's signature; every file's SHA-256 and that no file was added or removed; the
+ledger's hash chain; that documents are what their names say and every decision names one of them; and the
+cross-check of ledger against history. A bundle passes when no check finds anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audit import keys
+from audit.bundle import (
+    DOCUMENTS_DIR,
+    HISTORY_DIR,
+    LEDGER,
+    MANIFEST,
+    SIGNATURE,
+    VERSIONS,
+    LedgerLine,
+    NotABundle,
+    bundle_files,
+    document_file,
+    read_ledger,
+    read_manifest,
+    sha256_file,
+)
+from audit.crosscheck import Finding, cross_check
+from audit.history import HistoryFormatError, WorkflowRecord, parse_history
+from models.ledger import GENESIS_HASH
+
+DOCUMENT_FIELDS = {"position": "document_sha256", "comment": "document_sha256"}
+
+
+@dataclass
+class Verification:
+    path: Path
+    proposal_id: str
+    public_key: str
+    key_pinned: bool
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "bundle": str(self.path),
+            "proposal_id": self.proposal_id,
+            "ok": self.ok,
+            "public_key": self.public_key,
+            "public_key_fingerprint": keys.fingerprint(self.public_key) if self.public_key else None,
+            "key_pinned": self.key_pinned,
+            "counts": self.counts,
+            "findings": [f.__dict__ for f in self.findings],
+            "notes": self.notes,
+        }
+
+
+def verify_bundle(root: Path, public_key: str | None = None) -> Verification:
+    """Verify the bundle at `root`; raises NotABundle when it is not one, and keys.KeyFormatError for a bad key."""
+    manifest = read_manifest(root)
+    if public_key is not None:
+        keys.load_public(public_key)  # a malformed pinned key is bad input, not a failed check
+    result = Verification(
+        path=root,
+        proposal_id=manifest.proposal_id,
+        public_key=manifest.public_key,
+        key_pinned=public_key is not None,
+    )
+    add = result.findings.append
+
+    # 1. The seal.
+    if public_key is not None and public_key.strip() != manifest.public_key:
+        add(Finding(MANIFEST, "-", "public_key", "the bundle names another key than the one given with --public-key"))
+    signer = public_key.strip() if public_key is not None else manifest.public_key
+    if not manifest.signature:
+        add(Finding(SIGNATURE, "-", "signature", "missing"))
+    elif not manifest.public_key and public_key is None:
+        add(Finding(MANIFEST, "-", "public_key", "missing: nothing to check the signature with"))
+    elif not keys.signature_holds(signer, manifest.raw, manifest.signature):
+        add(Finding(SIGNATURE, "-", "signature", f"does not verify with key {keys.fingerprint(signer)}"))
+
+    # 2. Every file, and nothing else.
+    listed, present = manifest.files, set(bundle_files(root))
+    for name in sorted(present - listed.keys()):
+        add(Finding(name, "-", "file", "not listed in the manifest"))
+    for name, digest in sorted(listed.items()):
+        path = root / name
+        if name not in present or not path.is_file():
+            add(Finding(name, "-", "file", "listed in the manifest but missing"))
+        elif sha256_file(path) != digest:
+            add(Finding(name, "-", "sha256", "the file's hash differs from the manifest's"))
+    result.counts["files"] = len(listed)
+
+    # 3. The ledger's chain.
+    ledger = _check_ledger(root, manifest.proposal_id, add)
+    result.counts["ledger_entries"] = len(ledger)
+
+    # 4. Documents.
+    _check_documents(root, ledger, add)
+    result.counts["documents"] = len(list((root / DOCUMENTS_DIR).glob("*.md")))
+
+    # 5. Ledger against history.
+    workflows = _read_histories(root, add)
+    result.counts["histories"] = len(workflows)
+    for record in workflows.values():
+        for child in record.children:
+            if child not in workflows:
+                add(
+                    Finding(
+                        f"{HISTORY_DIR}/",
+                        "-",
+                        "children",
+                        f"{record.workflow_id} started {child}, whose history is missing",
+                    )
+                )
+    if ledger and workflows:
+        checked = cross_check(ledger, workflows)
+        result.findings.extend(checked.findings)
+        result.notes.extend(checked.notes)
+        result.counts["decisions_matched"] = checked.decisions_matched
+    if public_key is None and manifest.public_key:
+        result.notes.append(
+            f"checked against the key inside the bundle ({keys.fingerprint(manifest.public_key)}); pass "
+            "--public-key with the separately published key to rule out a re-sealed bundle"
+        )
+    return result
+
+
+def _check_ledger(root: Path, proposal_id: str, add: Any) -> list[LedgerLine]:
+    if not (root / LEDGER).is_file():
+        return []
+    try:
+        ledger = read_ledger(root)
+    except ValueError as exc:
+        add(Finding(LEDGER, "-", "line", str(exc)))
+        return []
+    previous = GENESIS_HASH
+    for expected_seq, line in enumerate(ledger, start=1):
+        where = f"seq {line.seq}"
+        if line.proposal_id != proposal_id:
+            add(Finding(LEDGER, where, "proposal_id", f"{line.proposal_id!r}, not the bundle's {proposal_id!r}"))
+        if line.seq != expected_seq:
+            add(Finding(LEDGER, where, "seq", f"expected {expected_seq}: an entry is missing or out of order"))
+        if line.prev_hash != previous:
+            add(Finding(LEDGER, where, "prev_hash", "does not match the previous entry's hash: the chain is broken"))
+        try:
+            computed = line.computed_hash()
+        except ValueError:
+            add(Finding(LEDGER, where, "recorded_at", f"not a time: {line.recorded_at!r}"))
+            computed = ""
+        if computed and computed != line.entry_hash:
+            add(Finding(LEDGER, where, "entry_hash", "does not match the entry's content: the entry was altered"))
+        try:
+            line.payload  # noqa: B018  (parses it)
+        except ValueError:
+            add(Finding(LEDGER, where, "payload_json", "not JSON"))
+        previous = line.entry_hash
+    return ledger
+
+
+def _check_documents(root: Path, ledger: list[LedgerLine], add: Any) -> None:
+    folder = root / DOCUMENTS_DIR
+    present = {path.stem for path in folder.glob("*.md")} if folder.is_dir() else set()
+    for sha in sorted(present):
+        path = root / document_file(sha)
+        if sha256_file(path) != sha:
+            add(Finding(document_file(sha), "-", "sha256", "the text does not hash to the name it is filed under"))
+    if (root / VERSIONS).is_file():
+        try:
+            versions = json.loads((root / VERSIONS).read_text(encoding="utf-8"))
+            for version in versions:
+                if version["sha256"] not in present:
+                    add(Finding(VERSIONS, f"version {version['version']}", "sha256", "the text is not in the bundle"))
+        except (ValueError, KeyError, TypeError):
+            add(Finding(VERSIONS, "-", "file", "not a list of versions"))
+    for line in ledger:
+        try:
+            payload = line.payload
+        except ValueError:
+            continue
+        names = [payload.get(DOCUMENT_FIELDS[line.kind])] if line.kind in DOCUMENT_FIELDS else []
+        document = payload.get("document")
+        if isinstance(document, dict):
+            names.append(document.get("sha256"))
+        for sha in names:
+            if sha not in present:
+                add(Finding(LEDGER, f"seq {line.seq}", "document", f"names document {sha}, which is not in the bundle"))
+
+
+def _read_histories(root: Path, add: Any) -> dict[str, WorkflowRecord]:
+    workflows: dict[str, WorkflowRecord] = {}
+    folder = root / HISTORY_DIR
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        name = f"{HISTORY_DIR}/{path.name}"
+        try:
+            workflows[path.stem] = parse_history(path.stem, path.read_bytes())
+        except (ValueError, HistoryFormatError) as exc:
+            add(Finding(name, "-", "history", str(exc)))
+    return workflows
+
+
+__all__ = ["NotABundle", "Verification", "verify_bundle"]

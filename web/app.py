@@ -21,6 +21,7 @@ from models.tables import ProposalRecord
 from models.temporal_client import connect, proposal_status
 from models.timefmt import in_utc
 from web.actions import router as action_router
+from web.audit import router as audit_router
 from web.comments import router as comment_router
 from web.mailbox import read_mailbox
 from web.pages import error_page, templates
@@ -46,6 +47,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(action_router)
     app.include_router(comment_router)
+    app.include_router(audit_router)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

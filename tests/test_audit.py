@@ -158,7 +158,7 @@ async def test_export_refuses_an_unknown_proposal_and_an_occupied_directory(audi
 
 def test_a_byte_changed_in_a_ledger_line_is_detected(copy: Path) -> None:
     raw = bytearray((copy / LEDGER).read_bytes())
-    marker = rb'\"position\":\"approve'  # inside the entry's payload_json, itself a JSON string
+    marker = rb"\"position\":\"approve"  # inside the entry's payload_json, itself a JSON string
     at = raw.index(marker) + len(marker) - len("approve")
     raw[at] = ord("A")
     (copy / LEDGER).write_bytes(bytes(raw))

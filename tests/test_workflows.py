@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from models.messages import (
+    ROUND_ANSWERS,
     PositionSubmission,
     ProposalState,
+    ReviewRoundInput,
     RevisionInput,
+    RoundPurpose,
     WithdrawInput,
 )
 from models.positions import DecisionRule, Position, SilencePolicy
-from models.process import DraftingStage
+from models.process import DraftingStage, StageType
+from models.roster import Role
 from models.rules import Verdict
 from models.states import MemberState
 from models.temporal_client import proposal_status
@@ -37,8 +42,9 @@ async def test_consensus_all_approve_adopts_and_closes_the_round_early(harness: 
     assert result.rounds[0].closed_because == "all states answered"
     assert {s: p.position for s, p in result.rounds[0].positions.items()} == dict.fromkeys(ALL, Position.APPROVE)
     assert harness.positions_recorded(handle.id) == 11
-    # Closed early: no reminder was needed.
+    # Closed early: no reminder was needed, so none is recorded.
     assert [m.step for m in harness.backend.mailings if m.proposal_id == handle.id] == ["invitation"]
+    assert "reminder_sent" not in harness.backend.kinds(handle.id)
     assert harness.backend.kinds(handle.id)[-1] == "proposal_closed"
 
 
@@ -152,6 +158,11 @@ async def test_deadline_applies_the_silence_policy_and_reminds_only_the_silent(
     assert steps["invitation"] == ALL
     assert steps["reminder-1"] == [s for s in ALL if s not in answering]
     assert steps["reminder-2"] == silent
+    # Each reminder is in the ledger once, naming exactly the states it went to.
+    assert harness.backend.payloads(handle.id, "reminder_sent") == [
+        reminder_entry(1, steps["reminder-1"]),
+        reminder_entry(2, silent),
+    ]
 
 
 async def test_all_silent_with_abstain_is_not_adopted(harness: Harness) -> None:
@@ -166,6 +177,45 @@ async def test_reminders_already_past_are_skipped(harness: Harness) -> None:
     await harness.result(handle)
     steps = [m.step for m in harness.backend.mailings if m.proposal_id == handle.id]
     assert steps == ["invitation", "reminder-1"]
+    assert harness.backend.payloads(handle.id, "reminder_sent") == [reminder_entry(1, ALL)]
+
+
+async def test_a_reminder_whose_moment_has_passed_is_neither_sent_nor_recorded(harness: Harness) -> None:
+    # A stage cannot ask for a reminder before the round opens, so start the round on its own.
+    proposal_id = f"p-{uuid.uuid4().hex[:10]}"
+    participants = [MemberState.MY, MemberState.SG]
+    handle = await harness.client.start_workflow(
+        ReviewRoundWorkflow.run,
+        ReviewRoundInput(
+            proposal_id=proposal_id,
+            title="ASEAN AI SAFE Operational Framework",
+            round=1,
+            reminders=[timedelta(days=3), timedelta(days=1)],  # the first falls a day before the round opens
+            allowed=ROUND_ANSWERS[RoundPurpose.REVIEW],
+            roles=[Role.FOCAL_POINT, Role.ALTERNATE],
+            document=DOC1,
+            participants=participants,
+            deadline=await harness.env.get_current_time() + timedelta(days=2),
+        ),
+        id=round_workflow_id(proposal_id, 1),
+        task_queue=harness.task_queue,
+    )
+    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        await harness.env.sleep(timedelta(days=1))
+    assert (await handle.result()).closed_because == "deadline"
+
+    assert [m.step for m in harness.backend.mailings if m.proposal_id == proposal_id] == ["invitation", "reminder-2"]
+    assert harness.backend.payloads(proposal_id, "reminder_sent") == [reminder_entry(2, participants)]
+
+
+def reminder_entry(number: int, states: list[MemberState]) -> dict[str, object]:
+    """The ledger payload of reminder `number` of a proposal's first member-review round."""
+    return {
+        "round": 1,
+        "reminder": number,
+        "states": sorted(s.value for s in states),
+        "stage": StageType.MEMBER_REVIEW.value,
+    }
 
 
 async def test_validator_rejects_before_anything_is_recorded(harness: Harness) -> None:

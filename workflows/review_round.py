@@ -90,10 +90,28 @@ class ReviewRoundWorkflow:
             all_answered = await self._wait_for_everyone(until=moment)
             if all_answered:
                 break
-            await self._mail(f"reminder-{number}", self._awaiting())
+            await self._remind(number)
         if not all_answered:
             all_answered = await self._wait_for_everyone(until=deadline)
         return all_answered
+
+    async def _remind(self, number: int) -> None:
+        """Email the states that have not answered yet and record in the ledger whom the reminder went to."""
+        silent = self._awaiting()
+        await self._mail(f"reminder-{number}", silent)
+        # Rounds that sent reminders before they were recorded must replay without this ledger entry.
+        if silent and workflow.patched("ledger-reminders"):
+            await ledger(
+                self._input.proposal_id,
+                "reminder_sent",
+                f"{workflow.info().workflow_id}:reminder-{number}",
+                {
+                    "round": self._input.round,
+                    "reminder": number,
+                    "states": sorted(s.value for s in silent),
+                    "stage": self._input.stage_type.value,
+                },
+            )
 
     @workflow.update
     async def submit_position(self, submission: PositionSubmission) -> PositionReceipt:

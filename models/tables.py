@@ -1,4 +1,4 @@
-"""SQLModel tables: the roster, proposals, content-addressed documents, the ledger and the email outbox.
+"""SQLModel tables: the roster, proposals, content-addressed documents, the ledger, the email outbox and users.
 
 Table objects and sessions stay inside activities, the web layer and the CLI; workflows see plain models.
 """
@@ -91,3 +91,16 @@ class SentEmail(SQLModel, table=True):
     delegate_id: str
     step: str
     sent_at: datetime = Field(default_factory=utcnow)
+
+
+class UserAccount(SQLModel, table=True):
+    """A coordinator or auditor of the web app; only the SHA-256 of their API token is kept."""
+
+    __tablename__ = "user_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=100)
+    role: str = Field(max_length=20)
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None

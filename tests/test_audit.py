@@ -27,6 +27,7 @@ from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
 from models.ledger import GENESIS_HASH
+from models.users import UserRole, add_user
 from tests.integration import acli, cli, stack_env
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -342,7 +343,12 @@ async def test_a_report_of_a_tampered_bundle_says_it_failed(copy: Path, audited:
 
 async def test_auditor_pages_list_filter_show_and_download(audited: Audited, tmp_path: Path) -> None:
     base = audited.stack.web_url
-    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+    engine = make_engine(audited.stack.settings.sqlalchemy_url)  # type: ignore[union-attr]
+    auditor = add_user(engine, f"auditor-{uuid.uuid4().hex[:6]}", UserRole.AUDITOR)
+    async with httpx.AsyncClient(base_url=base, timeout=60) as anonymous:
+        assert (await anonymous.get("/audit")).status_code == 401
+        assert (await anonymous.get(f"/audit/{audited.proposal_id}/bundle.zip")).status_code == 401
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers={"Authorization": f"Bearer {auditor}"}) as http:
         listing = await http.get("/audit", params={"stage": "adopted", "lead_state": "MY"})
         assert listing.status_code == 200 and f'href="/audit/{audited.proposal_id}"' in listing.text
         elsewhere = await http.get("/audit", params={"lead_state": "SG"})
@@ -356,6 +362,7 @@ async def test_auditor_pages_list_filter_show_and_download(audited: Audited, tmp
         record = await http.get(f"/audit/{audited.proposal_id}")
         assert record.status_code == 200
         assert "Verified." in record.text and 'class="matrix"' in record.text and "<svg" in record.text
+        assert "style-src 'sha256-" in record.headers["content-security-policy"]
         assert (await http.get("/audit/no-such-proposal")).status_code == 404
 
         download = await http.get(f"/audit/{audited.proposal_id}/bundle.zip")

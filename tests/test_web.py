@@ -60,6 +60,7 @@ from models.tokens import (
     sign_action,
     sign_comment,
 )
+from models.users import UserRole, add_user
 from tests.fakes import FakeBackend
 from tests.integration import assert_chain_intact, ledger_entries
 from web.app import create_app
@@ -654,8 +655,9 @@ async def test_a_stakeholder_comments_through_the_emailed_link(tmp_path: Path, s
             comment_id = _COMMENT_ID.search(receipt.text).group(1)  # type: ignore[union-attr]
             entry_hash = _ENTRY_HASH.search(receipt.text).group(1)  # type: ignore[union-attr]
 
-            # The dashboard shows where the proposal stands, stage by stage.
-            dashboard = await http.get(stack.web_url + "/")
+            # The dashboard (for a signed-in coordinator) shows where the proposal stands, stage by stage.
+            coordinator = add_user(engine, "coordinator", UserRole.COORDINATOR)
+            dashboard = await http.get(stack.web_url + "/", headers={"Authorization": f"Bearer {coordinator}"})
             assert dashboard.status_code == 200
             timeline = re.findall(
                 r'<li class="stage stage-(\w+)"[^>]*>\s*<span class="stage-name">([^<]+)</span>', dashboard.text

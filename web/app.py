@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -22,7 +22,11 @@ from models.temporal_client import connect, proposal_status
 from models.timefmt import in_utc
 from web.actions import router as action_router
 from web.audit import router as audit_router
+from web.auth import install as install_auth
+from web.auth import require_role
+from web.auth import router as auth_router
 from web.comments import router as comment_router
+from web.headers import SecurityHeaders
 from web.mailbox import read_mailbox
 from web.pages import error_page, templates
 from web.rendering import linkify_text
@@ -47,7 +51,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(action_router)
     app.include_router(comment_router)
-    app.include_router(audit_router)
+    app.include_router(auth_router)
+    app.include_router(audit_router, dependencies=[Depends(require_role("auditor", "coordinator"))])
+    app.add_middleware(SecurityHeaders)
+    install_auth(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -61,7 +68,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(require_role("coordinator", "auditor"))])
     async def dashboard(request: Request) -> Response:
         with Session(request.app.state.engine) as session:
             records = session.exec(select(ProposalRecord).order_by(ProposalRecord.created_at.desc())).all()  # type: ignore[attr-defined]

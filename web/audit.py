@@ -23,10 +23,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from audit.bundle import read_ledger
 from audit.export import ExportError, export_bundle
 from audit.record import build_record
-from audit.report import render_report
+from audit.report import STYLE_HASH, render_report
 from audit.verify import Verification, verify_bundle
 from models.process import StageType
 from models.states import MemberState
+from web.headers import CSP
 from web.pages import error_page, templates
 
 router = APIRouter(prefix="/audit")
@@ -131,7 +132,9 @@ async def proposal_record(request: Request, proposal_id: str) -> Response:
             return error_page(request, 404, "Not found", str(exc))
         record = build_record(read_ledger(folder))
     links = {"All proposals": "/audit", "Download the sealed bundle (.zip)": f"/audit/{proposal_id}/bundle.zip"}
-    return HTMLResponse(render_report(record, verification, links=links))
+    response = HTMLResponse(render_report(record, verification, links=links))
+    response.headers["Content-Security-Policy"] = CSP.replace("style-src 'self'", f"style-src '{STYLE_HASH}'")
+    return response
 
 
 @router.get("/{proposal_id}/bundle.zip")

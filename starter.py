@@ -40,6 +40,8 @@ audit_app = typer.Typer(
     help="Audit: export a proposal's sealed record, verify it offline, report on it.", no_args_is_help=True
 )
 app.add_typer(audit_app, name="audit")
+users_app = typer.Typer(help="Coordinator and auditor accounts of the web app.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -514,7 +516,10 @@ def dev(
             assert stack.settings is not None and stack.client is not None
             address = stack.settings.temporal_address
             out.print("[bold]aisafe dev[/bold] — embedded stack running (Ctrl-C to stop)")
-            out.print(f"  dashboard      {stack.web_url}/")
+            from models.users import dev_coordinator_token
+
+            token = dev_coordinator_token(engine_for(stack.settings), settings.data_dir)
+            out.print(f"  dashboard      {stack.web_url}/  (sign in with the dev coordinator's token: {token})")
             out.print(f"  dev mailbox    {stack.web_url}/dev/mail")
             out.print(f"  Temporal UI    {stack.ui_url or '(the reused server' + chr(39) + 's own UI)'}")
             out.print(f"  Temporal       {address}{'  (reused)' if stack.reused_temporal else ''}")
@@ -596,6 +601,66 @@ async def _until_signal(work: Awaitable[Any]) -> None:
     for pending in (task, waiter):
         pending.cancel()
     await asyncio.gather(task, waiter, return_exceptions=True)
+
+
+# --- users ------------------------------------------------------------------------------------------
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Who the account is for, e.g. 'Aminah (MY secretariat)'.")],
+    role: Annotated[str, typer.Option("--role", help="coordinator or auditor.")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a web-app account and print its API token once (only its hash is kept).
+
+    Example: aisafe users add "Audit Office" --role auditor
+    """
+    from models.users import UserError, UserRole, add_user
+
+    try:
+        chosen = UserRole(role)
+    except ValueError:
+        raise Failure(f"--role must be coordinator or auditor, not {role!r}", 2) from None
+    try:
+        token = add_user(engine_for(settings_for(data_dir)), name, chosen)
+    except UserError as exc:
+        raise Failure(str(exc), 2) from None
+    if as_json:
+        emit_json({"name": name, "role": chosen.value, "token": token})
+        return
+    out.print(f"user {name!r} ({chosen.value}) added. Their API token, shown only now:", highlight=False)
+    out.print(token, highlight=False, markup=False)
+    out.print("Sign in at /signin with it, or send it as 'Authorization: Bearer <token>'.", highlight=False)
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """List accounts: name, role, created, revoked (never tokens)."""
+    from models.users import list_users
+
+    users = list_users(engine_for(settings_for(data_dir)))
+    rows = [{"name": u.name, "role": u.role, "created_at": u.created_at, "revoked_at": u.revoked_at} for u in users]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("Name", "Role", "Created", "Revoked")
+    for row in rows:
+        table.add_row(row["name"], row["role"], str(row["created_at"])[:19], str(row["revoked_at"] or "")[:19])
+    out.print(table)
+
+
+@users_app.command("revoke")
+def users_revoke(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = None) -> None:
+    """Revoke an account: its token and its sessions stop working at once."""
+    from models.users import UserError, revoke_user
+
+    try:
+        revoke_user(engine_for(settings_for(data_dir)), name)
+    except UserError as exc:
+        raise Failure(str(exc), 2) from None
+    out.print(f"user {name!r} revoked", highlight=False)
 
 
 # --- audit ------------------------------------------------------------------------------------------

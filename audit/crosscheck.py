@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit.bundle import LEDGER, LedgerLine, history_file
-from audit.history import WorkflowRecord
+from audit.history import AcceptedUpdate, WorkflowRecord
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ DECISIONS = (
     DecisionKind("record_meeting", "meeting_recorded", "recorded", ("positions", "reasons", "summary"), False),
 )
 BY_LEDGER_KIND = {d.ledger_kind: d for d in DECISIONS}
+# Positions may also arrive as a Signal (the web's fallback when no worker accepted the Update in time),
+# carrying the same decision id; a Signal the round refused is recorded as `position_refused`.
+POSITION_SIGNAL = "submit_position_signal"
+REFUSED = "position_refused"
 BY_UPDATE = {d.update: d for d in DECISIONS}
 
 
@@ -88,6 +92,8 @@ def cross_check(ledger: list[LedgerLine], workflows: dict[str, WorkflowRecord]) 
             continue
         if kind.keyed_by_update:
             update = record.updates.get(parts[2])
+            if (update is None or update.name != kind.update) and kind.update == "submit_position":
+                update = _signalled(record, parts[2])
             if update is None or update.name != kind.update:
                 result.findings.append(
                     Finding(
@@ -124,7 +130,27 @@ def cross_check(ledger: list[LedgerLine], workflows: dict[str, WorkflowRecord]) 
         if not mismatches:
             result.decisions_matched += 1
 
+    refused = {line.idempotency_key for line in ledger if line.kind == REFUSED}
     for workflow_id, record in sorted(workflows.items()):
+        for name, args, event_id in record.signals:
+            decision = (
+                args[0].get("decision_id") if name == POSITION_SIGNAL and args and isinstance(args[0], dict) else None
+            )
+            if decision is None:
+                continue
+            if (workflow_id, decision) in recorded or f"{workflow_id}:refused:{decision}" in refused:
+                continue
+            if not record.closed:
+                result.notes.append(f"{POSITION_SIGNAL} {decision} in {workflow_id} was not yet recorded at export")
+                continue
+            result.findings.append(
+                Finding(
+                    history_file(workflow_id),
+                    f"event {event_id}",
+                    "signal",
+                    f"{POSITION_SIGNAL} {decision} was received but is neither recorded nor refused in the ledger",
+                )
+            )
         for update in record.updates.values():
             kind = BY_UPDATE.get(update.name)
             if kind is None:
@@ -165,3 +191,18 @@ def _differences(
         ours, theirs = ledger_payload.get(name), submitted.get(name)
         if ours != theirs:
             yield name, ours, theirs
+
+
+def _signalled(record: WorkflowRecord, decision_id: str) -> AcceptedUpdate | None:
+    """A position Signal with this decision id, seen as the Update it stands in for."""
+    for name, args, event_id in record.signals:
+        if name == POSITION_SIGNAL and args and isinstance(args[0], dict) and args[0].get("decision_id") == decision_id:
+            submission = args[0].get("submission")
+            return AcceptedUpdate(
+                update_id=decision_id,
+                name="submit_position",
+                args=[submission if isinstance(submission, dict) else {}],
+                event_id=event_id,
+                completed=True,
+            )
+    return None

@@ -127,6 +127,13 @@ class StatePosition(BaseModel):
     amount: Decimal | None = None
 
 
+class PositionSignal(BaseModel):
+    """A position sent as a Signal when no worker accepted the Update in time; the same decision id dedupes it."""
+
+    decision_id: str
+    submission: PositionSubmission
+
+
 class PositionReceipt(BaseModel):
     decision_id: str
     proposal_id: str

@@ -16,7 +16,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 import operations
-from devstack.demo import EXAMPLES, answer, invitations, read_mails, wait_for
+from devstack.demo import EXAMPLES, answer, invitations, open_form, read_mails, wait_for
 from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
@@ -201,7 +201,10 @@ async def test_bad_links_and_forms_get_clear_4xx_pages(stack: EmbeddedStack) -> 
     assert [e.kind for e in ledger_entries(stack, proposal_id)].count("position") == 0
 
 
-async def test_worker_killed_mid_round_loses_nothing(tmp_path: Path, dev_env: WorkflowEnvironment) -> None:
+async def test_worker_killed_mid_round_loses_nothing(
+    tmp_path: Path, dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AISAFE_ACCEPT_TIMEOUT", "120")  # here the POSTs wait for the worker (no Signal fallback)
     stack = await make_stack(tmp_path, dev_env, run_worker=False)
     env = stack_env(stack)
 
@@ -245,6 +248,55 @@ async def test_worker_killed_mid_round_loses_nothing(tmp_path: Path, dev_env: Wo
         mails = read_mails(stack.settings.mail_dir, proposal_id)
         assert len({m.message_id for m in mails}) == len(mails)  # no email sent twice
         assert len([m for m in mails if m.step == "invitation"]) == 22
+    finally:
+        worker.kill()
+        worker.wait()
+        await stack.stop()
+
+
+async def test_a_position_given_while_no_worker_runs_is_received_then_recorded_once(
+    tmp_path: Path, dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AISAFE_ACCEPT_TIMEOUT", "2")
+    stack = await make_stack(tmp_path, dev_env, run_worker=False)
+    env = stack_env(stack)
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [AISAFE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+        )
+
+    worker = start_worker()
+    try:
+        assert stack.settings and stack.client
+        proposal_id = await propose_sample(stack)
+        links = focal_points(await invitations(stack.settings.mail_dir, proposal_id, 1, expected=22))
+        state, link = sorted(links.items())[0]
+        async with httpx.AsyncClient(timeout=60) as http:
+            form = {"csrf": await open_form(http, link), "position": "approve_with_reservation", "reason": "noted"}
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            received = [await http.post(link, data=form) for _ in range(2)]  # and a retry
+            for page in received:
+                assert page.status_code == 202 and "Answer received" in page.text
+            decision = re.search(r'id="decision-id">([^<]+)<', received[0].text).group(1)  # type: ignore[union-attr]
+            assert [e for e in ledger_entries(stack, proposal_id) if e.kind == "position"] == []
+
+            worker = start_worker()
+
+            async def recorded() -> bool:
+                return any(e.kind == "position" for e in ledger_entries(stack, proposal_id))
+
+            await wait_for(recorded, "the position to be recorded", timeout=60)
+            again = await http.post(link, data=form)  # the same form once more: the receipt, not a new answer
+            assert again.status_code == 200 and decision in again.text and "Position recorded" in again.text
+            page = await http.get(link)
+            assert "Approve with reservation" in page.text  # the same link shows the answer as recorded
+        positions = [e for e in ledger_entries(stack, proposal_id) if e.kind == "position"]
+        assert len(positions) == 1 and decision in positions[0].idempotency_key
+        history = await stack.client.get_workflow_handle(f"{proposal_id}.round-1").fetch_history()
+        signals = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
+        assert len(signals) == 2  # both deliveries reached the round; one entry was recorded
     finally:
         worker.kill()
         worker.wait()

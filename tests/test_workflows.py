@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 
 from models.messages import (
     ROUND_ANSWERS,
+    PositionSignal,
     PositionSubmission,
     ProposalState,
     ReviewRoundInput,
@@ -314,3 +315,43 @@ async def test_drafting_takes_versions_until_submitted(harness: Harness) -> None
         "version_uploaded",
         "submitted",
     ]
+
+
+MY, SG = MemberState.MY, MemberState.SG
+
+
+async def test_a_position_sent_as_a_signal_is_recorded_once_even_beside_its_update(harness: Harness) -> None:
+    """The web's fallback when no worker accepts the Update in time: the same decision by Signal and Update
+    is one ledger entry; a Signal the validator would have rejected is recorded as refused, never counted."""
+    handle = await harness.start(review(participants=[MY, SG], max_rounds=1))
+    await harness.round_open(handle.id, 1)
+    round_handle = harness.client.get_workflow_handle(round_workflow_id(handle.id, 1))
+
+    def submission(state: MemberState, sha256: str = DOC1.sha256) -> PositionSubmission:
+        return PositionSubmission(
+            proposal_id=handle.id,
+            round=1,
+            state=state,
+            delegate_id=f"{state.value}-delegate",
+            document_sha256=sha256,
+            position=Position.APPROVE,
+        )
+
+    for _ in range(2):  # a retried signal
+        await round_handle.signal(
+            "submit_position_signal", PositionSignal(decision_id="d-sg", submission=submission(SG))
+        )
+    late_update = await harness.answer(handle.id, 1, SG, Position.APPROVE, update_id="d-sg")
+    assert late_update.decision_id == "d-sg"
+    await round_handle.signal(
+        "submit_position_signal", PositionSignal(decision_id="d-stale", submission=submission(MY, "b" * 64))
+    )
+    await harness.answer(handle.id, 1, MY, Position.APPROVE)
+    result = await harness.result(handle)
+
+    assert result.status is ProposalState.ADOPTED
+    assert result.rounds[0].positions[SG].decision_id == "d-sg"
+    positions = harness.backend.payloads(handle.id, "position")
+    assert [p["decision_id"] for p in positions].count("d-sg") == 1 and len(positions) == 2
+    [refused] = harness.backend.payloads(handle.id, "position_refused")
+    assert refused["decision_id"] == "d-stale" and refused["refused"] == "DocumentMismatch"

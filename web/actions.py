@@ -11,17 +11,32 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Engine
 from sqlmodel import Session
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.labels import DECIDING_BODIES, STAGE_BODY_NAMES, money
 from models.ledger import as_utc
-from models.messages import ROUND_ANSWERS, FundingTerms, PositionReceipt, PositionSubmission, RoundPurpose, RoundStatus
+from models.messages import (
+    ROUND_ANSWERS,
+    FundingTerms,
+    PositionReceipt,
+    PositionSignal,
+    PositionSubmission,
+    RoundPurpose,
+    RoundStatus,
+)
 from models.positions import Position
 from models.process import FundingModel, StageType
 from models.tables import DelegateRecord, ProposalRecord
@@ -40,9 +55,10 @@ from web.pages import (
     token_error_page,
     unavailable_page,
 )
+from web.ratelimit import RateLimitedRoute
 from web.rendering import AmountError, document_diff, markdown_to_html, parse_amount
 
-router = APIRouter()
+router = APIRouter(route_class=RateLimitedRoute)
 
 NOT_RECORDED = "Your answer was not recorded"
 
@@ -104,6 +120,8 @@ async def show_action(request: Request, token: str) -> Response:
     if context.claims.state not in live.participants:
         status_code, title, message = _REJECTIONS["NotParticipant"]
         return error_page(request, status_code, title, message)
+    if live.document.sha256 != context.claims.document_sha256:
+        return error_page(request, *_REJECTIONS["DocumentMismatch"])
     return await _form_page(request, context, live)
 
 
@@ -120,7 +138,7 @@ async def record_action(
     if isinstance(context, Response):
         return context
     settings = request.app.state.settings
-    nonce = check_csrf(settings.signing_key, token, csrf)
+    nonce = check_csrf(settings.signing_keys, token, csrf)
     if nonce is None:
         return form_expired_page(request)
     update_id = decision_id(token, nonce)
@@ -159,7 +177,9 @@ async def record_action(
 
     handle = request.app.state.client.get_workflow_handle(context.claims.round_workflow_id)
     try:
-        receipt = await handle.execute_update("submit_position", submission, id=update_id, result_type=PositionReceipt)
+        receipt = await _submit(handle, submission, update_id, settings.accept_timeout)
+        if receipt is None:
+            return await _received_page(request, context, chosen, update_id)
     except WorkflowUpdateFailedError as exc:
         kind = rejection_type(exc)
         state_name = context.claims.state.official_name
@@ -179,11 +199,47 @@ async def record_action(
     return await _receipt_page(request, context, receipt, recorded[1] if recorded else None)
 
 
+async def _submit(
+    handle: WorkflowHandle[Any, Any], submission: PositionSubmission, decision: str, accept_within: float
+) -> PositionReceipt | None:
+    """Record the position through the Update; None when it is safely queued but not yet recorded.
+
+    If no worker accepts the Update within `accept_within` seconds (workers down or restarting), the same
+    decision goes as a Signal, which the server keeps durably; the round records it once under the same
+    id when a worker is back, whichever of the two arrives first.
+    """
+    try:
+        accepted = await asyncio.wait_for(
+            handle.start_update(
+                "submit_position",
+                submission,
+                id=decision,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=PositionReceipt,
+            ),
+            timeout=accept_within,
+        )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        await handle.signal("submit_position_signal", PositionSignal(decision_id=decision, submission=submission))
+        return None
+    try:
+        # Accepted is already durable in the history; the receipt follows once the ledger entry is written.
+        return await asyncio.wait_for(accepted.result(), timeout=max(accept_within * 4, 20))
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return None
+
+
+async def _received_page(request: Request, context: ActionContext, chosen: Position, decision: str) -> Response:
+    opening = await asyncio.to_thread(_round_opening, request.app.state.engine, context.claims)
+    page = _page_context(context, opening.purpose, opening.stage_type) | {"position": chosen, "decision_id": decision}
+    return templates.TemplateResponse(request, "received.html", page, status_code=202)
+
+
 async def _load(request: Request, token: str) -> ActionContext | Response:
     """Verify the link and load what the page shows; a Response is the error page to return instead."""
     settings = request.app.state.settings
     try:
-        claims = verify_action(settings.signing_key, token)
+        claims = verify_action(settings.signing_keys, token)
     except TokenError as exc:
         return token_error_page(request, exc)
     loaded = await asyncio.to_thread(_load_records, request.app.state.engine, claims)
@@ -295,7 +351,7 @@ async def _form_page(
         "document_html": markdown_to_html(context.document_body),
         "positions": live.allowed or ROUND_ANSWERS[live.purpose],
         "reason_label": REASON_LABELS[live.purpose],
-        "csrf": csrf_token(settings.signing_key, context.token),
+        "csrf": csrf_token(settings.signing_keys, context.token),
         "current": current,
         "current_at": both(current.recorded_at, context.delegate.timezone) if current else None,
         "current_amount": money(current.amount, funding.currency) if current and current.amount and funding else None,

@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
@@ -25,10 +26,12 @@ from web.audit import router as audit_router
 from web.auth import install as install_auth
 from web.auth import require_role
 from web.auth import router as auth_router
+from web.codec import CodecCors, own_origin
+from web.codec import router as codec_router
 from web.comments import router as comment_router
 from web.headers import SecurityHeaders
 from web.mailbox import read_mailbox
-from web.pages import error_page, templates
+from web.pages import error_page, templates, unavailable_page
 from web.rendering import linkify_text
 
 HERE = Path(__file__).parent
@@ -53,12 +56,19 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(comment_router)
     app.include_router(auth_router)
     app.include_router(audit_router, dependencies=[Depends(require_role("auditor", "coordinator"))])
+    app.include_router(codec_router)
+    app.add_middleware(CodecCors, origins=settings.ui_origin_list, own_origin=own_origin(settings.base_url))
     app.add_middleware(SecurityHeaders)
     install_auth(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return error_page(request, exc.status_code, "Not found" if exc.status_code == 404 else "Error", str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> Response:
+        # The database is unreachable (or locked past its timeout): say so and ask for a retry, never a 500.
+        return unavailable_page(request, "This page could not be shown")
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> Response:

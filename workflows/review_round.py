@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         AnswerNotice,
         MailingResult,
         PositionReceipt,
+        PositionSignal,
         PositionSubmission,
         ReviewRoundInput,
         RoundMailing,
@@ -44,6 +45,7 @@ class ReviewRoundWorkflow:
         self._positions: dict[MemberState, StatePosition] = {}
         self._ledger_seq: dict[MemberState, int] = {}
         self._notices: list[asyncio.Task[MailingResult]] = []
+        self._receipts: dict[str, PositionReceipt | None] = {}  # by decision id; None while being recorded
         self._closed = False
 
     @workflow.run
@@ -116,7 +118,39 @@ class ReviewRoundWorkflow:
     @workflow.update
     async def submit_position(self, submission: PositionSubmission) -> PositionReceipt:
         update = workflow.current_update_info()
-        decision_id = update.id if update else str(workflow.uuid4())
+        return await self._record(submission, update.id if update else str(workflow.uuid4()))
+
+    @workflow.signal
+    async def submit_position_signal(self, delivery: PositionSignal) -> None:
+        """The web's fallback when no worker accepted the Update in time: recorded once, under the same id.
+
+        A Signal cannot be refused, so one the validator would have rejected is recorded as refused.
+        """
+        if delivery.decision_id in self._receipts:
+            return
+        try:
+            self._check_position(delivery.submission)
+        except ApplicationError as refusal:
+            await ledger(
+                self._input.proposal_id,
+                "position_refused",
+                f"{workflow.info().workflow_id}:refused:{delivery.decision_id}",
+                {
+                    "decision_id": delivery.decision_id,
+                    **delivery.submission.model_dump(mode="json"),
+                    "refused": refusal.type,
+                    "refusal": refusal.message,
+                },
+            )
+            return
+        await self._record(delivery.submission, delivery.decision_id)
+
+    async def _record(self, submission: PositionSubmission, decision_id: str) -> PositionReceipt:
+        """Record one decision; the same decision arriving again (Update and Signal) gets the first's receipt."""
+        if decision_id in self._receipts:
+            await workflow.wait_condition(lambda: self._receipts[decision_id] is not None)
+            return self._receipts[decision_id]  # type: ignore[return-value]
+        self._receipts[decision_id] = None
         amount = self._amount_for(submission)
         receipt = await ledger(
             self._input.proposal_id,
@@ -155,7 +189,7 @@ class ReviewRoundWorkflow:
                 retry_policy=MAIL_RETRY,
             )
         )
-        return PositionReceipt(
+        recorded = PositionReceipt(
             decision_id=decision_id,
             proposal_id=self._input.proposal_id,
             round=self._input.round,
@@ -165,6 +199,8 @@ class ReviewRoundWorkflow:
             ledger_entry_hash=receipt.entry_hash,
             recorded_at=receipt.recorded_at,
         )
+        self._receipts[decision_id] = recorded
+        return recorded
 
     @submit_position.validator
     def _check_position(self, submission: PositionSubmission) -> None:

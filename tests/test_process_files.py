@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from datetime import timedelta
@@ -9,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from models.positions import DecisionRule, SilencePolicy
+from devstack.services import free_port
+from models.positions import DecisionRule, Position, SilencePolicy
 from models.process import InputFileError, MemberReviewStage, load_proposal_file
 from models.roster import Role, Sector, delegate_id, load_roster_file
 from models.states import MemberState
+from operations import load_meeting_record
+from tests.integration import cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -402,3 +406,139 @@ def test_a_bare_number_is_not_taken_for_a_duration(tmp_path: Path) -> None:
     message = refusal(load_proposal_file, path)
 
     assert "14 is not a duration" in message and "P14D" in message
+
+
+# --- meeting records ------------------------------------------------------------------------------------------
+
+MEETING = """\
+held_on: 2031-01-15T09:00:00+08:00
+venue: Kuala Lumpur
+summary: The ministers endorsed the framework.
+positions:
+  MY: approve
+  SG: object
+  TL: abstain
+reasons:
+  SG: the funding model must come first
+"""
+
+
+def write_meeting(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "meeting.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_meeting_record_loads_with_each_states_position_and_reason(tmp_path: Path) -> None:
+    record = load_meeting_record(write_meeting(tmp_path, MEETING))
+
+    assert record.positions == {
+        MemberState.MY: Position.APPROVE,
+        MemberState.SG: Position.OBJECT,
+        MemberState.TL: Position.ABSTAIN,
+    }
+    assert record.reasons == {MemberState.SG: "the funding model must come first"}
+    assert record.venue == "Kuala Lumpur" and record.held_on is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "bad_line", "says"),
+    [
+        (("  TL: abstain", "  XX: abstain"), "XX: abstain", "'TL'"),
+        (("  MY: approve", "  MY: veto"), "MY: veto", "'approve_with_reservation'"),
+        (("held_on: 2031-01-15T09:00:00+08:00", "held_on: next tuesday"), "held_on: next tuesday", "datetime"),
+        (("venue: Kuala Lumpur", "venue: [Kuala Lumpur, Jakarta]"), "venue: [", "string"),
+    ],
+    ids=["unknown-state", "unknown-position", "bad-date", "venue-not-text"],
+)
+def test_a_bad_value_in_a_meeting_record_is_named_with_its_line(
+    tmp_path: Path, change: tuple[str, str], bad_line: str, says: str
+) -> None:
+    text = MEETING.replace(*change)
+    path = write_meeting(tmp_path, text)
+
+    message = refusal(load_meeting_record, path)
+
+    assert message.startswith(f"{path}: 1 problem(s):")
+    field = change[0].split(":")[0].strip()
+    bullet = problem(message, "positions" if field in {"TL", "MY"} else field)
+    assert f"(line {line_of(text, bad_line)})" in bullet
+    assert says in bullet
+
+
+def test_a_meeting_record_without_positions_or_a_required_reason_is_refused(tmp_path: Path) -> None:
+    no_positions = refusal(load_meeting_record, write_meeting(tmp_path, "venue: Kuala Lumpur\n"))
+    assert "Field required" in problem(no_positions, "positions")
+
+    empty = refusal(load_meeting_record, write_meeting(tmp_path, "positions: {}\n"))
+    assert "at least 1 item" in problem(empty, "positions")
+
+    no_reason = refusal(load_meeting_record, write_meeting(tmp_path, MEETING.split("reasons:")[0]))
+    assert "a reason is required for the position of SG" in no_reason
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("positions:\n  MY: [approve\n", "not valid YAML"),
+        ("- MY: approve\n", "expected a mapping with positions"),
+    ],
+    ids=["invalid-yaml", "not-a-mapping"],
+)
+def test_a_meeting_record_that_is_not_a_record_is_named(tmp_path: Path, text: str, says: str) -> None:
+    path = write_meeting(tmp_path, text)
+
+    message = refusal(load_meeting_record, path)
+
+    assert message.startswith(str(path)) and says in message
+
+
+def test_a_missing_meeting_record_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+
+    assert refusal(load_meeting_record, path) == f"{path}: no such file"
+
+
+# --- the command line: a bad file is exit code 2, naming the file and the line, before anything is contacted --
+
+
+RECORD_MEETING = ["record-meeting", "operational-framework-0a1b2c3d"]
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    # Nothing listens at TEMPORAL_ADDRESS: a command that tried to connect would fail with 1, not 2.
+    return {
+        **os.environ,
+        "AISAFE_DATA_DIR": str(tmp_path / "data"),
+        "AISAFE_DEV": "1",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("command", "good", "change", "bad_line", "says"),
+    [
+        (["propose"], PROPOSAL, ("rule: consensus", "rule: majority"), "rule: majority", "rule"),
+        (["propose"], PROPOSAL, ("lead_state: MY", "lead_state: MY: x"), "lead_state: MY: x", "not valid YAML"),
+        (["roster", "import"], ROSTER, ("Asia/Dili", "Asia/Dilly"), "Asia/Dilly", "timezone"),
+        (["roster", "import"], ROSTER, ("role: alternate", "role: alternate: x"), "alternate: x", "not valid YAML"),
+        (RECORD_MEETING, MEETING, ("SG: object", "SG: veto"), "SG: veto", "positions"),
+        (RECORD_MEETING, MEETING, ("MY: approve", "MY: approve: now"), "approve: now", "not valid YAML"),
+    ],
+    ids=["proposal-value", "proposal-yaml", "roster-value", "roster-yaml", "meeting-value", "meeting-yaml"],
+)
+def test_the_cli_refuses_a_bad_file_with_exit_code_2_naming_file_and_line(
+    tmp_path: Path, command: list[str], good: str, change: tuple[str, str], bad_line: str, says: str
+) -> None:
+    text = good.replace(*change)
+    assert text != good
+    path = write_proposal(tmp_path, text) if command == ["propose"] else tmp_path / "input.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    result = cli(*command, str(path), env=cli_env(tmp_path))
+
+    assert result.code == 2, (result.stdout, result.stderr)
+    assert result.stderr.startswith(f"error: {path}")
+    assert says in result.stderr
+    assert re.search(rf"line {line_of(text, bad_line)}\b", result.stderr), result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""

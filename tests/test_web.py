@@ -56,6 +56,7 @@ from models.tokens import (
     CommentClaims,
     consultation_workflow_id,
     csrf_token,
+    key_id_of,
     round_workflow_id,
     sign_action,
     sign_comment,
@@ -487,6 +488,59 @@ async def test_voluntary_pledge_needs_a_valid_amount(site: Site, worker: Worker)
     assert live.positions[MemberState.PH].position is Position.DECLINE
     reopened = await site.http.get(link)
     assert "current answer" in reopened.text and "Decline" in reopened.text
+
+
+async def test_links_and_forms_outlive_a_key_rotation_until_the_key_is_retired(site: Site, worker: Worker) -> None:
+    await site.start_round(1, RoundPurpose.REVIEW)
+    old_key = site.settings.signing_key
+    link = site.action_link(1)  # as emailed before the rotation
+    old_form = {"csrf": await form_of(site, link), "position": "approve"}
+
+    def settings_with(**keys: str) -> Settings:
+        return Settings(data_dir=site.settings.data_dir, database_url=site.settings.database_url, dev=True, **keys)
+
+    new_key = f"rotated-signing-key-{uuid.uuid4().hex}"
+    site.app.state.settings = settings_with(
+        secret_key=new_key, secret_key_id="2027-01", previous_secret_keys=f"{key_id_of(old_key)}:{old_key}"
+    )
+    assert (await site.http.get(link)).status_code == 200
+    receipt = await site.http.post(link, data=old_form)  # the form shown before the rotation is still good
+    assert receipt.status_code == 200 and _ENTRY_HASH.search(receipt.text)
+    claims = ActionClaims(
+        proposal_id=site.proposal_id,
+        round=1,
+        state=MemberState.PH,
+        delegate_id=site.delegate_id,
+        document_sha256=site.v2.sha256,
+        expires_at=datetime.now(UTC) + timedelta(days=1),
+    )
+    new_link = f"/act/{sign_action(site.app.state.settings.signing_keys, claims)}"
+    assert new_link.startswith("/act/2027-01.")
+    new_form = {"csrf": await form_of(site, new_link), "position": "abstain"}
+
+    site.app.state.settings = settings_with(secret_key=new_key, secret_key_id="2027-01")  # the old key retired
+    for method in ("GET", "POST"):
+        retired = await site.http.request(method, link, data=old_form)
+        assert_clear_page(retired, 400)
+        text = " ".join(retired.text.split())
+        assert "signed with a key that has been retired; use the link in the most recent email" in text
+    answered = await site.http.post(new_link, data=new_form)
+    assert answered.status_code == 200 and _ENTRY_HASH.search(answered.text)
+    assert site.ledger_kinds().count("position") == 2
+
+
+async def test_a_link_to_a_superseded_version_shows_no_form(site: Site, worker: Worker) -> None:
+    await site.start_round(1, RoundPurpose.REVIEW)  # reviews version 2
+    link = site.action_link(1, document_sha256=site.v1.sha256)
+
+    page = await site.http.get(link)
+    assert_clear_page(page, 409)
+    assert "The document has changed" in page.text and "use the link in the most recent email" in page.text
+    assert '<form method="post"' not in page.text
+    form = {"csrf": csrf_token(site.settings.signing_key, link.removeprefix("/act/")), "position": "approve"}
+    refused = await site.http.post(link, data=form)
+    assert_clear_page(refused, 409)
+    assert "position" not in site.ledger_kinds()
 
 
 # --- the comment page ----------------------------------------------------------------------------------------

@@ -33,9 +33,10 @@ from web.pages import (
     token_error_page,
     unavailable_page,
 )
+from web.ratelimit import RateLimitedRoute
 from web.rendering import markdown_to_html
 
-router = APIRouter()
+router = APIRouter(route_class=RateLimitedRoute)
 
 NOT_RECORDED = "Your comment was not recorded"
 MAX_TEXT = 10000
@@ -75,6 +76,8 @@ async def show_comment_form(request: Request, token: str) -> Response:
         return unavailable_page(request, "This page could not be shown")
     if live is None or not live.is_open:
         return await _closed_page(request, context, live)
+    if live.document.sha256 != context.claims.document_sha256:
+        return error_page(request, *_REJECTIONS["DocumentMismatch"])
     return _form_page(request, context, live)
 
 
@@ -89,7 +92,7 @@ async def submit_comment(
     context = await _load(request, token)
     if isinstance(context, Response):
         return context
-    nonce = check_csrf(request.app.state.settings.signing_key, token, csrf)
+    nonce = check_csrf(request.app.state.settings.signing_keys, token, csrf)
     if nonce is None:
         return form_expired_page(request)
     update_id = decision_id(token, nonce)
@@ -142,7 +145,7 @@ async def submit_comment(
 async def _load(request: Request, token: str) -> CommentContext | Response:
     """Verify the link and load what the page shows; a Response is the error page to return instead."""
     try:
-        claims = verify_comment(request.app.state.settings.signing_key, token)
+        claims = verify_comment(request.app.state.settings.signing_keys, token)
     except TokenError as exc:
         return token_error_page(request, exc)
     loaded = await asyncio.to_thread(_load_records, request.app.state.engine, claims)
@@ -238,7 +241,7 @@ def _form_page(
     page = _page_context(context) | {
         "document_html": markdown_to_html(context.document_body),
         "deadline": both(live.deadline, context.stakeholder.timezone),
-        "csrf": csrf_token(request.app.state.settings.signing_key, context.token),
+        "csrf": csrf_token(request.app.state.settings.signing_keys, context.token),
         "own": _own(context, live.comments),
         "error": error,
         "text": text,

@@ -44,9 +44,14 @@ def error_page(request: Request, status_code: int, title: str, message: str, adv
 
 
 def token_error_page(request: Request, exc: TokenError) -> Response:
-    """A link that cannot be honoured: 410 once its deadline has passed, 400 when it is not ours."""
+    """A link that cannot be honoured: 410 once its deadline has passed, 400 when it is not ours (or its key is
+    retired: a forged link looks the same)."""
     if exc.expired:
         return error_page(request, 410, "Link expired", exc.reason, "Contact the ASEAN AI SAFE secretariat.")
+    if exc.retired:
+        return error_page(
+            request, 400, "Link no longer valid", exc.reason, "Contact the ASEAN AI SAFE secretariat if you have none."
+        )
     return error_page(request, 400, "Invalid link", exc.reason, "Use the link exactly as it appears in the email.")
 
 

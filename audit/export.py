@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from google.protobuf import json_format
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.api.history.v1 import History
+from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
 from audit import keys
@@ -35,6 +37,7 @@ from audit.bundle import (
     manifest_bytes,
     sha256_file,
 )
+from models.codec import decode_history
 from models.tables import DocumentBlob, DocumentVersion, LedgerEntry
 
 SNAPSHOT_ATTEMPTS = 5
@@ -82,11 +85,17 @@ async def fetch_histories(client: Client, proposal_id: str) -> dict[str, str]:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 continue  # a child the parent meant to start but the server never did: verify names the gap
             raise
-        histories[workflow_id] = history.to_json()
+        histories[workflow_id] = await clear_history_json(client, history)
         for event in history.events:
             if event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
                 waiting.append(event.start_child_workflow_execution_initiated_event_attributes.workflow_id)
     return histories
+
+
+async def clear_history_json(client: Client, history: WorkflowHistory) -> str:
+    """The history as JSON with its payloads decoded, so the bundle verifies offline without the codec key."""
+    decoded = await decode_history(History(events=history.events), client.data_converter.payload_codec)
+    return json_format.MessageToJson(decoded)
 
 
 async def export_bundle(

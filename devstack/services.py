@@ -62,12 +62,21 @@ class TemporalDevServer:
     """`temporal server start-dev` as a child process, persisted to a SQLite file when one is given."""
 
     def __init__(
-        self, *, port: int, ui_port: int | None, db_file: Path | None, log_file: Path, ip: str = "127.0.0.1"
+        self,
+        *,
+        port: int,
+        ui_port: int | None,
+        db_file: Path | None,
+        log_file: Path,
+        ip: str = "127.0.0.1",
+        codec_endpoint: str | None = None,
     ) -> None:
         self.address = f"{ip}:{port}"
         self.ui_url = f"http://{ip}:{ui_port}" if ui_port else None
         self._args = [temporal_binary(), "server", "start-dev", "--ip", ip, "--port", str(port), "--log-level", "warn"]
         self._args += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+        if ui_port and codec_endpoint:  # the UI decodes payloads through the web app's codec server
+            self._args += ["--ui-codec-endpoint", codec_endpoint]
         self._args += ["--http-port", str(free_port()), "--metrics-port", str(free_port())]
         if db_file:
             self._args += ["--db-filename", str(db_file)]

@@ -71,6 +71,7 @@ class EmbeddedStack:
                 ui_port=self.ports.ui,
                 db_file=self.data_dir / "temporal.db",
                 log_file=self.data_dir / "temporal.log",
+                codec_endpoint=f"{self.web_url}/codec",
             )
             await asyncio.to_thread(self.temporal.start)
             address = self.temporal.address
@@ -85,6 +86,7 @@ class EmbeddedStack:
                 web_host="127.0.0.1",
                 web_port=self.ports.web,
                 task_queue=self.task_queue,
+                ui_origins=_ui_origins(self.ports.ui),
             )
             engine = make_engine(self.settings.sqlalchemy_url)
             init_db(engine)
@@ -119,6 +121,11 @@ class EmbeddedStack:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _ui_origins(ui_port: int | None) -> str | None:
+    """The origins of the stack's own Temporal UI, whose pages call the web app's codec endpoint."""
+    return f"http://127.0.0.1:{ui_port},http://localhost:{ui_port}" if ui_port else None
 
 
 __all__ = ["EmbeddedStack", "StackError", "StackPorts"]

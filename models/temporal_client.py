@@ -1,17 +1,19 @@
-"""The one Temporal client factory (worker, web, CLI, tests): pydantic converter, envconfig connection."""
+"""The one Temporal client factory (worker, web, CLI, tests): pydantic converter with the payload codec,
+envconfig connection."""
 
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 
+from models.codec import data_converter
 from models.messages import ConsultationStatus, ProposalStatus, RoundStatus
 from models.settings import Settings
 
@@ -22,6 +24,11 @@ ChildStatus = TypeVar("ChildStatus", ConsultationStatus, RoundStatus)
 def connect_config(settings: Settings) -> dict[str, Any]:
     """Connection settings from the SDK's environment configuration (TEMPORAL_*, temporal.toml profiles)."""
     config: dict[str, Any] = dict(ClientConfigProfile.load().to_client_connect_config())
+    if not config.get("api_key"):
+        # An empty TEMPORAL_API_KEY (a blank line in an env file) would still switch TLS on.
+        config.pop("api_key", None)
+        if os.environ.get("TEMPORAL_API_KEY") == "" and config.get("tls") is True:
+            config.pop("tls")
     if settings.temporal_address:
         config["target_host"] = settings.temporal_address
     if settings.temporal_namespace:
@@ -50,7 +57,7 @@ _runtime: Runtime | None = None
 
 
 async def connect(settings: Settings) -> Client:
-    return await Client.connect(**connect_config(settings), data_converter=pydantic_data_converter, runtime=runtime())
+    return await Client.connect(**connect_config(settings), data_converter=data_converter(settings), runtime=runtime())
 
 
 async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:

@@ -10,6 +10,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+from audit.export import clear_history_json
 from devstack.demo import run_demo
 from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
@@ -30,7 +31,8 @@ async def record() -> list[Path]:
             async for execution in stack.client.list_workflows(query):
                 history = await stack.client.get_workflow_handle(execution.id).fetch_history()
                 path = HISTORIES / f"{execution.id}.json"
-                path.write_text(history.to_json())
+                # Decoded: the replay test runs without the stack's codec key, as an auditor would.
+                path.write_text(await clear_history_json(stack.client, history))
                 written.append(path)
             return written
 

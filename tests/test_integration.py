@@ -337,7 +337,8 @@ async def test_cli_input_errors_and_roster_import(tmp_path: Path, dev_env: Workf
 def stack_env_for(tmp_path: Path, address: str) -> dict[str, str]:
     import os
 
-    return {**os.environ, "TEMPORAL_ADDRESS": address, "AISAFE_DATA_DIR": str(tmp_path / "cli-data")}
+    # AISAFE_DEV=1: a shell beside `aisafe dev` uses the dev payload key of its data dir.
+    return {**os.environ, "TEMPORAL_ADDRESS": address, "AISAFE_DATA_DIR": str(tmp_path / "cli-data"), "AISAFE_DEV": "1"}
 
 
 async def test_demo_command_runs_a_whole_cycle(tmp_path: Path) -> None:

@@ -1,0 +1,180 @@
+"""Payload encryption: AES-256-GCM with key ids, so titles, comments and reasons are ciphertext in Temporal.
+
+Every payload becomes one marked `encoding: binary/encrypted` and `encryption-key-id: KID` whose data is a 12-byte
+random nonce followed by AES-GCM of the whole original Payload proto (the samples-python encryption format).
+The current key encrypts; retired keys still decrypt, so a key is rotated by making a new one current and listing
+the old one as retired for as long as histories written with it are read. Payloads without the marking (histories
+from before the codec) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.api.history.v1 import History
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadCodec
+
+if TYPE_CHECKING:
+    from models.settings import Settings
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+NONCE_BYTES = 12
+KEY_BYTES = 32
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class CodecKeyError(ValueError):
+    """A codec key setting that cannot be used; the message names the setting and what is wrong."""
+
+
+class UnknownKeyError(ValueError):
+    """A payload encrypted with a key this process does not hold (neither current nor retired)."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"a payload is encrypted with key id {key_id!r}, which is neither AISAFE_CODEC_KEY nor listed in "
+            "AISAFE_CODEC_RETIRED_KEYS; add that key as retired to read it"
+        )
+        self.key_id = key_id
+
+
+def parse_key(text: str, setting: str) -> tuple[str, bytes]:
+    """`kid:base64-of-32-bytes` as (kid, key); CodecKeyError says what is wrong without echoing the key."""
+    kid, sep, encoded = text.strip().partition(":")
+    kid = kid.strip()
+    if not sep or not encoded.strip():
+        raise CodecKeyError(f"{setting}: expected KID:BASE64-OF-32-BYTES")
+    if not _KEY_ID.fullmatch(kid):
+        raise CodecKeyError(f"{setting}: key id {kid!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    try:
+        key = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise CodecKeyError(f"{setting}: key {kid!r} is not base64") from None
+    if len(key) != KEY_BYTES:
+        raise CodecKeyError(f"{setting}: key {kid!r} is {len(key)} bytes; AES-256 needs {KEY_BYTES}")
+    return kid, key
+
+
+def new_key_text(kid: str) -> str:
+    """A fresh key in the form AISAFE_CODEC_KEY takes."""
+    return f"{kid}:{base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()}"
+
+
+@dataclass(frozen=True)
+class CodecKeys:
+    """The key that encrypts (None: encryption off, decrypt only) and every key that decrypts, by id."""
+
+    current_id: str | None
+    keys: Mapping[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, current: str | None, retired: str | None) -> CodecKeys:
+        keys: dict[str, bytes] = {}
+        current_id = None
+        if current and current.strip():
+            current_id, keys[current_id] = parse_key(current, "AISAFE_CODEC_KEY")
+        for number, entry in enumerate((retired or "").split(","), start=1):
+            if not entry.strip():
+                continue
+            kid, key = parse_key(entry, f"AISAFE_CODEC_RETIRED_KEYS entry {number}")
+            if kid in keys:
+                raise CodecKeyError(f"AISAFE_CODEC_RETIRED_KEYS: key id {kid!r} is listed twice, or is the current key")
+            keys[kid] = key
+        return cls(current_id, keys)
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-256-GCM over whole payloads, the key id in the metadata (see the module docstring)."""
+
+    def __init__(self, keys: CodecKeys) -> None:
+        super().__init__()
+        self.current_id = keys.current_id
+        self._ciphers = {kid: AESGCM(key) for kid, key in keys.keys.items()}
+
+    async def encode(self, payloads: Iterable[Payload]) -> list[Payload]:
+        if self.current_id is None:
+            return list(payloads)
+        cipher = self._ciphers[self.current_id]
+        kid = self.current_id.encode()
+        encoded = []
+        for payload in payloads:
+            nonce = os.urandom(NONCE_BYTES)
+            encrypted = nonce + cipher.encrypt(nonce, payload.SerializeToString(), None)
+            encoded.append(Payload(metadata={"encoding": ENCODING, KEY_ID: kid}, data=encrypted))
+        return encoded
+
+    async def decode(self, payloads: Iterable[Payload]) -> list[Payload]:
+        return [self._decrypt(payload) for payload in payloads]
+
+    def _decrypt(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCODING:
+            return payload
+        kid = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
+            raise UnknownKeyError(kid)
+        try:
+            clear = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], None)
+        except InvalidTag:
+            raise ValueError(
+                f"a payload encrypted with key id {kid!r} does not decrypt: another key under that id, or altered data"
+            ) from None
+        return Payload.FromString(clear)
+
+
+def payload_codec(settings: Settings) -> EncryptionCodec | None:
+    """The codec the settings ask for; None when AISAFE_CODEC=off and no retired key needs reading."""
+    keys = settings.codec_keys
+    return EncryptionCodec(keys) if keys is not None else None
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The pydantic data converter, with the payload codec when it is on (every client and worker uses this)."""
+    codec = payload_codec(settings)
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec) if codec else pydantic_data_converter
+
+
+async def decode_history(history: History, codec: PayloadCodec | None) -> History:
+    """Decode every payload of a history in place, as `temporal workflow show --codec-endpoint` shows it."""
+    if codec is None:
+        return history
+    found: list[Payload] = []
+    _collect_payloads(history, found)
+    if found:
+        for original, clear in zip(found, await codec.decode(found), strict=True):
+            if clear is not original:
+                original.CopyFrom(clear)
+    return history
+
+
+def _collect_payloads(message: Message, found: list[Payload]) -> None:
+    """Every Payload inside `message`: in singular, repeated and map fields, failures and headers included."""
+    if isinstance(message, Payload):
+        found.append(message)
+        return
+    for descriptor, value in message.ListFields():
+        if descriptor.type != descriptor.TYPE_MESSAGE:
+            continue
+        if descriptor.message_type.GetOptions().map_entry:
+            if descriptor.message_type.fields_by_name["value"].type == descriptor.TYPE_MESSAGE:
+                for item in value.values():
+                    _collect_payloads(item, found)
+        elif descriptor.is_repeated:
+            for item in value:
+                _collect_payloads(item, found)
+        else:
+            _collect_payloads(value, found)

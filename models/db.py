@@ -1,16 +1,35 @@
-"""Database engines for SQLite (default) and PostgreSQL."""
+"""Database engines for SQLite (default) and PostgreSQL, and the ledger schema's migrations.
+
+Alembic owns the schema: the scripts live in `models/migrations` (shipped with the package, no alembic.ini).
+After changing `models/tables.py`, write the next revision and review it:
+    .venv/bin/python -c "from models.db import *; new_revision(make_engine('sqlite:///rev.db'), 'what changed')"
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlmodel import Session, SQLModel, create_engine
 
 from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 _WRITE = "aisafe_write"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# One PostgreSQL advisory lock key for "the ledger schema is being migrated" (the bytes of "aisafe").
+MIGRATION_LOCK = 0x616973616665
+# Alembic keeps its running context in module globals, so threads of one process migrate one at a time too.
+_IN_PROCESS = threading.Lock()
 
 
 def make_engine(url: str) -> Engine:
@@ -48,5 +67,72 @@ def write_session(engine: Engine) -> Session:
     return Session(engine.execution_options(**{_WRITE: True}))
 
 
+@dataclass(frozen=True)
+class Upgrade:
+    before: str | None
+    after: str | None
+    adopted: bool
+    """The database had the ledger's tables but no migration history: made by `create_all` before migrations."""
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, built in code; env.py runs the migrations on `connection`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    config.attributes["connection"] = connection
+    return config
+
+
+@cache
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None for an empty database or one made before migrations."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+@contextmanager
+def _migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction that holds the right to migrate, so processes starting together migrate one at a time.
+
+    PostgreSQL: an advisory lock released at commit. SQLite: BEGIN IMMEDIATE (make_engine's write option), which
+    takes the write lock up front; the others wait on busy_timeout. Both run DDL inside the transaction, so the
+    one that waited finds the schema at head and does nothing.
+    """
+    with _IN_PROCESS, engine.execution_options(**{_WRITE: True}).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        yield connection
+
+
+def upgrade_db(engine: Engine) -> Upgrade:
+    """Migrate the database to the newest revision; a ledger made by `create_all` before migrations is adopted.
+
+    Adoption: the initial revision keeps every table it finds (rows and all), creates those missing and records
+    itself, which is a stamp that also fills gaps; later revisions then run as usual.
+    """
+    with _migration_transaction(engine) as connection:
+        before = MigrationContext.configure(connection).get_current_revision()
+        adopted = before is None and bool(set(inspect(connection).get_table_names()) & set(SQLModel.metadata.tables))
+        command.upgrade(alembic_config(connection), "head")
+        after = MigrationContext.configure(connection).get_current_revision()
+    return Upgrade(before=before, after=after, adopted=adopted)
+
+
 def init_db(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+    """Bring the schema to head; called by every process at start, so a database already there costs one read."""
+    if current_revision(engine) != head_revision():
+        upgrade_db(engine)
+
+
+def new_revision(engine: Engine, message: str) -> None:
+    """Write the next migration script from what the models have that `engine`'s database (at head) lacks."""
+    init_db(engine)
+    with engine.connect() as connection:
+        command.revision(
+            alembic_config(connection), message, autogenerate=True, rev_id=f"{int(head_revision() or 0) + 1:04d}"
+        )

@@ -27,6 +27,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.calendar import meeting_invite
+from activities.smtp import send_recorded
 from models.db import write_session
 from models.labels import SECTOR_LABELS, STAGE_BODY_NAMES, money
 from models.messages import (
@@ -278,11 +279,16 @@ class MailActivities:
                 timeout=30,
             ) as smtp:
                 for delegate, idempotency_key in pending:
+                    activity.heartbeat(sent)
                     message = compose(delegate, idempotency_key)
-                    if await self._deliver(smtp, message, delegate):
-                        await asyncio.to_thread(
-                            self._mark_sent, proposal_id, step, delegate.id, idempotency_key, str(message["Message-ID"])
-                        )
+                    outbox = SentEmail(
+                        idempotency_key=idempotency_key,
+                        message_id=str(message["Message-ID"]),
+                        proposal_id=proposal_id,
+                        delegate_id=delegate.id,
+                        step=step,
+                    )
+                    if await self._deliver(smtp, message, delegate, outbox):
                         sent += 1
         if missing:
             activity.logger.warning(
@@ -311,8 +317,11 @@ class MailActivities:
         pending = [(d, keys[d.id]) for d in delegates if keys[d.id] not in sent]
         return pending, len(sent), missing
 
-    async def _deliver(self, smtp: aiosmtplib.SMTP, message: EmailMessage, delegate: DelegateRecord) -> bool:
-        """Send one message; False if the server refuses the address for good (retrying would not help)."""
+    async def _deliver(
+        self, smtp: aiosmtplib.SMTP, message: EmailMessage, delegate: DelegateRecord, outbox: SentEmail
+    ) -> bool:
+        """Send one message, written to the outbox as the relay takes it (activities/smtp.py says why);
+        False if the server refuses the address for good (retrying would not help)."""
         sender = parseaddr(self._settings.mail_from)[1]
         utf8 = not (sender + delegate.email).isascii()
         if smtp.is_ehlo_or_helo_needed:
@@ -323,7 +332,15 @@ class MailActivities:
         # of its own onto a continuation line, and readers then see it with a leading space.
         wire = (SMTPUTF8 if utf8 else SMTP).clone(max_line_length=998, cte_type="8bit" if eight_bit else "7bit")
         try:
-            await smtp.sendmail(sender, [delegate.email], message.as_bytes(policy=wire), mail_options=options)
+            await send_recorded(
+                smtp,
+                sender,
+                delegate.email,
+                message.as_bytes(policy=wire),
+                options,
+                record=lambda: asyncio.to_thread(self._record_sent, outbox),
+                unrecord=lambda: asyncio.to_thread(self._unrecord_sent, outbox.idempotency_key),
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({refusal.code for refusal in exc.recipients})
             if all(code >= 500 for code in codes):
@@ -338,18 +355,18 @@ class MailActivities:
             ) from None
         return True
 
-    def _mark_sent(self, proposal_id: str, step: str, delegate_id: str, key: str, msg_id: str) -> None:
+    def _record_sent(self, outbox: SentEmail) -> None:
         with write_session(self._engine) as session:
-            if session.get(SentEmail, key) is None:
-                session.add(
-                    SentEmail(
-                        idempotency_key=key,
-                        message_id=msg_id,
-                        proposal_id=proposal_id,
-                        delegate_id=delegate_id,
-                        step=step,
-                    )
-                )
+            if session.get(SentEmail, outbox.idempotency_key) is None:
+                session.add(SentEmail.model_validate(outbox.model_dump()))
+                session.commit()
+
+    def _unrecord_sent(self, idempotency_key: str) -> None:
+        """The relay refused the finished message after all: it was not sent, so the retry must send it."""
+        with write_session(self._engine) as session:
+            row = session.get(SentEmail, idempotency_key)
+            if row is not None:
+                session.delete(row)
                 session.commit()
 
     # --- messages -------------------------------------------------------------------------------------------
@@ -382,7 +399,7 @@ class MailActivities:
     def _round_message(self, mailing: RoundMailing, delegate: DelegateRecord, key: str) -> EmailMessage:
         state = MemberState(delegate.state)
         token = sign_action(
-            self._settings.signing_key,
+            self._settings.signing_keys,
             ActionClaims(
                 proposal_id=mailing.proposal_id,
                 round=mailing.round,
@@ -457,7 +474,7 @@ class MailActivities:
 
     def _consultation_message(self, mailing: ConsultationMailing, delegate: DelegateRecord, key: str) -> EmailMessage:
         token = sign_comment(
-            self._settings.signing_key,
+            self._settings.signing_keys,
             CommentClaims(
                 proposal_id=mailing.proposal_id,
                 stage_index=mailing.stage_index,

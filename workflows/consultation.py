@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
         ExtendInput,
         MailingResult,
     )
-    from workflows.common import MAIL_RETRY, MAIL_TIMEOUT, ledger
+    from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger
 
 
 @workflow.defn
@@ -177,5 +177,6 @@ class ConsultationWorkflow:
             ),
             result_type=MailingResult,
             start_to_close_timeout=MAIL_TIMEOUT,
+            heartbeat_timeout=MAIL_HEARTBEAT,
             retry_policy=MAIL_RETRY,
         )

@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from models.positions import MEETING_POSITIONS, Position
     from models.rules import decide
     from models.states import MemberState
-    from workflows.common import MAIL_RETRY, MAIL_TIMEOUT, ledger
+    from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger
 
 
 @workflow.defn
@@ -55,6 +55,7 @@ class MeetingWorkflow:
             ),
             result_type=MailingResult,
             start_to_close_timeout=MAIL_TIMEOUT,
+            heartbeat_timeout=MAIL_HEARTBEAT,
             retry_policy=MAIL_RETRY,
         )
         try:

@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from models.rules import Verdict
     from models.states import MemberState, members_on
     from models.tokens import consultation_workflow_id, meeting_workflow_id, round_workflow_id
-    from workflows.common import LEDGER_RETRY, LEDGER_TIMEOUT, MAIL_RETRY, MAIL_TIMEOUT, ledger
+    from workflows.common import LEDGER_RETRY, LEDGER_TIMEOUT, MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger
     from workflows.consultation import ConsultationWorkflow
     from workflows.meeting import MeetingWorkflow
     from workflows.review_round import ReviewRoundWorkflow
@@ -148,6 +148,7 @@ class ProposalWorkflow:
             ),
             result_type=MailingResult,
             start_to_close_timeout=MAIL_TIMEOUT,
+            heartbeat_timeout=MAIL_HEARTBEAT,
             retry_policy=MAIL_RETRY,
         )
         await ledger(

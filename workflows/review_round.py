@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from models.process import FundingModel
     from models.rules import decide
     from models.states import MemberState
-    from workflows.common import MAIL_RETRY, MAIL_TIMEOUT, ledger
+    from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger
 
 AWAITING = SearchAttributeKey.for_keyword_list("AisafeAwaiting")
 
@@ -186,6 +186,7 @@ class ReviewRoundWorkflow:
                 ),
                 result_type=MailingResult,
                 start_to_close_timeout=MAIL_TIMEOUT,
+                heartbeat_timeout=MAIL_HEARTBEAT,
                 retry_policy=MAIL_RETRY,
             )
         )
@@ -284,6 +285,7 @@ class ReviewRoundWorkflow:
             ),
             result_type=MailingResult,
             start_to_close_timeout=MAIL_TIMEOUT,
+            heartbeat_timeout=MAIL_HEARTBEAT,
             retry_policy=MAIL_RETRY,
         )
 

@@ -40,6 +40,8 @@ audit_app = typer.Typer(
     help="Audit: export a proposal's sealed record, verify it offline, report on it.", no_args_is_help=True
 )
 app.add_typer(audit_app, name="audit")
+db_app = typer.Typer(help="The ledger database: apply schema migrations, show the revision.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 users_app = typer.Typer(help="Coordinator and auditor accounts of the web app.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
@@ -84,9 +86,18 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
         raise Failure(f"Temporal refused or did not answer: {exc.message}{hint}") from None
 
 
+def require_codec_keys(settings: Settings) -> None:
+    """Refuse to go on without the payload key outside dev mode, or with a malformed one (exit 2)."""
+    try:
+        _ = settings.codec_keys
+    except (RuntimeError, ValueError) as exc:
+        raise Failure(str(exc), 2) from None
+
+
 async def client_for(settings: Settings) -> Any:
     from models.temporal_client import connect, connect_config
 
+    require_codec_keys(settings)
     try:
         return await connect(settings)
     except RuntimeError as exc:
@@ -97,19 +108,26 @@ async def client_for(settings: Settings) -> Any:
 
 
 def engine_for(settings: Settings) -> Any:
-    from models.db import init_db, make_engine
+    """The ledger database, migrated; a bad or unreachable AISAFE_DATABASE_URL is a one-line error (exit 2)."""
+    from sqlalchemy.exc import SQLAlchemyError
 
-    engine = make_engine(settings.sqlalchemy_url)
-    init_db(engine)
+    from models.db import init_db
+
+    engine, shown = _database(settings)
+    try:
+        init_db(engine)
+    except SQLAlchemyError as exc:
+        raise Failure(f"cannot prepare the database {shown}: {_database_error(exc)}") from None
     return engine
 
 
 def log_to_file(path: Path) -> None:
     import logging
 
-    from models.logging import quiet_noisy_loggers
+    from models.logging import RedactEmails, quiet_noisy_loggers
 
     handler = logging.FileHandler(path)
+    handler.addFilter(RedactEmails())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     quiet_noisy_loggers()
@@ -455,6 +473,7 @@ def worker(data_dir: DataDirOpt = None) -> None:
     settings = settings_for(data_dir)
     configure_logging(settings.log_format)
     _ = settings.signing_key  # refuse to start without a real key outside dev mode
+    require_codec_keys(settings)
     asyncio.run(_until_signal(run_worker(settings)))
 
 
@@ -477,6 +496,7 @@ def web(
         settings = settings.model_copy(update={"web_port": port})
     configure_logging(settings.log_format)
     _ = settings.signing_key
+    require_codec_keys(settings)
     uvicorn.run(create_app(settings), host=settings.web_host, port=settings.web_port, log_level="info")
 
 
@@ -522,11 +542,17 @@ def dev(
             out.print(f"  dashboard      {stack.web_url}/  (sign in with the dev coordinator's token: {token})")
             out.print(f"  dev mailbox    {stack.web_url}/dev/mail")
             out.print(f"  Temporal UI    {stack.ui_url or '(the reused server' + chr(39) + 's own UI)'}")
+            out.print(
+                f"  clear payloads temporal workflow show -w ID --codec-endpoint {stack.web_url}/codec "
+                f'--codec-auth "Bearer {token}"  (the UI decodes through the same endpoint)'
+            )
             out.print(f"  Temporal       {address}{'  (reused)' if stack.reused_temporal else ''}")
             out.print(f"  SMTP sink      127.0.0.1:{smtp_port} -> {settings.data_dir / 'mail'}")
             out.print(f"  data           {settings.data_dir.resolve()}")
-            if address != "127.0.0.1:7233" or settings.data_dir != Path(".aisafe"):
-                out.print(f"  other shells:  export TEMPORAL_ADDRESS={address} AISAFE_DATA_DIR={settings.data_dir}")
+            # AISAFE_DEV=1: the CLI in other shells uses the dev keys in the data dir (payloads are encrypted).
+            out.print(
+                f"  other shells:  export TEMPORAL_ADDRESS={address} AISAFE_DATA_DIR={settings.data_dir} AISAFE_DEV=1"
+            )
             if sample:
                 if roster_file:
                     operations.import_roster(engine_for(stack.settings), load_roster_file(roster_file))
@@ -867,6 +893,91 @@ def audit_ledger(
             markup=False,
             soft_wrap=True,
         )
+
+
+# --- database ---------------------------------------------------------------------------------------
+
+
+def _database_error(exc: BaseException) -> str:
+    """The driver's own words on one line, without SQLAlchemy's SQL echo and links."""
+    reason = str(getattr(exc, "orig", None) or exc)
+    return " ".join(line.strip() for line in reason.splitlines() if line.strip()) or type(exc).__name__
+
+
+def _database(settings: Settings) -> tuple[Any, str]:
+    """The ledger's engine, connected once, and its URL without the password; a bad or unreachable URL is exit 2."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from models.db import make_engine
+
+    try:
+        shown = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise Failure(
+            "AISAFE_DATABASE_URL is not a database URL (e.g. postgresql://user@host:5432/aisafe or sqlite:///path)", 2
+        ) from None
+    try:
+        engine = make_engine(settings.sqlalchemy_url)
+        with engine.connect():
+            pass
+    except ImportError as exc:
+        raise Failure(f"cannot open the database {shown}: its driver is not installed ({exc})", 2) from None
+    except (SQLAlchemyError, OSError) as exc:
+        raise Failure(f"cannot open the database {shown}: {_database_error(exc)}", 2) from None
+    return engine, shown
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """Apply the schema migrations up to the newest; a database made before migrations is adopted, rows kept.
+
+    The worker, web app and CLI also do this when they start; run it as a deployment step to migrate first.
+    Example: AISAFE_DATABASE_URL=postgresql://aisafe@db.internal/aisafe aisafe db upgrade
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from models.db import upgrade_db
+
+    engine, shown = _database(settings_for(data_dir))
+    try:
+        result = upgrade_db(engine)
+    except SQLAlchemyError as exc:
+        raise Failure(f"migrating {shown} failed: {_database_error(exc)}") from None
+    finally:
+        engine.dispose()
+    if as_json:
+        emit_json({"database": shown, "before": result.before, "after": result.after, "adopted": result.adopted})
+        return
+    if result.adopted:
+        outcome = "adopted: its tables, made before migrations, were kept"
+    elif result.before == result.after:
+        outcome = "already the newest"
+    else:
+        outcome = "created" if result.before is None else "upgraded"
+    out.print(f"{shown}: revision {result.before or 'none'} -> {result.after} ({outcome})", highlight=False)
+
+
+@db_app.command("current")
+def db_current(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """Show the database's schema revision and the newest one this aisafe ships (changes nothing)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from models.db import current_revision, head_revision
+
+    engine, shown = _database(settings_for(data_dir))
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise Failure(f"reading the revision of {shown} failed: {_database_error(exc)}") from None
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if as_json:
+        emit_json({"database": shown, "current": current, "head": head, "up_to_date": current == head})
+        return
+    behind = "" if current == head else "; run `aisafe db upgrade`"
+    out.print(f"{shown}: revision {current or 'none'} (newest {head}{behind})", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,20 +6,33 @@ import base64
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.tokens import SigningKeys, check_key_id, key_id_of, parse_previous_keys
+
+if TYPE_CHECKING:
+    from models.codec import CodecKeys
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev"}
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AISAFE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AISAFE_", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Path(".aisafe")
     database_url: str | None = None
     dev: bool = Field(default=False, description="dev mode: /dev/mail, generated secret key")
     secret_key: str | None = None
+    secret_key_id: str | None = Field(default=None, description="id of the secret key in new links (default: from it)")
+    previous_secret_keys: str | None = Field(default=None, description="kid:secret,… retired keys that still verify")
+
+    rate_limit_per_token: int = Field(default=30, ge=0, description="requests a minute to one link; 0: no limit")
+    rate_limit_per_address: int = Field(default=120, ge=0, description="link requests a minute per client; 0: none")
+    rate_limit_exempt: str = Field(default="127.0.0.1,::1", description="client addresses not limited per address")
+    trusted_proxies: int = Field(default=0, ge=0, description="proxies whose X-Forwarded-For entry is trusted")
 
     temporal_address: str | None = Field(
         default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "AISAFE_TEMPORAL_ADDRESS")
@@ -39,11 +52,54 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     public_url: str | None = Field(default=None, description="base URL in emailed links")
+    accept_timeout: float = Field(
+        default=5.0, gt=0, description="seconds to wait for a worker to accept a position before sending it as a Signal"
+    )
 
     log_format: str = Field(default="auto", description="auto | json | console")
 
     audit_key: str | None = Field(default=None, description="Ed25519 key that signs audit bundles (audit keygen)")
     audit_key_file: Path | None = Field(default=None, description="a file holding the audit signing key")
+
+    codec: bool = Field(default=True, description="encrypt payloads in Temporal; AISAFE_CODEC=off turns it off")
+    codec_key: str | None = Field(default=None, description="KID:BASE64 (32 bytes): the key that encrypts payloads")
+    codec_retired_keys: str | None = Field(default=None, description="KID:BASE64,... retired keys that still decrypt")
+    ui_origins: str | None = Field(default=None, description="Temporal UI origins allowed to call /codec (CORS)")
+
+    @field_validator(
+        "database_url",
+        "secret_key",
+        "secret_key_id",
+        "previous_secret_keys",
+        "temporal_address",
+        "temporal_namespace",
+        "smtp_username",
+        "smtp_password",
+        "public_url",
+        "audit_key",
+        "audit_key_file",
+        "codec_key",
+        "codec_retired_keys",
+        "ui_origins",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`AISAFE_SMTP_USERNAME=` in an env file means "not set": never an empty login, key or address."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("secret_key_id", "previous_secret_keys")
+    @classmethod
+    def _well_formed_keys(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Refuse a malformed key id or key list at start-up, not at the first click."""
+        if value and info.field_name == "secret_key_id":
+            check_key_id(value)
+        elif value:
+            secret = info.data.get("secret_key")
+            current = info.data.get("secret_key_id") or (key_id_of(secret) if secret else None)
+            if current in parse_previous_keys(value):
+                raise ValueError(f"key id {current!r} is both the current key and a previous one")
+        return value
 
     @property
     def base_url(self) -> str:
@@ -73,6 +129,45 @@ class Settings(BaseSettings):
             key_file.write_text(secrets.token_urlsafe(48))
             key_file.chmod(0o600)
         return key_file.read_text().strip()
+
+    @cached_property
+    def signing_keys(self) -> SigningKeys:
+        """The current key with its id (signs new links) and the previous keys whose links still verify."""
+        key = self.signing_key
+        return SigningKeys(self.secret_key_id or key_id_of(key), key, parse_previous_keys(self.previous_secret_keys))
+
+    @cached_property
+    def codec_keys(self) -> CodecKeys | None:
+        """The payload codec's keys; generated per data dir in dev mode only.
+
+        AISAFE_CODEC=off stops encrypting (any key still configured only decrypts); None when no key is left.
+        """
+        from models.codec import CodecKeys, new_key_text
+
+        current = self.codec_key if self.codec else None
+        retired = ",".join(filter(None, [None if self.codec else self.codec_key, self.codec_retired_keys]))
+        if self.codec and not (current and current.strip()):
+            if not self.dev:
+                raise RuntimeError(
+                    "AISAFE_CODEC_KEY is not set, so payloads would reach Temporal in clear text: set it to "
+                    "KID:BASE64-OF-32-RANDOM-BYTES (e.g. k1:$(openssl rand -base64 32)), run in dev mode "
+                    "(AISAFE_DEV=1), or turn payload encryption off deliberately with AISAFE_CODEC=off"
+                )
+            key_file = self.data_dir / "codec.key"
+            if not key_file.exists():
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                key_file.touch(mode=0o600)
+                key_file.write_text(new_key_text(f"dev-{secrets.token_hex(4)}") + "\n")
+            current = key_file.read_text().strip()
+        keys = CodecKeys.parse(current, retired)
+        return keys if keys.keys else None
+
+    @property
+    def ui_origin_list(self) -> list[str]:
+        """Origins of the Temporal UI allowed to call the codec endpoint; in dev, the local UI's by default."""
+        if self.ui_origins is not None:
+            return [origin.strip().rstrip("/") for origin in self.ui_origins.split(",") if origin.strip()]
+        return ["http://127.0.0.1:8233", "http://localhost:8233"] if self.dev else []
 
     @cached_property
     def audit_signing_key(self) -> str:

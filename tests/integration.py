@@ -7,6 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,3 +87,24 @@ def assert_chain_intact(entries: list[LedgerEntry]) -> None:
             prev_hash=entry.prev_hash,
         )
         previous = entry.entry_hash
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on CI's server (skips the test when AISAFE_TEST_POSTGRES_URL is not set)."""
+    import pytest
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get("AISAFE_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("AISAFE_TEST_POSTGRES_URL is not set")
+    name = f"it_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()

@@ -23,7 +23,7 @@ from models.db import make_engine
 from models.roster import load_roster_file
 from models.states import MemberState
 from models.tokens import sign_action, verify_action
-from tests.integration import AISAFE, acli, assert_chain_intact, cli, ledger_entries, stack_env
+from tests.integration import AISAFE, acli, assert_chain_intact, cli, ledger_entries, postgres_database, stack_env
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -45,11 +45,22 @@ async def make_stack(tmp_path: Path, dev_env: WorkflowEnvironment, *, run_worker
     return stack
 
 
-@pytest.fixture
-async def stack(tmp_path: Path, dev_env: WorkflowEnvironment) -> AsyncIterator[EmbeddedStack]:
-    stack = await make_stack(tmp_path, dev_env)
-    yield stack
-    await stack.stop()
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, dev_env: WorkflowEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[EmbeddedStack]:
+    """The embedded stack on the shared dev server, its ledger on SQLite and (when CI provides it) PostgreSQL."""
+    if request.param == "sqlite":
+        stack = await make_stack(tmp_path, dev_env)
+        yield stack
+        await stack.stop()
+        return
+    with postgres_database() as url:
+        monkeypatch.setenv("AISAFE_DATABASE_URL", url)
+        stack = await make_stack(tmp_path, dev_env)
+        assert stack.settings and stack.settings.sqlalchemy_url == url
+        yield stack
+        await stack.stop()
 
 
 async def propose_sample(stack: EmbeddedStack) -> str:

@@ -6,11 +6,12 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -75,6 +76,30 @@ def import_roster(engine: Engine, roster: RosterFile) -> tuple[int, int, int]:
                 unchanged += 1
         session.commit()
     return added, updated, unchanged
+
+
+def revoke_delegate(engine: Engine, email: str, state: str | None = None) -> list[DelegateRecord]:
+    """Take a delegate (or stakeholder) off the roster: their links stop working at once; the record stays.
+
+    `state` picks one entry when the same address serves several states. Importing a roster that lists them
+    again restores them.
+    """
+    with write_session(engine) as session:
+        address = parseaddr(email)[1] or email  # "Name <address>" as a mail client copies it works too
+        query = select(DelegateRecord).where(func.lower(DelegateRecord.email) == address.strip().lower())
+        if state:
+            query = query.where(DelegateRecord.state == state.upper())
+        found = list(session.exec(query))
+        if not found:
+            raise OperationError(f"no delegate with email {email!r}{f' for {state.upper()}' if state else ''}")
+        for record in found:
+            record.active = False
+            record.updated_at = utcnow()
+            session.add(record)
+        session.commit()
+        for record in found:
+            session.refresh(record)
+        return found
 
 
 def roster(engine: Engine) -> list[DelegateRecord]:

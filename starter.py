@@ -165,7 +165,7 @@ def roster_import(
 
 @roster_app.command("show")
 def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
-    """Show the delegates on the roster."""
+    """Show the delegates on the roster (revoked ones are not on it)."""
     delegates = operations.roster(engine_for(settings_for(data_dir)))
     if as_json:
         emit_json(
@@ -180,6 +180,24 @@ def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     for d in delegates:
         table.add_row(d.state or d.sector or "", d.role, d.name, d.email, d.timezone)
     out.print(table)
+
+
+@roster_app.command("revoke")
+def roster_revoke(
+    email: Annotated[str, typer.Argument(help="The delegate's email address.")],
+    state: Annotated[str | None, typer.Option(help="Only the entry for this state (two-letter code).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Take a delegate off the roster: every link emailed to them stops working at once (a clear 403 page).
+
+    Example: aisafe roster revoke focal.point@example.org --state SG
+    """
+    try:
+        revoked = operations.revoke_delegate(engine_for(settings_for(data_dir)), email, state)
+    except operations.OperationError as exc:
+        raise Failure(str(exc), 2) from None
+    for record in revoked:
+        out.print(f"revoked {record.name} ({record.state or record.sector}, {record.role})", highlight=False)
 
 
 # --- proposals --------------------------------------------------------------------------------------

@@ -164,6 +164,26 @@ async def test_repeated_post_gives_the_same_receipt_and_the_latest_answer_stands
     assert [e.kind for e in ledger_entries(stack, proposal_id)].count("position") == 12
 
 
+async def test_a_revoked_delegates_links_stop_working(stack: EmbeddedStack) -> None:
+    assert stack.settings and stack.client
+    proposal_id = await propose_sample(stack)
+    mails = await invitations(stack.settings.mail_dir, proposal_id, 1, expected=22)
+    singapore = sorted((m for m in mails if m.state == "SG"), key=lambda m: m.to)
+    env = stack_env(stack) | {"AISAFE_DATABASE_URL": stack.settings.sqlalchemy_url}
+    revoked = await acli("roster", "revoke", singapore[0].to, "--state", "SG", env=env)
+    assert revoked.code == 0, revoked.stderr
+    unknown = await acli("roster", "revoke", "nobody@example.org", env=env)
+    assert unknown.code == 2 and "no delegate" in unknown.stderr
+    async with httpx.AsyncClient(timeout=30) as http:
+        page = await http.get(singapore[0].link)
+        assert page.status_code == 403 and "no longer on the roster" in page.text
+        still = await http.get(singapore[1].link)  # the state's other delegate can still answer
+        assert still.status_code == 200
+    listed = (await acli("roster", "show", "--json", env=env)).json()
+    assert not [d for d in listed if d["email"] in singapore[0].to]  # off the roster
+    assert len(listed) == 52 - 1
+
+
 async def test_bad_links_and_forms_get_clear_4xx_pages(stack: EmbeddedStack) -> None:
     assert stack.settings and stack.client
     proposal_id = await propose_sample(stack)

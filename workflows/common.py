@@ -30,3 +30,14 @@ async def ledger(proposal_id: str, kind: str, key: str, payload: dict[str, objec
         start_to_close_timeout=LEDGER_TIMEOUT,
         retry_policy=LEDGER_RETRY,
     )
+
+
+async def ledger_local(proposal_id: str, kind: str, key: str, payload: dict[str, object]) -> LedgerReceipt:
+    """The same entry written by a local activity: for writes someone is waiting on (a delegate's receipt)."""
+    return await workflow.execute_local_activity(
+        "append_ledger",
+        LedgerAppend(proposal_id=proposal_id, kind=kind, idempotency_key=key, payload=payload),
+        result_type=LedgerReceipt,
+        start_to_close_timeout=LEDGER_TIMEOUT,
+        retry_policy=LEDGER_RETRY,
+    )

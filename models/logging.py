@@ -94,3 +94,5 @@ def quiet_noisy_loggers() -> None:
     # Personal data and link secrets stay out of our logs.
     for name in ("mail.log", "httpx", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Alembic narrates every up-to-date check at INFO; `aisafe db upgrade` reports what it did itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

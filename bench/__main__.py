@@ -40,6 +40,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         help=f"a tiny run: {SMOKE.positions} positions, concurrency {SMOKE.concurrency} (unless given)",
     )
     parser.add_argument(
+        "--review-rounds",
+        type=int,
+        metavar="R",
+        help=f"review rounds of the history/audit proposal, 0 to skip it (default {defaults.review_rounds})",
+    )
+    parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, metavar="PATH", help="results JSON (default %(default)s)"
     )
     args = parser.parse_args(argv)
@@ -48,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         positions=base.positions if args.positions is None else args.positions,
         concurrency=base.concurrency if args.concurrency is None else args.concurrency,
         out=args.out,
+        review_rounds=base.review_rounds if args.review_rounds is None else args.review_rounds,
     )
     if config.positions < 1:
         parser.error("--positions must be at least 1")

@@ -61,9 +61,10 @@ class BenchConfig:
     positions: int = 220
     concurrency: int = 16
     out: Path = DEFAULT_OUT
+    review_rounds: int = 10  # for the history-size and audit figures; 0 skips them
 
 
-SMOKE = BenchConfig(positions=11, concurrency=4)
+SMOKE = BenchConfig(positions=11, concurrency=4, review_rounds=0)
 
 
 @dataclass
@@ -464,6 +465,10 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             "rounds_open": round(ours_run.rounds_open_seconds, 2),
         },
     }
+    if config.review_rounds:
+        from bench.history import run_history_bench
+
+        results |= await run_history_bench(config.review_rounds, say)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     partial_file = config.out.with_name(config.out.name + ".tmp")  # a reader never sees half a file
     partial_file.write_text(json.dumps(results, indent=2) + "\n")
@@ -479,6 +484,19 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
     for side, figure in (("ours", ours), ("baseline", baseline)):
         for error in figure.errors:
             say(f"error ({side}): {error}")
+    if "history" in results:
+        history, verify = results["history"], results["audit_verify"]
+        say("")
+        say(
+            f"history: largest run {history['largest_run']} has {history['largest_events']} events "
+            f"({history['review_rounds']} review rounds and every stage; goal < {history['goal_max_events']}: "
+            f"{'met' if history['met'] else 'NOT met'})"
+        )
+        say(
+            f"audit verify: {verify['ours_s'] * 1000:.1f} ms vs reading and hashing the bundle's files "
+            f"{verify['baseline_s'] * 1000:.1f} ms = {verify['ratio']}x (goal <= {verify['goal_max_ratio']}x: "
+            f"{'met' if verify['met'] else 'NOT met'})"
+        )
     say(f"\nresults written to {config.out}")
     return results
 

@@ -184,7 +184,7 @@ async def answer_round(
     return list(await asyncio.gather(*(answer(http, chosen[s].link, *answers.get(s, (default, ""))) for s in states)))
 
 
-def demo_proposal(workdir: Path, meeting_at: datetime) -> Path:
+def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> Path:
     """The demo's proposal file: the example's full default process, with deadlines of seconds, not weeks."""
     funding = yaml.safe_load((EXAMPLES / "funding-model.yaml").read_text())["process"]["stages"][-1]
     spec: dict[str, Any] = {
@@ -196,7 +196,7 @@ def demo_proposal(workdir: Path, meeting_at: datetime) -> Path:
             "stages": [
                 {"type": "drafting"},
                 {"type": "consultation", "deadline": "PT15S", "reminders": []},
-                {"type": "member_review", "deadline": "P14D", "reminders": ["P7D", "P1D"], "max_rounds": 3},
+                {"type": "member_review", "deadline": "P14D", "reminders": ["P7D", "P1D"], "max_rounds": max_rounds},
                 {"type": "senior_officials", "mode": "ad_referendum", "deadline": "PT20S", "reminders": []},
                 {
                     "type": "ministerial",
@@ -218,8 +218,14 @@ def demo_proposal(workdir: Path, meeting_at: datetime) -> Path:
 
 
 async def run_demo(
-    client: Client, engine: Engine, settings: Settings, say: Callable[[str], None] = lambda _: None
+    client: Client,
+    engine: Engine,
+    settings: Settings,
+    say: Callable[[str], None] = lambda _: None,
+    *,
+    review_rounds: int = 2,
 ) -> DemoResult:
+    """The whole default process; `review_rounds` WG-AI rounds, each but the last sending the text back."""
     roster = load_roster_file(EXAMPLES / "roster.yaml")
     added, updated, _ = operations.import_roster(engine, roster)
     say(f"roster: {len(roster.delegates)} delegates and stakeholders ({added} added, {updated} updated)")
@@ -227,8 +233,9 @@ async def run_demo(
     review_delegates = sum(1 for d in roster.delegates if d.role in (Role.FOCAL_POINT, Role.ALTERNATE))
     sectors = {f"{d.name} <{d.email}>": d.sector.value for d in roster.delegates if d.sector}
 
-    meeting_at = datetime.now(UTC) + timedelta(seconds=50)
-    path = demo_proposal(settings.data_dir / "demo", meeting_at)
+    # The meeting must come after the rounds before it: about six seconds a round on a small machine.
+    meeting_at = datetime.now(UTC) + timedelta(seconds=50 + 6 * (review_rounds - 2))
+    path = demo_proposal(settings.data_dir / "demo", meeting_at, max_rounds=max(3, review_rounds))
     proposal_id = await operations.propose(client, engine, settings, path)
     say(f"proposed {proposal_id}")
     result = DemoResult(proposal_id=proposal_id, status=await operations.status(client, proposal_id))
@@ -266,20 +273,25 @@ async def run_demo(
             await operations.respond(client, proposal_id, comment_id, disposition, reason)
         say("consultation: every comment answered (response-to-comments matrix complete)")
 
-        # Member review: a change request in round 1, a revised version, consensus in round 2.
-        mails = await invitations(mail_dir, proposal_id, 1, expected=review_delegates)
-        say(f"member review round 1: {len(mails)} invitations; delegates answering through their links")
-        result.receipts += await answer_round(http, mails, ROUND_1, roles)
-        await _wait_stage(client, proposal_id, {"revision"})
-        say("member review round 1: changes requested by PH; uploading version 2")
-        await operations.revise(client, engine, proposal_id, EXAMPLES / "operational-framework-v2.md")
-        mails = await invitations(mail_dir, proposal_id, 2, expected=review_delegates)
+        # Member review: a change request in each round but the last, a revised version each time, then consensus.
+        for number in range(1, review_rounds):
+            mails = await invitations(mail_dir, proposal_id, number, expected=review_delegates)
+            say(f"member review round {number}: {len(mails)} invitations; delegates answering through their links")
+            result.receipts += await answer_round(http, mails, ROUND_1, roles)
+            await _wait_stage(client, proposal_id, {"revision"})
+            say(f"member review round {number}: changes requested by PH; uploading version {number + 1}")
+            await operations.revise(client, engine, proposal_id, _revision(settings.data_dir / "demo", number + 1))
+        mails = await invitations(mail_dir, proposal_id, review_rounds, expected=review_delegates)
         result.receipts += await answer_round(http, mails, ROUND_2, roles)
-        say("member review round 2: consensus")
+        say(f"member review round {review_rounds}: consensus")
 
         # ADGSOM ad referendum: some concur, the rest stay silent and are deemed to concur at the deadline.
         mails = await mails_matching(
-            mail_dir, proposal_id, lambda m: m.round == 3 and m.step == "invitation", 11, "ADGSOM invitations"
+            mail_dir,
+            proposal_id,
+            lambda m: m.round == review_rounds + 1 and m.step == "invitation",
+            11,
+            "ADGSOM invitations",
         )
         result.receipts += await answer_round(http, mails, {}, roles, only=AD_REFERENDUM_CONCUR)
         say(f"ADGSOM ad referendum: {len(AD_REFERENDUM_CONCUR)} concur, the others stay silent until the deadline")
@@ -325,6 +337,16 @@ async def run_demo(
         say(f"  {report.type.value:<17} {report.status.value:<9} {report.outcome or ''}")
     say(f"outcome: {result.status.status.value}")
     return result
+
+
+def _revision(workdir: Path, version: int) -> Path:
+    """Version 2 of the example as it stands; later versions add a line, so each has its own hash."""
+    text = (EXAMPLES / "operational-framework-v2.md").read_text()
+    if version == 2:
+        return EXAMPLES / "operational-framework-v2.md"
+    path = workdir / f"operational-framework-v{version}.md"
+    path.write_text(text + f"\n_Revision {version}: wording aligned with the WG-AI's comments._\n")
+    return path
 
 
 async def _record_when_held(client: Client, proposal_id: str, record: Path) -> None:

@@ -1,0 +1,92 @@
+"""History size (goal 4) and audit verification speed (goal 5), from one proposal run through every stage
+with many WG-AI review rounds on the embedded stack.
+
+- history: events in each workflow run's history; the largest must stay under 2,000 (Temporal warns at
+  10,240). Rounds are child workflows, so no single run grows with the number of rounds.
+- audit verify: `verify_bundle` on that proposal's exported bundle against the baseline of reading and
+  SHA-256-hashing the same files and nothing else (best of several runs each, in the same process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from audit.bundle import bundle_files
+from audit.export import export_bundle, fetch_histories
+from audit.verify import verify_bundle
+from devstack.demo import run_demo
+from devstack.services import free_port
+from devstack.stack import EmbeddedStack, StackPorts
+from models.db import make_engine
+
+HISTORY_GOAL = 2000
+VERIFY_GOAL = 2.0
+REPEATS = 5
+
+
+def _hash_files(root: Path) -> int:
+    """The baseline: read and hash every file of the bundle (manifest and signature too)."""
+    total = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        total += len(hashlib.sha256(path.read_bytes()).hexdigest())
+    return total
+
+
+def _best(work: Callable[[], Any]) -> float:
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+async def run_history_bench(review_rounds: int, say: Callable[[str], None] = print) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="aisafe-bench-history-") as scratch:
+        root = Path(scratch)
+        ports = StackPorts(web=free_port(), temporal=free_port(), ui=None, smtp=free_port())
+        async with EmbeddedStack(root / "data", ports) as stack:
+            assert stack.client is not None and stack.settings is not None
+            engine = make_engine(stack.settings.sqlalchemy_url)
+            say(f"history: running a proposal through every stage with {review_rounds} review rounds")
+            demo = await run_demo(stack.client, engine, stack.settings, review_rounds=review_rounds)
+            if demo.status.status.value != "adopted":
+                raise RuntimeError(f"the proposal ended {demo.status.status.value}, not adopted")
+            histories = await fetch_histories(stack.client, demo.proposal_id)
+            sizes = {workflow_id: len(json.loads(text)["events"]) for workflow_id, text in histories.items()}
+            bundle = root / "bundle"
+            await export_bundle(stack.client, engine, demo.proposal_id, bundle, stack.settings.audit_signing_key)
+        checked = verify_bundle(bundle)
+        if not checked.ok:
+            raise RuntimeError(f"the bundle did not verify: {checked.findings[:3]}")
+        ours = _best(lambda: verify_bundle(bundle))
+        baseline = _best(lambda: _hash_files(bundle))
+        largest = max(sizes, key=lambda k: sizes[k])
+        files = [*bundle_files(bundle)]
+        size = sum((bundle / name).stat().st_size for name in files)
+    return {
+        "history": {
+            "review_rounds": review_rounds,
+            "runs": dict(sorted(sizes.items())),
+            "largest_run": largest,
+            "largest_events": sizes[largest],
+            "goal_max_events": HISTORY_GOAL,
+            "met": sizes[largest] < HISTORY_GOAL,
+        },
+        "audit_verify": {
+            "bundle_files": len(files) + 2,
+            "bundle_bytes": size,
+            "ours_s": round(ours, 4),
+            "baseline_s": round(baseline, 4),
+            "ratio": round(ours / baseline, 2),
+            "goal_max_ratio": VERIFY_GOAL,
+            "met": ours / baseline <= VERIFY_GOAL,
+            "best_of": REPEATS,
+        },
+    }

@@ -15,11 +15,22 @@ class InputFileError(Exception):
 def format_validation_error(path: Path, error: ValidationError, source: str | None = None) -> str:
     lines = [f"{path}: {error.error_count()} problem(s):"]
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"] if not _is_tag(p))
+        where = _location(item["loc"])
         line_no = _line_of(source, item["loc"]) if source else None
         at = f" (line {line_no})" if line_no else ""
         lines.append(f"  - {where or '(top level)'}{at}: {item['msg']}")
     return "\n".join(lines)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """`positions.XX` for a bad key of a mapping (pydantic says `positions, XX, [key]`); tags left out."""
+    parts = []
+    for index, part in enumerate(loc):
+        is_key = index + 1 < len(loc) and loc[index + 1] == "[key]"
+        if part == "[key]" or (_is_tag(part) and not is_key):
+            continue
+        parts.append(str(part))
+    return ".".join(parts)
 
 
 def _is_tag(part: int | str) -> bool:

@@ -463,6 +463,8 @@ def test_a_bad_value_in_a_meeting_record_is_named_with_its_line(
     field = change[0].split(":")[0].strip()
     bullet = problem(message, "positions" if field in {"TL", "MY"} else field)
     assert f"(line {line_of(text, bad_line)})" in bullet
+    if field == "TL":
+        assert "positions.XX (line" in bullet  # the unknown state is named, not just its mapping
     assert says in bullet
 
 

@@ -341,11 +341,11 @@ async def run_demo(
 
 def _revision(workdir: Path, version: int) -> Path:
     """Version 2 of the example as it stands; later versions add a line, so each has its own hash."""
-    text = (EXAMPLES / "operational-framework-v2.md").read_text()
+    second = EXAMPLES / "operational-framework-v2.md"
     if version == 2:
-        return EXAMPLES / "operational-framework-v2.md"
+        return second
     path = workdir / f"operational-framework-v{version}.md"
-    path.write_text(text + f"\n_Revision {version}: wording aligned with the WG-AI's comments._\n")
+    path.write_text(second.read_text() + f"\n_Revision {version}: wording aligned with the WG-AI's comments._\n")
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,12 +124,7 @@ class Settings(BaseSettings):
                 "AISAFE_SECRET_KEY is not set (or is a placeholder); set a long random value, "
                 "or run in dev mode (AISAFE_DEV=1)"
             )
-        key_file = self.data_dir / "secret.key"
-        if not key_file.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
-        return key_file.read_text().strip()
+        return dev_secret(self.data_dir / "secret.key", lambda: secrets.token_urlsafe(48))
 
     @cached_property
     def signing_keys(self) -> SigningKeys:
@@ -153,12 +149,7 @@ class Settings(BaseSettings):
                     "KID:BASE64-OF-32-RANDOM-BYTES (e.g. k1:$(openssl rand -base64 32)), run in dev mode "
                     "(AISAFE_DEV=1), or turn payload encryption off deliberately with AISAFE_CODEC=off"
                 )
-            key_file = self.data_dir / "codec.key"
-            if not key_file.exists():
-                self.data_dir.mkdir(parents=True, exist_ok=True)
-                key_file.touch(mode=0o600)
-                key_file.write_text(new_key_text(f"dev-{secrets.token_hex(4)}") + "\n")
-            current = key_file.read_text().strip()
+            current = dev_secret(self.data_dir / "codec.key", lambda: new_key_text(f"dev-{secrets.token_hex(4)}"))
         keys = CodecKeys.parse(current, retired)
         return keys if keys.keys else None
 
@@ -183,10 +174,21 @@ class Settings(BaseSettings):
                 "no audit signing key: make one with `aisafe audit keygen --out FILE` and set "
                 "AISAFE_AUDIT_KEY_FILE=FILE (or AISAFE_AUDIT_KEY), or run in dev mode (AISAFE_DEV=1)"
             )
-        key_file = self.data_dir / "audit.key"
-        if not key_file.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            seed = base64.b64encode(secrets.token_bytes(32)).decode()
-            key_file.write_text(f"ed25519-private:{seed}\n")
-            key_file.chmod(0o600)
-        return key_file.read_text().strip()
+        return dev_secret(
+            self.data_dir / "audit.key",
+            lambda: "ed25519-private:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        )
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a secret to a file only its owner can read (the mode is set before anything is written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(text.strip() + "\n")
+
+
+def dev_secret(path: Path, make: Callable[[], str]) -> str:
+    """A dev-mode secret kept in the data dir: made on first use, then read back."""
+    if not path.exists():
+        write_secret(path, make())
+    return path.read_text().strip()

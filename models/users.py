@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from models.db import write_session
+from models.settings import write_secret
 from models.tables import UserAccount
 
 TOKEN_PREFIX = "aisafe_"
@@ -92,7 +93,5 @@ def dev_coordinator_token(engine: Engine, data_dir: Path) -> str:
     if any(u.name == name for u in list_users(engine)):
         revoke_user(engine, name)
     token = add_user(engine, name, UserRole.COORDINATOR)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n")
+    write_secret(path, token)
     return token

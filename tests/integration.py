@@ -33,6 +33,13 @@ class CliResult:
         return json.loads(self.stdout)
 
 
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`aisafe worker` as its own process, for tests that kill it."""
+    return subprocess.Popen(
+        [AISAFE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+    )
+
+
 def stack_env(stack: EmbeddedStack) -> dict[str, str]:
     assert stack.settings is not None
     return {

@@ -24,14 +24,8 @@ from models.messages import PositionSubmission
 from models.positions import Position
 from models.states import MemberState
 from tests.conftest import POSTGRES_URL
-from tests.integration import AISAFE, assert_chain_intact, ledger_entries, stack_env
+from tests.integration import assert_chain_intact, ledger_entries, stack_env, start_worker
 from tests.test_integration import focal_points, make_stack, propose_sample
-
-
-def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [AISAFE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
-    )
 
 
 def kill(worker: subprocess.Popen[bytes]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -23,7 +22,15 @@ from models.db import make_engine
 from models.roster import load_roster_file
 from models.states import MemberState
 from models.tokens import sign_action, verify_action
-from tests.integration import AISAFE, acli, assert_chain_intact, cli, ledger_entries, postgres_database, stack_env
+from tests.integration import (
+    acli,
+    assert_chain_intact,
+    cli,
+    ledger_entries,
+    postgres_database,
+    stack_env,
+    start_worker,
+)
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -239,12 +246,7 @@ async def test_worker_killed_mid_round_loses_nothing(
     stack = await make_stack(tmp_path, dev_env, run_worker=False)
     env = stack_env(stack)
 
-    def start_worker() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [AISAFE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
-        )
-
-    worker = start_worker()
+    worker = start_worker(env)
     try:
         assert stack.settings and stack.client
         proposal_id = await propose_sample(stack)
@@ -259,11 +261,11 @@ async def test_worker_killed_mid_round_loses_nothing(
             pending = [asyncio.create_task(answer(http, links[s], "approve")) for s in states[4:8]]
             await asyncio.sleep(1.5)
             assert not any(t.done() for t in pending)
-            worker = start_worker()
+            worker = start_worker(env)
             await asyncio.gather(*pending)
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-            worker = start_worker()
+            worker = start_worker(env)
             for state in states[8:]:
                 await answer(http, links[state], "approve")
 
@@ -292,12 +294,7 @@ async def test_a_position_given_while_no_worker_runs_is_received_then_recorded_o
     stack = await make_stack(tmp_path, dev_env, run_worker=False)
     env = stack_env(stack)
 
-    def start_worker() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [AISAFE, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
-        )
-
-    worker = start_worker()
+    worker = start_worker(env)
     try:
         assert stack.settings and stack.client
         proposal_id = await propose_sample(stack)
@@ -313,7 +310,7 @@ async def test_a_position_given_while_no_worker_runs_is_received_then_recorded_o
             decision = re.search(r'id="decision-id">([^<]+)<', received[0].text).group(1)  # type: ignore[union-attr]
             assert [e for e in ledger_entries(stack, proposal_id) if e.kind == "position"] == []
 
-            worker = start_worker()
+            worker = start_worker(env)
 
             async def recorded() -> bool:
                 return any(e.kind == "position" for e in ledger_entries(stack, proposal_id))

@@ -12,6 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from bench.profile import ProfilerMissing
 from bench.runner import DEFAULT_OUT, SMOKE, BenchConfig, BenchError, run_bench, succeeded
 
 
@@ -48,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, metavar="PATH", help="results JSON (default %(default)s)"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="PATH",
+        help="sample the timed clicks with py-spy into PATH (.svg flame graph, .json speedscope, .txt collapsed)",
+    )
     args = parser.parse_args(argv)
     base = SMOKE if args.smoke else defaults
     config = BenchConfig(
@@ -55,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         concurrency=base.concurrency if args.concurrency is None else args.concurrency,
         out=args.out,
         review_rounds=base.review_rounds if args.review_rounds is None else args.review_rounds,
+        profile=args.profile,
     )
     if config.positions < 1:
         parser.error("--positions must be at least 1")
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:
         code = 130
-    except BenchError as exc:
+    except (BenchError, ProfilerMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except Exception:
         traceback.print_exc()

@@ -34,6 +34,7 @@ from temporalio.worker import Worker
 
 import operations
 from bench.baseline import BaselineInput, BaselineItem, BaselineWorkflow
+from bench.profile import profiled
 from devstack.demo import ENTRY_HASH
 from devstack.demo import open_form as demo_open_form
 from devstack.services import free_port, temporal_binary
@@ -62,6 +63,7 @@ class BenchConfig:
     concurrency: int = 16
     out: Path = DEFAULT_OUT
     review_rounds: int = 10  # for the history-size and audit figures; 0 skips them
+    profile: Path | None = None  # py-spy output for the timed clicks (bench/profile.py)
 
 
 SMOKE = BenchConfig(positions=11, concurrency=4, review_rounds=0)
@@ -77,6 +79,7 @@ class Figure:
     seconds: float
     latencies_ms: list[float]
     errors: list[str] = field(default_factory=list)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # by process, during the timed calls
 
     @property
     def completed(self) -> int:
@@ -100,6 +103,9 @@ class Figure:
             "p50_ms": round(self.percentile(50), 2),
             "p99_ms": round(self.percentile(99), 2),
             "max_ms": round(max(self.latencies_ms, default=0.0), 2),
+            "cpu_ms_per_call": {
+                name: round(seconds * 1000 / self.calls, 2) for name, seconds in self.cpu_seconds.items()
+            },
             "errors": self.errors,
         }
 
@@ -113,6 +119,37 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """CPU time (user + system, every thread) used so far by this process, or by process `pid` (Linux /proc)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+@dataclass
+class CpuMeter:
+    """Where the CPU went during the timed calls: this process (web, worker, client) and the Temporal server."""
+
+    server_pid: int | None
+    used: dict[str, float] = field(default_factory=dict)
+
+    def __enter__(self) -> CpuMeter:
+        self._start = (cpu_seconds(), cpu_seconds(self.server_pid) if self.server_pid else None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        mine, server = self._start
+        self.used = {"python_process": (cpu_seconds() or 0.0) - (mine or 0.0)}
+        after = cpu_seconds(self.server_pid) if self.server_pid else None
+        if server is not None and after is not None:
+            self.used["temporal_server"] = after - server
 
 
 async def timed_calls(
@@ -142,7 +179,9 @@ async def timed_calls(
 # --- the baseline: bare Updates to a minimal workflow --------------------------------------------------------
 
 
-async def run_baseline(client: Client, workflows: int, states: list[str], concurrency: int) -> Figure:
+async def run_baseline(
+    client: Client, workflows: int, states: list[str], concurrency: int, server_pid: int | None = None
+) -> Figure:
     """`workflows` x `len(states)` bare execute_update calls, in the same order the delegates answer."""
     task_queue = f"bench-baseline-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[BaselineWorkflow]):
@@ -163,7 +202,8 @@ async def run_baseline(client: Client, workflows: int, states: list[str], concur
             for state in states
             for h in handles
         ]
-        seconds, latencies, results = await timed_calls(calls, concurrency)
+        with CpuMeter(server_pid) as cpu:
+            seconds, latencies, results = await timed_calls(calls, concurrency)
         figure = Figure(
             label="bare execute_update on a minimal workflow",
             unit="updates/s",
@@ -171,6 +211,7 @@ async def run_baseline(client: Client, workflows: int, states: list[str], concur
             seconds=seconds,
             latencies_ms=[t for t in latencies if t is not None],
             errors=[f"update: {r!r}" for r in results if isinstance(r, BaseException)][:10],
+            cpu_seconds=cpu.used,
         )
         if figure.errors:
             await asyncio.gather(*(h.signal(BaselineWorkflow.finish) for h in handles), return_exceptions=True)
@@ -262,7 +303,12 @@ def _receipt_hash(response: Any) -> str | None:
 
 
 async def run_ours(
-    stack: EmbeddedStack, engine: Engine, proposals: int, states: list[str], concurrency: int
+    stack: EmbeddedStack,
+    engine: Engine,
+    proposals: int,
+    states: list[str],
+    concurrency: int,
+    profile: Path | None = None,
 ) -> tuple[OursRun, Callable[[], Awaitable[Figure]]]:
     """Open the rounds and their forms (untimed); returns the run and the coroutine that times the clicks."""
     client = stack.client
@@ -299,12 +345,14 @@ async def run_ours(
     )
 
     async def measure() -> Figure:
-        seconds, latencies, responses = await timed_calls(
-            [partial(press_approve, http, i) for i in invitations], concurrency
-        )
+        with profiled(profile), CpuMeter(stack.temporal.pid if stack.temporal else None) as cpu:
+            seconds, latencies, responses = await timed_calls(
+                [partial(press_approve, http, i) for i in invitations], concurrency
+            )
         hashes = [_receipt_hash(r) for r in responses]
         run.receipts = len({h for h in hashes if h})
         run.figure.seconds = seconds
+        run.figure.cpu_seconds = cpu.used
         run.figure.latencies_ms = [t for t, h in zip(latencies, hashes, strict=True) if t is not None and h]
         run.figure.errors = [
             f"{i.state} on {i.proposal_id}: {r!r}"
@@ -429,9 +477,13 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             engine = make_engine(stack.settings.sqlalchemy_url)
             ours_run: OursRun | None = None
             try:
-                ours_run, measure_ours = await run_ours(stack, engine, proposals, states, config.concurrency)
+                ours_run, measure_ours = await run_ours(
+                    stack, engine, proposals, states, config.concurrency, config.profile
+                )
                 say(f"{proposals} round(s) open, {positions} invitations in {ours_run.rounds_open_seconds:.1f}s")
-                baseline = await run_baseline(stack.client, proposals, states, config.concurrency)
+                baseline = await run_baseline(
+                    stack.client, proposals, states, config.concurrency, stack.temporal.pid if stack.temporal else None
+                )
                 say(f"baseline: {baseline.completed} updates in {baseline.seconds:.2f}s")
                 ours = await measure_ours()
                 say(f"ours: {ours_run.receipts} receipts in {ours.seconds:.2f}s")
@@ -479,6 +531,9 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
     say(f"          {ours.completed}/{ours.calls} positions in {ours.seconds:.2f}s; throughput in positions/s")
     say(f"baseline: {baseline.label}")
     say(f"          {baseline.completed}/{baseline.calls} updates in {baseline.seconds:.2f}s; throughput in updates/s")
+    for side, figure in (("ours", ours), ("baseline", baseline)):
+        cpu = ", ".join(f"{name} {ms:.1f} ms" for name, ms in figure.as_json()["cpu_ms_per_call"].items())
+        say(f"cpu per call ({side}): {cpu}")
     say("")
     say(format_table(rows))
     for side, figure in (("ours", ours), ("baseline", baseline)):
@@ -497,6 +552,8 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             f"{verify['baseline_s'] * 1000:.1f} ms = {verify['ratio']}x (goal <= {verify['goal_max_ratio']}x: "
             f"{'met' if verify['met'] else 'NOT met'})"
         )
+    if config.profile:
+        say(f"profile of the timed clicks written to {config.profile} (its run's figures are not the ones to report)")
     say(f"\nresults written to {config.out}")
     return results
 

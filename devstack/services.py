@@ -85,6 +85,10 @@ class TemporalDevServer:
         self._log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process and self._process.poll() is None else None
+
     def start(self, timeout: float = 60) -> None:
         host, port = split_address(self.address)
         if port_open(host, port):

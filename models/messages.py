@@ -143,6 +143,7 @@ class PositionReceipt(BaseModel):
     ledger_seq: int
     ledger_entry_hash: str
     recorded_at: datetime
+    amount: Decimal | None = None  # the contribution a confirmation commits, as the ledger entry records it
 
 
 class RoundStatus(BaseModel):

@@ -39,16 +39,15 @@ from models.messages import (
 )
 from models.positions import Position
 from models.process import FundingModel, StageType
-from models.tables import DelegateRecord, ProposalRecord
+from models.tables import DelegateRecord, LedgerEntry, ProposalRecord
 from models.timefmt import both, in_utc
 from models.tokens import ActionClaims, TokenError, check_csrf, csrf_token, decision_id, verify_action
 from web.pages import (
     document_body,
-    document_version,
+    document_version_number,
     error_page,
     form_expired_page,
     ledger_entry,
-    ledger_payload,
     live_status,
     rejection_type,
     templates,
@@ -86,16 +85,6 @@ RECEIPT_TITLES = {
 }
 
 
-@dataclass
-class ActionContext:
-    token: str
-    claims: ActionClaims
-    delegate: DelegateRecord
-    proposal: ProposalRecord
-    document_body: str
-    version: int
-
-
 @dataclass(frozen=True)
 class RoundOpening:
     """What the ledger recorded when the round opened: enough to word a receipt or a closed page."""
@@ -103,6 +92,23 @@ class RoundOpening:
     purpose: RoundPurpose
     stage_type: StageType
     funding: FundingTerms | None
+
+
+@dataclass
+class ActionContext:
+    """The link's claims and the records behind it, read in one database visit.
+
+    An answer (POST) also reads, in the same visit, the round's opening and whether this very form was
+    recorded before; the document's text is read only by the pages that show it.
+    """
+
+    token: str
+    claims: ActionClaims
+    delegate: DelegateRecord
+    proposal: ProposalRecord
+    version: int
+    opening: RoundOpening | None = None
+    recorded: tuple[PositionReceipt, Decimal | None] | None = None
 
 
 @router.get("/act/{token}", response_class=HTMLResponse)
@@ -134,19 +140,19 @@ async def record_action(
     reason: str = Form(default="", max_length=4000),
     amount: str = Form(default=""),
 ) -> Response:
-    context = await _load(request, token)
-    if isinstance(context, Response):
-        return context
     settings = request.app.state.settings
     nonce = check_csrf(settings.signing_keys, token, csrf)
     if nonce is None:
-        return form_expired_page(request)
+        # A form that was never ours or has expired; a bad link still gets its own page from _load.
+        context = await _load(request, token)
+        return context if isinstance(context, Response) else form_expired_page(request)
     update_id = decision_id(token, nonce)
-    engine: Engine = request.app.state.engine
+    context = await _load(request, token, answering=update_id)
+    if isinstance(context, Response):
+        return context
     # This very form was recorded before (a double click, a retried request, or after the round closed).
-    recorded = await asyncio.to_thread(_answer_from_ledger, engine, context.claims, update_id)
-    if recorded is not None:
-        return await _receipt_page(request, context, *recorded)
+    if context.recorded is not None:
+        return _receipt_page(request, context, *context.recorded)
 
     async def again(error: str) -> Response:
         return await _reshow(request, context, error, reason=reason, amount=amount)
@@ -195,8 +201,7 @@ async def record_action(
         if exc.status == RPCStatusCode.NOT_FOUND:
             return await _closed_page(request, context)
         return unavailable_page(request, NOT_RECORDED)
-    recorded = await asyncio.to_thread(_answer_from_ledger, engine, context.claims, update_id)
-    return await _receipt_page(request, context, receipt, recorded[1] if recorded else None)
+    return _receipt_page(request, context, receipt, receipt.amount)
 
 
 async def _submit(
@@ -230,24 +235,28 @@ async def _submit(
 
 
 async def _received_page(request: Request, context: ActionContext, chosen: Position, decision: str) -> Response:
-    opening = await asyncio.to_thread(_round_opening, request.app.state.engine, context.claims)
+    opening = context.opening or await asyncio.to_thread(_round_opening, request.app.state.engine, context.claims)
     page = _page_context(context, opening.purpose, opening.stage_type) | {"position": chosen, "decision_id": decision}
     return templates.TemplateResponse(request, "received.html", page, status_code=202)
 
 
-async def _load(request: Request, token: str) -> ActionContext | Response:
-    """Verify the link and load what the page shows; a Response is the error page to return instead."""
+async def _load(request: Request, token: str, *, answering: str | None = None) -> ActionContext | Response:
+    """Verify the link and load what the page shows; a Response is the error page to return instead.
+
+    `answering` is the decision id of a submitted form: the round's opening and any answer already
+    recorded under that id are read in the same visit.
+    """
     settings = request.app.state.settings
     try:
         claims = verify_action(settings.signing_keys, token)
     except TokenError as exc:
         return token_error_page(request, exc)
-    loaded = await asyncio.to_thread(_load_records, request.app.state.engine, claims)
+    loaded = await asyncio.to_thread(_load_records, request.app.state.engine, claims, answering)
     if loaded is None:
         return error_page(
             request, 404, "Unknown proposal", "This link refers to a proposal or document we do not hold."
         )
-    delegate, proposal, body, version = loaded
+    delegate, proposal, version, opening, recorded = loaded
     if delegate is None or not delegate.active or delegate.state != claims.state.value:
         return error_page(
             request,
@@ -256,25 +265,38 @@ async def _load(request: Request, token: str) -> ActionContext | Response:
             "This link was issued to a delegate who is no longer on the roster for this state.",
             "Contact your state's focal point or the secretariat.",
         )
-    return ActionContext(token, claims, delegate, proposal, body, version)
+    return ActionContext(token, claims, delegate, proposal, version, opening, recorded)
 
 
 def _load_records(
-    engine: Engine, claims: ActionClaims
-) -> tuple[DelegateRecord | None, ProposalRecord, str, int] | None:
+    engine: Engine, claims: ActionClaims, answering: str | None
+) -> (
+    tuple[
+        DelegateRecord | None,
+        ProposalRecord,
+        int,
+        RoundOpening | None,
+        tuple[PositionReceipt, Decimal | None] | None,
+    ]
+    | None
+):
     with Session(engine) as session:
         proposal = session.get(ProposalRecord, claims.proposal_id)
-        document = document_version(session, claims.proposal_id, claims.document_sha256)
-        if proposal is None or document is None:
+        version = document_version_number(session, claims.proposal_id, claims.document_sha256)
+        if proposal is None or version is None:
             return None
-        return session.get(DelegateRecord, claims.delegate_id), proposal, *document
+        delegate = session.get(DelegateRecord, claims.delegate_id)
+        if answering is None:
+            return delegate, proposal, version, None, None
+        opened = ledger_entry(session, f"{claims.round_workflow_id}:opened")
+        recorded = ledger_entry(session, f"{claims.round_workflow_id}:position:{answering}")
+        return delegate, proposal, version, _opening(opened), _answer(claims, answering, recorded)
 
 
-def _answer_from_ledger(
-    engine: Engine, claims: ActionClaims, update_id: str
+def _answer(
+    claims: ActionClaims, update_id: str, entry: LedgerEntry | None
 ) -> tuple[PositionReceipt, Decimal | None] | None:
     """The receipt (and committed amount) already in the ledger for this very form, if any."""
-    entry = ledger_entry(engine, f"{claims.round_workflow_id}:position:{update_id}")
     if entry is None:
         return None
     payload = json.loads(entry.payload_json)
@@ -293,7 +315,12 @@ def _answer_from_ledger(
 
 
 def _round_opening(engine: Engine, claims: ActionClaims) -> RoundOpening:
-    payload = ledger_payload(engine, f"{claims.round_workflow_id}:opened") or {}
+    with Session(engine) as session:
+        return _opening(ledger_entry(session, f"{claims.round_workflow_id}:opened"))
+
+
+def _opening(entry: LedgerEntry | None) -> RoundOpening:
+    payload = json.loads(entry.payload_json) if entry is not None else {}
     funding = payload.get("funding")
     return RoundOpening(
         purpose=RoundPurpose(payload.get("purpose", RoundPurpose.REVIEW)),
@@ -336,19 +363,21 @@ async def _form_page(
     current = live.positions.get(state)
     funding = live.funding
     changes = None
+    engine: Engine = request.app.state.engine
+    body = await asyncio.to_thread(document_body, engine, context.claims.document_sha256) or ""
     previous = live.previous_document
     if previous is not None and previous.sha256 != context.claims.document_sha256:
-        old = await asyncio.to_thread(document_body, request.app.state.engine, previous.sha256)
+        old = await asyncio.to_thread(document_body, engine, previous.sha256)
         if old is not None:
             changes = document_diff(
                 old,
-                context.document_body,
+                body,
                 old_name=f"version {previous.version}",
                 new_name=f"version {context.version}",
             )
     expected = funding.expected.get(state) if funding else None
     page = _page_context(context, live.purpose, live.stage_type) | {
-        "document_html": markdown_to_html(context.document_body),
+        "document_html": markdown_to_html(body),
         "positions": live.allowed or ROUND_ANSWERS[live.purpose],
         "reason_label": REASON_LABELS[live.purpose],
         "csrf": csrf_token(settings.signing_keys, context.token),
@@ -385,10 +414,11 @@ async def _closed_page(request: Request, context: ActionContext) -> Response:
     return templates.TemplateResponse(request, "closed.html", page, status_code=410)
 
 
-async def _receipt_page(
+def _receipt_page(
     request: Request, context: ActionContext, receipt: PositionReceipt, amount: Decimal | None
 ) -> Response:
-    opening = await asyncio.to_thread(_round_opening, request.app.state.engine, context.claims)
+    opening = context.opening
+    assert opening is not None, "an answer's context is loaded with the round's opening"
     currency = opening.funding.currency if opening.funding else ""
     page = _page_context(context, opening.purpose, opening.stage_type) | {
         "receipt": receipt,

@@ -188,7 +188,8 @@ def _comment_from_ledger(
     engine: Engine, claims: CommentClaims, update_id: str
 ) -> tuple[CommentReceipt, str, str | None] | None:
     """The receipt (with the comment as sent) already in the ledger for this very form, if any."""
-    entry = ledger_entry(engine, f"{claims.consultation_workflow_id}:comment:{update_id}")
+    with Session(engine) as session:
+        entry = ledger_entry(session, f"{claims.consultation_workflow_id}:comment:{update_id}")
     if entry is None:
         return None
     payload = json.loads(entry.payload_json)

@@ -93,24 +93,29 @@ def rejection_type(exc: WorkflowUpdateFailedError) -> str:
     return (cause.type or "") if isinstance(cause, ApplicationError) else ""
 
 
-def ledger_entry(engine: Engine, idempotency_key: str) -> LedgerEntry | None:
-    with Session(engine) as session:
-        return session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)).first()
+def ledger_entry(session: Session, idempotency_key: str) -> LedgerEntry | None:
+    return session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)).first()
 
 
 def ledger_payload(engine: Engine, idempotency_key: str) -> dict[str, Any] | None:
-    entry = ledger_entry(engine, idempotency_key)
+    with Session(engine) as session:
+        entry = ledger_entry(session, idempotency_key)
     return json.loads(entry.payload_json) if entry is not None else None
+
+
+def document_version_number(session: Session, proposal_id: str, sha256: str) -> int | None:
+    """The version number of a proposal's document with this SHA-256, if it is one of its versions."""
+    return session.exec(
+        select(DocumentVersion.version).where(
+            DocumentVersion.proposal_id == proposal_id, DocumentVersion.sha256 == sha256
+        )
+    ).first()
 
 
 def document_version(session: Session, proposal_id: str, sha256: str) -> tuple[str, int] | None:
     """The body and version number of a proposal's stored document version, if it is one of its versions."""
     blob = session.get(DocumentBlob, sha256)
-    version = session.exec(
-        select(DocumentVersion.version).where(
-            DocumentVersion.proposal_id == proposal_id, DocumentVersion.sha256 == sha256
-        )
-    ).first()
+    version = document_version_number(session, proposal_id, sha256)
     if blob is None or version is None:
         return None
     return blob.body, version

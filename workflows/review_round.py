@@ -202,6 +202,7 @@ class ReviewRoundWorkflow:
             ledger_seq=receipt.seq,
             ledger_entry_hash=receipt.entry_hash,
             recorded_at=receipt.recorded_at,
+            amount=amount,
         )
         self._receipts[decision_id] = recorded
         return recorded

@@ -505,7 +505,7 @@ def web(
     import uvicorn
 
     from models.logging import configure_logging
-    from web.app import create_app
+    from web.app import KEEP_ALIVE_SECONDS, create_app
 
     settings = settings_for(data_dir)
     if host:
@@ -515,7 +515,13 @@ def web(
     configure_logging(settings.log_format)
     _ = settings.signing_key
     require_codec_keys(settings)
-    uvicorn.run(create_app(settings), host=settings.web_host, port=settings.web_port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.web_host,
+        port=settings.web_port,
+        log_level="info",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )
 
 
 @app.command()

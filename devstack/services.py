@@ -17,6 +17,8 @@ from typing import Any
 import uvicorn
 from aiosmtpd.controller import Controller
 
+from web.app import KEEP_ALIVE_SECONDS
+
 SEARCH_ATTRIBUTES = {
     "AisafeStage": "Keyword",
     "AisafeRound": "Int",
@@ -160,7 +162,10 @@ class QuietServer(uvicorn.Server):
 async def serve_web(app: Any, host: str, port: int) -> tuple[QuietServer, asyncio.Task[None]]:
     if port_open(host, port):
         raise StackError(f"web port {port} is already in use; choose another with --web-port")
-    server = QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS
+    )
+    server = QuietServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

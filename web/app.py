@@ -35,6 +35,9 @@ from web.pages import error_page, templates, unavailable_page
 from web.rendering import linkify_text
 
 HERE = Path(__file__).parent
+# Idle keep-alive connections stay open longer than a reverse proxy keeps its own (nginx: 60 s), so a
+# request never goes out on a connection the app has just closed (uvicorn's default is 5 s).
+KEEP_ALIVE_SECONDS = 75
 __all__ = ["create_app", "error_page", "templates"]
 
 

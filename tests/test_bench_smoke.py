@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import parse_args
+from bench.fanout import run_fanout_bench
 from bench.runner import SMOKE, BenchConfig, percentile, run_bench, succeeded
 
 
@@ -50,3 +53,17 @@ async def test_smoke_run_measures_both_sides_and_receipts_every_position(tmp_pat
     assert results["machine"]["cpu_count"] and results["machine"]["temporalio"]
     printed = "\n".join(lines)
     assert "ratio (ours/baseline)" in printed and "throughput (per s)" in printed
+
+
+async def test_fanout_times_a_round_start_against_the_same_mail_sent_bare() -> None:
+    lines: list[str] = []
+    fanout = (await run_fanout_bench(say=lines.append, repeats=1))["fanout"]
+
+    # run_fanout_bench raises unless every delegate got a linked invitation, an outbox row and the ledger entries.
+    assert (fanout["messages"], fanout["states"]) == (22, 11)
+    assert fanout["baseline_s"] > 0
+    assert fanout["ratio"] == pytest.approx(fanout["ours_s"] / fanout["baseline_s"], rel=0.01)
+    # Each span lies inside the one around it: the mail activity, the round, the proposal, the client's wait.
+    assert 0 < fanout["ours_activity_s"] <= fanout["ours_round_s"] <= fanout["ours_server_s"] <= fanout["ours_s"]
+    assert fanout["goal_max_ratio"] == 1.5
+    assert len(lines) == 2 and "baseline" in lines[-1]

@@ -17,7 +17,8 @@ LEDGER_TIMEOUT = timedelta(seconds=30)
 # Mail is retried until the relay takes it; the outbox makes each recipient's message go once.
 MAIL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2))
 MAIL_TIMEOUT = timedelta(minutes=5)
-# A fan-out heartbeats before each message, so a worker that dies mid-fan-out is noticed in seconds, not minutes.
+# A fan-out heartbeats as it goes (at most once a second), so a worker that dies mid-fan-out is noticed in
+# seconds, not minutes.
 MAIL_HEARTBEAT = timedelta(seconds=10)
 
 

@@ -75,6 +75,7 @@ class RoundColumn:
     verdict: str | None = None
     reason: str | None = None
     reminders: int = 0
+    participants: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -141,7 +142,7 @@ class AuditRecord:
     @property
     def states(self) -> list[MemberState]:
         """The states the matrix has rows for: every state invited to any round, in the usual order."""
-        seen = {state for state, _ in self.answers}
+        seen = {state for state, _ in self.answers} | {state for column in self.rounds for state in column.participants}
         return [s for s in sorted(MemberState, key=lambda s: s.value) if s.value in seen] or sorted(
             MemberState, key=lambda s: s.value
         )
@@ -195,6 +196,7 @@ def build_record(lines: list[LedgerLine]) -> AuditRecord:
                     document_sha256=document.get("sha256"),
                     opened_at=at,
                     deadline=_time(payload.get("deadline")),
+                    participants=[str(state) for state in payload.get("participants") or []],
                 )
             case "position":
                 _record_answer(record, payload, line)

@@ -44,17 +44,19 @@ _env.filters["utc"] = utc
 _env.filters["amount"] = amount
 
 
-def timeline_svg(record: AuditRecord, width: int = 880) -> Markup:
-    """The stages as bars on one time axis, from the proposal's start to its last entry."""
+def timeline_svg(record: AuditRecord, width: int = 880, *, title_id: str = "timeline-title") -> Markup:
+    """The stages as bars on one time axis, from the proposal's start to its last entry.
+
+    `title_id` names the SVG's title element; a page with several timelines gives each its own."""
     label_width, row, top = 250, 28, 26
     spans = record.stages
     start = record.started_at
     end = max([record.last_at or start] + [s.ended_at or s.started_at for s in spans]) if start else None
     height = top + row * max(len(spans), 1) + 24
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="timeline-title" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="{escape(title_id)}" '
         f'width="100%" viewBox="0 0 {width} {height}" class="timeline">',
-        '<title id="timeline-title">Stage timeline of the proposal</title>',
+        f'<title id="{escape(title_id)}">Stage timeline of the proposal</title>',
     ]
     if start is None or end is None or not spans:
         parts.append(f'<text x="0" y="{top}" font-size="13">No stage has started.</text></svg>')

@@ -118,3 +118,12 @@ def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engin
 
 
 from tests.harness import harness  # noqa: E402, F401  (the workflow harness fixture, shared by workflow tests)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep each phase's report on the test item, so a fixture can tell in teardown whether its test failed
+    (the browser tests save screenshots then)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,4 +1,4 @@
-"""The FastAPI application: wiring, the dashboard, health, and the dev mailbox."""
+"""The FastAPI application: wiring, health, and the dev mailbox."""
 
 from __future__ import annotations
 
@@ -12,15 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from models.db import init_db, make_engine
 from models.settings import Settings
-from models.tables import ProposalRecord
-from models.temporal_client import connect, proposal_status
-from models.timefmt import in_utc
+from models.temporal_client import connect
 from web.actions import router as action_router
 from web.audit import router as audit_router
 from web.auth import install as install_auth
@@ -29,6 +26,7 @@ from web.auth import router as auth_router
 from web.codec import CodecCors, own_origin
 from web.codec import router as codec_router
 from web.comments import router as comment_router
+from web.dashboard import router as dashboard_router
 from web.headers import SecurityHeaders
 from web.mailbox import read_mailbox
 from web.pages import error_page, templates, unavailable_page
@@ -60,6 +58,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(audit_router, dependencies=[Depends(require_role("auditor", "coordinator"))])
     app.include_router(codec_router)
+    app.include_router(dashboard_router)
     app.add_middleware(CodecCors, origins=settings.ui_origin_list, own_origin=own_origin(settings.base_url))
     app.add_middleware(SecurityHeaders)
     install_auth(app)
@@ -80,23 +79,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"})
-
-    @app.get("/", response_class=HTMLResponse, dependencies=[Depends(require_role("coordinator", "auditor"))])
-    async def dashboard(request: Request) -> Response:
-        with Session(request.app.state.engine) as session:
-            records = session.exec(select(ProposalRecord).order_by(ProposalRecord.created_at.desc())).all()  # type: ignore[attr-defined]
-        statuses = await asyncio.gather(
-            *(proposal_status(request.app.state.client, r.id) for r in records), return_exceptions=True
-        )
-        rows = [
-            {
-                "record": r,
-                "status": s if not isinstance(s, BaseException) else None,
-                "deadline": in_utc(s.deadline) if not isinstance(s, BaseException) and s.deadline else None,
-            }
-            for r, s in zip(records, statuses, strict=True)
-        ]
-        return templates.TemplateResponse(request, "dashboard.html", {"rows": rows, "dev": settings.dev})
 
     if settings.dev:
 

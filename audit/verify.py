@@ -7,9 +7,11 @@ cross-check of ledger against history. A bundle passes when no check finds anyth
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audit import keys
@@ -23,10 +25,8 @@ from audit.bundle import (
     LedgerLine,
     NotABundle,
     bundle_files,
-    document_file,
-    read_ledger,
+    parse_ledger,
     read_manifest,
-    sha256_file,
 )
 from audit.crosscheck import Finding, cross_check
 from audit.history import HistoryFormatError, WorkflowRecord, parse_history
@@ -87,28 +87,30 @@ def verify_bundle(root: Path, public_key: str | None = None) -> Verification:
     elif not keys.signature_holds(signer, manifest.raw, manifest.signature):
         add(Finding(SIGNATURE, "-", "signature", f"does not verify with key {keys.fingerprint(signer)}"))
 
-    # 2. Every file, and nothing else.
-    listed, present = manifest.files, set(bundle_files(root))
-    for name in sorted(present - listed.keys()):
+    # 2. Every file, and nothing else. Each file is read once, here; the checks after this one use what was read.
+    contents = {name: (root / name).read_bytes() for name in bundle_files(root)}
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
+    listed = manifest.files
+    for name in sorted(contents.keys() - listed.keys()):
         add(Finding(name, "-", "file", "not listed in the manifest"))
     for name, digest in sorted(listed.items()):
-        path = root / name
-        if name not in present or not path.is_file():
+        if name not in contents:
             add(Finding(name, "-", "file", "listed in the manifest but missing"))
-        elif sha256_file(path) != digest:
+        elif digests[name] != digest:
             add(Finding(name, "-", "sha256", "the file's hash differs from the manifest's"))
     result.counts["files"] = len(listed)
 
     # 3. The ledger's chain.
-    ledger = _check_ledger(root, manifest.proposal_id, add)
+    ledger = _check_ledger(contents.get(LEDGER), manifest.proposal_id, add)
     result.counts["ledger_entries"] = len(ledger)
 
     # 4. Documents.
-    _check_documents(root, ledger, add)
-    result.counts["documents"] = len(list((root / DOCUMENTS_DIR).glob("*.md")))
+    documents = _in_folder(contents, DOCUMENTS_DIR, ".md")
+    _check_documents(documents, digests, contents.get(VERSIONS), ledger, add)
+    result.counts["documents"] = len(documents)
 
     # 5. Ledger against history.
-    workflows = _read_histories(root, add)
+    workflows = _read_histories(_in_folder(contents, HISTORY_DIR, ".json"), contents, add)
     result.counts["histories"] = len(workflows)
     for record in workflows.values():
         for child in record.children:
@@ -134,11 +136,20 @@ def verify_bundle(root: Path, public_key: str | None = None) -> Verification:
     return result
 
 
-def _check_ledger(root: Path, proposal_id: str, add: Any) -> list[LedgerLine]:
-    if not (root / LEDGER).is_file():
+def _in_folder(names: Iterable[str], folder: str, suffix: str) -> list[PurePosixPath]:
+    """The files directly in `folder` whose names end in `suffix`: what `Path.glob(f"*{suffix}")` lists there."""
+    return [
+        PurePosixPath(name)
+        for name in names
+        if name.startswith(f"{folder}/") and "/" not in name[len(folder) + 1 :] and name.endswith(suffix)
+    ]
+
+
+def _check_ledger(data: bytes | None, proposal_id: str, add: Any) -> list[LedgerLine]:
+    if data is None:
         return []
     try:
-        ledger = read_ledger(root)
+        ledger = parse_ledger(data.decode("utf-8"))
     except ValueError as exc:
         add(Finding(LEDGER, "-", "line", str(exc)))
         return []
@@ -166,16 +177,20 @@ def _check_ledger(root: Path, proposal_id: str, add: Any) -> list[LedgerLine]:
     return ledger
 
 
-def _check_documents(root: Path, ledger: list[LedgerLine], add: Any) -> None:
-    folder = root / DOCUMENTS_DIR
-    present = {path.stem for path in folder.glob("*.md")} if folder.is_dir() else set()
-    for sha in sorted(present):
-        path = root / document_file(sha)
-        if sha256_file(path) != sha:
-            add(Finding(document_file(sha), "-", "sha256", "the text does not hash to the name it is filed under"))
-    if (root / VERSIONS).is_file():
+def _check_documents(
+    documents: list[PurePosixPath],
+    digests: dict[str, str],
+    versions_json: bytes | None,
+    ledger: list[LedgerLine],
+    add: Any,
+) -> None:
+    present = {path.stem for path in documents}
+    for path in sorted(documents, key=lambda path: path.stem):
+        if digests[str(path)] != path.stem:
+            add(Finding(str(path), "-", "sha256", "the text does not hash to the name it is filed under"))
+    if versions_json is not None:
         try:
-            versions = json.loads((root / VERSIONS).read_text(encoding="utf-8"))
+            versions = json.loads(versions_json.decode("utf-8"))
             for version in versions:
                 if version["sha256"] not in present:
                     add(Finding(VERSIONS, f"version {version['version']}", "sha256", "the text is not in the bundle"))
@@ -195,13 +210,12 @@ def _check_documents(root: Path, ledger: list[LedgerLine], add: Any) -> None:
                 add(Finding(LEDGER, f"seq {line.seq}", "document", f"names document {sha}, which is not in the bundle"))
 
 
-def _read_histories(root: Path, add: Any) -> dict[str, WorkflowRecord]:
+def _read_histories(histories: list[PurePosixPath], contents: dict[str, bytes], add: Any) -> dict[str, WorkflowRecord]:
     workflows: dict[str, WorkflowRecord] = {}
-    folder = root / HISTORY_DIR
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        name = f"{HISTORY_DIR}/{path.name}"
+    for path in sorted(histories):
+        name = str(path)
         try:
-            workflows[path.stem] = parse_history(path.stem, path.read_bytes())
+            workflows[path.stem] = parse_history(path.stem, contents[name])
         except (ValueError, HistoryFormatError) as exc:
             add(Finding(name, "-", "history", str(exc)))
     return workflows

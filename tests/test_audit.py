@@ -20,7 +20,17 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from audit import keys
-from audit.bundle import LEDGER, MANIFEST, SIGNATURE, LedgerLine, bundle_files, manifest_bytes, read_ledger, sha256_file
+from audit.bundle import (
+    LEDGER,
+    MANIFEST,
+    SIGNATURE,
+    LedgerLine,
+    bundle_files,
+    manifest_bytes,
+    parse_ledger,
+    read_ledger,
+    sha256_file,
+)
 from audit.verify import verify_bundle
 from devstack.demo import run_demo
 from devstack.services import free_port
@@ -371,3 +381,12 @@ async def test_auditor_pages_list_filter_show_and_download(audited: Audited, tmp
         archive.extractall(tmp_path)
     verified = await acli("audit", "verify", str(tmp_path / audited.proposal_id), "--public-key", audited.public_key)
     assert verified.code == 0, verified.stdout
+
+
+def test_a_ledger_line_whose_text_holds_unicode_line_separators_stays_one_line() -> None:
+    # A comment may hold U+2028, U+2029 or U+0085, which the ledger writes as they are (ensure_ascii=False).
+    payload = json.dumps({"comment": "first\u2028second\u2029third\x85fourth"}, ensure_ascii=False)
+    line = LedgerLine("p-1", 1, "comment", "p-1:comment:c1", payload, "2026-11-27T00:00:00Z", "0" * 64, "f" * 64)
+    text = line.to_json() + "\n"
+    assert "\u2028" in text
+    assert parse_ledger(text) == [line]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench demo clean
+.PHONY: run test lint bench bench-scale demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Goal 3 of the performance issue: 1,000 proposals open at once on one worker process (long: see README).
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale --proposals 1000 --out bench/scale-results.json
 
 demo: $(STAMP)
 	$(BIN)/aisafe demo

@@ -10,6 +10,7 @@ import pytest
 from bench.__main__ import parse_args
 from bench.fanout import run_fanout_bench
 from bench.runner import SMOKE, BenchConfig, percentile, run_bench, succeeded
+from bench.scale import run_scale_bench
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -67,3 +68,15 @@ async def test_fanout_times_a_round_start_against_the_same_mail_sent_bare() -> N
     assert 0 < fanout["ours_activity_s"] <= fanout["ours_round_s"] <= fanout["ours_server_s"] <= fanout["ours_s"]
     assert fanout["goal_max_ratio"] == 1.5
     assert len(lines) == 2 and "baseline" in lines[-1]
+
+
+async def test_scale_run_answers_every_position_and_samples_the_worker_process() -> None:
+    lines: list[str] = []
+    scale = (await run_scale_bench(proposals=2, concurrency=4, say=lines.append))["scale"]
+
+    assert scale["all_started"] and scale["all_answered"]
+    assert scale["ledger_positions"] == scale["awaited_positions"] == 22
+    # The worker ran as its own process and its memory was read from /proc while it worked.
+    assert scale["worker_rss_samples"] > 0 and 0 < scale["worker_peak_rss_mib"] < scale["goal_rss_mib"]
+    assert scale["baseline_updates_per_s"] > 0 and scale["positions_per_s"] > 0
+    assert not scale["met"], "two proposals cannot meet a goal about 1,000"

@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         "--out", type=Path, default=DEFAULT_OUT, metavar="PATH", help="results JSON (default %(default)s)"
     )
     parser.add_argument(
+        "--fanout-repeats",
+        type=int,
+        metavar="N",
+        help=f"rounds started for the fan-out figure, 0 to skip it (default {defaults.fanout_repeats})",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="PATH",
@@ -62,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         concurrency=base.concurrency if args.concurrency is None else args.concurrency,
         out=args.out,
         review_rounds=base.review_rounds if args.review_rounds is None else args.review_rounds,
+        fanout_repeats=base.fanout_repeats if args.fanout_repeats is None else args.fanout_repeats,
         profile=args.profile,
     )
     if config.positions < 1:

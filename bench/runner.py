@@ -63,10 +63,11 @@ class BenchConfig:
     concurrency: int = 16
     out: Path = DEFAULT_OUT
     review_rounds: int = 10  # for the history-size and audit figures; 0 skips them
+    fanout_repeats: int = 5  # rounds started for the fan-out figure (median reported); 0 skips it
     profile: Path | None = None  # py-spy output for the timed clicks (bench/profile.py)
 
 
-SMOKE = BenchConfig(positions=11, concurrency=4, review_rounds=0)
+SMOKE = BenchConfig(positions=11, concurrency=4, review_rounds=0, fanout_repeats=0)
 
 
 @dataclass
@@ -521,6 +522,10 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
         from bench.history import run_history_bench
 
         results |= await run_history_bench(config.review_rounds, say)
+    if config.fanout_repeats:
+        from bench.fanout import run_fanout_bench
+
+        results |= await run_fanout_bench(say, repeats=config.fanout_repeats)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     partial_file = config.out.with_name(config.out.name + ".tmp")  # a reader never sees half a file
     partial_file.write_text(json.dumps(results, indent=2) + "\n")
@@ -551,6 +556,14 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             f"audit verify: {verify['ours_s'] * 1000:.1f} ms vs reading and hashing the bundle's files "
             f"{verify['baseline_s'] * 1000:.1f} ms = {verify['ratio']}x (goal <= {verify['goal_max_ratio']}x: "
             f"{'met' if verify['met'] else 'NOT met'})"
+        )
+    if "fanout" in results:
+        fanout = results["fanout"]
+        say(
+            f"fan-out: a round's {fanout['messages']} invitations {fanout['ours_s'] * 1000:.0f} ms vs the same "
+            f"messages sent bare on one connection {fanout['baseline_s'] * 1000:.0f} ms = {fanout['ratio']}x "
+            f"(goal <= {fanout['goal_max_ratio']}x: {'met' if fanout['met'] else 'NOT met'}; the mail activity "
+            f"alone {fanout['activity_ratio']}x)"
         )
     if config.profile:
         say(f"profile of the timed clicks written to {config.profile} (its run's figures are not the ones to report)")

@@ -21,8 +21,13 @@ def test_percentile_interpolates_between_ranks() -> None:
 
 def test_smoke_flag_picks_the_tiny_run_and_keeps_explicit_values(tmp_path: Path) -> None:
     assert parse_args(["--smoke", "--out", str(tmp_path / "r.json")]) == BenchConfig(
-        positions=SMOKE.positions, concurrency=SMOKE.concurrency, out=tmp_path / "r.json", review_rounds=0
+        positions=SMOKE.positions,
+        concurrency=SMOKE.concurrency,
+        out=tmp_path / "r.json",
+        review_rounds=0,
+        fanout_repeats=0,
     )
+    assert parse_args(["--smoke", "--fanout-repeats", "2"]).fanout_repeats == 2
     assert parse_args(["--smoke", "--concurrency", "2"]).concurrency == 2
     assert parse_args(["--smoke", "--review-rounds", "3"]).review_rounds == 3
     assert parse_args([]).positions == 220 and parse_args([]).review_rounds == 10
@@ -31,7 +36,9 @@ def test_smoke_flag_picks_the_tiny_run_and_keeps_explicit_values(tmp_path: Path)
 async def test_smoke_run_measures_both_sides_and_receipts_every_position(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     lines: list[str] = []
-    returned = await run_bench(BenchConfig(positions=11, concurrency=4, out=out, review_rounds=0), say=lines.append)
+    returned = await run_bench(
+        BenchConfig(positions=11, concurrency=4, out=out, review_rounds=0, fanout_repeats=0), say=lines.append
+    )
 
     results = json.loads(out.read_text())
     assert results == returned

@@ -10,39 +10,81 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+from rich.text import Text
 from temporalio.service import RPCError
 
 import operations
-from models.positions import Disposition
+from models.messages import ProposalState
+from models.positions import Disposition, Position
 from models.process import InputFileError
 from models.settings import Settings
 from models.states import MemberState
 
 T = TypeVar("T")
 
+
+def examples(*lines: str) -> str:
+    """A help epilog listing example invocations, one a line; a trailing `  # …` becomes a comment above it."""
+    shown: list[str] = []
+    for line in lines:
+        command, _, note = line.partition("  # ")
+        if note:
+            shown.append(f"  [dim]# {escape(note.strip())}[/dim]")
+        if command.strip():
+            shown.append(f"  {escape(command.strip())}")
+    # The leading newline keeps the indent: click's cleandoc strips only what all lines after the first share.
+    return "\n[bold]Examples[/bold]\n" + "\n".join(shown)
+
+
 app = typer.Typer(
     name="aisafe",
     help="Durable governance workflows for the ASEAN AI Safety Network, on Temporal.",
+    epilog=examples(
+        "aisafe roster import examples/roster.yaml",
+        "aisafe propose examples/operational-framework.yaml  # prints the new proposal's id",
+        "aisafe status operational-framework-1a2b3c4d",
+        "aisafe --install-completion  # tab completion for bash, zsh, fish or PowerShell",
+    ),
     no_args_is_help=True,
     add_completion=True,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
 )
-roster_app = typer.Typer(help="Member-state delegates: import and show the roster.", no_args_is_help=True)
+roster_app = typer.Typer(
+    help="Member-state delegates: import and show the roster.",
+    epilog=examples("aisafe roster import examples/roster.yaml", "aisafe roster show"),
+    no_args_is_help=True,
+)
 app.add_typer(roster_app, name="roster")
 audit_app = typer.Typer(
-    help="Audit: export a proposal's sealed record, verify it offline, report on it.", no_args_is_help=True
+    help="Audit: export a proposal's sealed record, verify it offline, report on it.",
+    epilog=examples(
+        "aisafe audit export operational-framework-1a2b3c4d --out bundle/",
+        "aisafe audit verify bundle/ --public-key audit.pub",
+    ),
+    no_args_is_help=True,
 )
 app.add_typer(audit_app, name="audit")
-db_app = typer.Typer(help="The ledger database: apply schema migrations, show the revision.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The ledger database: apply schema migrations, show the revision.",
+    epilog=examples("aisafe db current", "aisafe db upgrade --json"),
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
-users_app = typer.Typer(help="Coordinator and auditor accounts of the web app.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Coordinator and auditor accounts of the web app.",
+    epilog=examples('aisafe users add "Audit Office" --role auditor', "aisafe users list"),
+    no_args_is_help=True,
+)
 app.add_typer(users_app, name="users")
 
 out = Console(soft_wrap=True)
@@ -122,34 +164,112 @@ def engine_for(settings: Settings) -> Any:
 
 
 def log_to_file(path: Path) -> None:
+    """Every log line, stdlib and structlog, to `path` as JSON: the command's own output stays clean."""
     import logging
 
-    from models.logging import RedactEmails, quiet_noisy_loggers
+    from models.logging import RedactEmails, configure_logging
 
+    # Without this, structlog's default logger prints the in-process web app's request lines to stdout.
+    configure_logging("json")
+    root = logging.getLogger()
     handler = logging.FileHandler(path)
     handler.addFilter(RedactEmails())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    quiet_noisy_loggers()
+    handler.setFormatter(root.handlers[0].formatter)
+    root.handlers[:] = [handler]
 
 
 def emit_json(value: Any) -> None:
     out.print_json(json.dumps(value, default=str))
 
 
+def key_column(header: str) -> Column:
+    """A column of ids, emails or names: other columns wrap first; a terminal too narrow folds it, never cuts it."""
+    return Column(header, no_wrap=True)
+
+
+def print_table(columns: Sequence[str | Column], rows: Iterable[Sequence[str | Text]]) -> None:
+    """A table on a terminal; piped, a header line and tab-separated rows, whole and uncoloured, for cut and awk."""
+    if out.is_terminal:
+        table = Table(*columns, header_style="bold")
+        for row in rows:
+            # Text, not markup: a title may hold brackets. Folded, not cut, when a column has to be squeezed.
+            cells = [Text(cell) if isinstance(cell, str) else cell.copy() for cell in row]
+            for cell in cells:
+                cell.no_wrap, cell.overflow = False, "fold"
+            table.add_row(*cells)
+        out.print(table)
+        return
+    headers = [column.header if isinstance(column, Column) else column for column in columns]
+    for row in [headers, *rows]:
+        cells = (cell.plain if isinstance(cell, Text) else str(cell) for cell in row)
+        # Written as is: rich would expand the tabs into spaces.
+        out.file.write("\t".join(" ".join(cell.split()) for cell in cells) + "\n")
+
+
+POSITION_STYLES = {
+    Position.APPROVE: "green",
+    Position.APPROVE_WITH_RESERVATION: "green",
+    Position.CONFIRM: "green",
+    Position.REQUEST_CHANGES: "yellow",
+    Position.ABSTAIN: "cyan",
+    Position.OBJECT: "bold red",
+    Position.DECLINE: "red",
+}
+STATUS_STYLES = {
+    ProposalState.RUNNING: "cyan",
+    ProposalState.ADOPTED: "bold green",
+    ProposalState.NOT_ADOPTED: "bold red",
+    ProposalState.WITHDRAWN: "dim",
+    ProposalState.EXPIRED: "dim",
+}
+
+
+@contextmanager
+def milestones(caption: str, names: Sequence[str]) -> Iterator[Callable[[str], None]]:
+    """A progress bar on stderr over `names`, shown only on a terminal so --json and pipes stay clean.
+
+    Yields `reached(line)`: a line starting with one of `names` moves the bar past the ones before it, and
+    every line becomes its caption.
+    """
+    bar = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    with bar:
+        task = bar.add_task(caption, total=len(names))
+
+        def reached(line: str) -> None:
+            passed = next((i for i, name in enumerate(names) if line.startswith(name)), None)
+            if passed is not None:
+                bar.update(task, completed=max(passed, bar.tasks[0].completed))
+            bar.update(task, description=line.strip(), refresh=True)
+
+        yield reached
+        bar.update(task, completed=len(names))
+
+
 # --- roster -----------------------------------------------------------------------------------------
 
 
-@roster_app.command("import")
+@roster_app.command(
+    "import",
+    epilog=examples(
+        "aisafe roster import examples/roster.yaml",
+        "aisafe roster import examples/roster.yaml --json  # counts added, updated, unchanged",
+    ),
+)
 def roster_import(
     file: Annotated[Path, typer.Argument(help="Roster YAML: delegates with state, role, name, email, timezone.")],
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Import delegates; importing the same file twice changes nothing (keyed by state and email).
-
-    Example: aisafe roster import examples/roster.yaml
-    """
+    """Import delegates; importing the same file twice changes nothing (keyed by state and email)."""
     from models.roster import load_roster_file
 
     try:
@@ -163,7 +283,14 @@ def roster_import(
         out.print(f"{len(roster.delegates)} delegates: {added} added, {updated} updated, {unchanged} unchanged")
 
 
-@roster_app.command("show")
+@roster_app.command(
+    "show",
+    epilog=examples(
+        "aisafe roster show",
+        "aisafe roster show | awk -F'\\t' '$1 == \"SG\"'  # piped: tab-separated, one delegate a line",
+        "aisafe roster show --json",
+    ),
+)
 def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """Show the delegates on the roster (revoked ones are not on it)."""
     delegates = operations.roster(engine_for(settings_for(data_dir)))
@@ -176,22 +303,25 @@ def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
             ]
         )
         return
-    table = Table("State / sector", "Role", "Name", "Email", "Time zone")
-    for d in delegates:
-        table.add_row(d.state or d.sector or "", d.role, d.name, d.email, d.timezone)
-    out.print(table)
+    print_table(
+        ["State / sector", "Role", "Name", key_column("Email"), "Time zone"],
+        ([d.state or d.sector or "", d.role, d.name, d.email, d.timezone] for d in delegates),
+    )
 
 
-@roster_app.command("revoke")
+@roster_app.command(
+    "revoke",
+    epilog=examples(
+        "aisafe roster revoke focal.point@example.org --state SG  # only Singapore's entry",
+        "aisafe roster revoke focal.point@example.org  # every entry with this email",
+    ),
+)
 def roster_revoke(
     email: Annotated[str, typer.Argument(help="The delegate's email address.")],
     state: Annotated[str | None, typer.Option(help="Only the entry for this state (two-letter code).")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Take a delegate off the roster: every link emailed to them stops working at once (a clear 403 page).
-
-    Example: aisafe roster revoke focal.point@example.org --state SG
-    """
+    """Take a delegate off the roster: every link emailed to them stops working at once (a clear 403 page)."""
     try:
         revoked = operations.revoke_delegate(engine_for(settings_for(data_dir)), email, state)
     except operations.OperationError as exc:
@@ -203,16 +333,18 @@ def roster_revoke(
 # --- proposals --------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "aisafe propose examples/operational-framework.yaml",
+        'aisafe propose examples/funding-model.yaml --json  # {"id": "…"}',
+    )
+)
 def propose(
     file: Annotated[Path, typer.Argument(help="Proposal YAML: title, kind, lead_state, document, process.")],
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Start a proposal and print its id.
-
-    Example: aisafe propose examples/operational-framework.yaml
-    """
+    """Start a proposal and print its id."""
     settings = settings_for(data_dir)
 
     async def work() -> str:
@@ -228,7 +360,12 @@ def propose(
         out.print(proposal_id)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "aisafe status operational-framework-1a2b3c4d",
+        "aisafe status operational-framework-1a2b3c4d --json | jq .positions",
+    )
+)
 def status(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False, data_dir: DataDirOpt = None
 ) -> None:
@@ -242,27 +379,48 @@ def status(
     if as_json:
         emit_json(current.model_dump(mode="json"))
         return
-    out.print(f"[bold]{current.title}[/bold]  ({current.id})")
-    out.print(f"stage: {current.stage}   status: {current.status.value}   round: {current.round}")
-    out.print(f"document: version {current.document.version}, sha256 {current.document.sha256}")
+    out.print(Text.assemble((current.title, "bold"), f"  ({current.id})"), highlight=False)
+    out.print(
+        Text.assemble(
+            f"stage: {current.stage}   status: ",
+            (current.status.value, STATUS_STYLES.get(current.status, "")),
+            f"   round: {current.round}",
+        ),
+        highlight=False,
+    )
+    out.print(f"document: version {current.document.version}, sha256 {current.document.sha256}", highlight=False)
     if current.deadline:
-        out.print(f"deadline: {current.deadline.isoformat()}")
+        out.print(f"deadline: {current.deadline.isoformat()}", highlight=False)
     if current.closed_reason:
-        out.print(f"outcome: {current.closed_reason}")
-    table = Table("State", "Position")
-    for state in MemberState:
-        if state in current.positions:
-            position = current.positions[state]
-            table.add_row(f"{state.value} {state.official_name}", position.label if position else "awaited")
+        out.print(f"outcome: {current.closed_reason}", highlight=False, markup=False)
     if current.positions:
-        out.print(table)
+        answered = [(state, current.positions[state]) for state in MemberState if state in current.positions]
+        print_table(
+            ["State", "Position"],
+            (
+                [
+                    f"{state.value} {state.official_name}",
+                    Text(p.label, POSITION_STYLES[p]) if p else Text("awaited", "dim"),
+                ]
+                for state, p in answered
+            ),
+        )
     for outcome in current.rounds:
         out.print(
-            f"round {outcome.round}: {outcome.verdict.value} — {outcome.reason} (closed: {outcome.closed_because})"
+            f"round {outcome.round}: {outcome.verdict.value} — {outcome.reason} (closed: {outcome.closed_because})",
+            highlight=False,
+            markup=False,
         )
 
 
-@app.command("list")
+@app.command(
+    "list",
+    epilog=examples(
+        "aisafe list",
+        "aisafe list --stage member_review  # a stage, or a final status such as adopted",
+        "aisafe list --json | jq -r '.[].id'",
+    ),
+)
 def list_command(
     stage: Annotated[str | None, typer.Option(help="Only proposals in this stage or status.")] = None,
     as_json: JsonOpt = False,
@@ -290,13 +448,27 @@ def list_command(
             ]
         )
         return
-    table = Table("Id", "Title", "Stage", "Status", "Round")
-    for s in found:
-        table.add_row(s.id, s.title, s.stage, s.status.value, str(s.round))
-    out.print(table)
+    if not found and out.is_terminal:
+        err.print(f"no proposals{f' in {stage}' if stage else ''}", highlight=False, markup=False)
+        return
+    print_table(
+        [
+            key_column("Id"),
+            Column("Title", min_width=12),
+            Column("Stage", no_wrap=True),
+            Column("Status", no_wrap=True),
+            Column("Round", justify="right"),
+        ],
+        ([s.id, s.title, s.stage, Text(s.status.value, STATUS_STYLES.get(s.status, "")), str(s.round)] for s in found),
+    )
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "aisafe revise operational-framework-1a2b3c4d examples/operational-framework-v2.md",
+        "aisafe revise operational-framework-1a2b3c4d v3.md --json  # the new version's number and sha256",
+    )
+)
 def revise(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
     file: Annotated[Path, typer.Argument(help="The new version (Markdown).")],
@@ -316,7 +488,7 @@ def revise(
         out.print(f"version {document.version} uploaded (sha256 {document.sha256})")
 
 
-@app.command()
+@app.command(epilog=examples("aisafe submit operational-framework-1a2b3c4d"))
 def submit(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False, data_dir: DataDirOpt = None
 ) -> None:
@@ -333,7 +505,7 @@ def submit(
         out.print(f"submitted (sha256 {sha256})")
 
 
-@app.command()
+@app.command(epilog=examples('aisafe withdraw operational-framework-1a2b3c4d --reason "Superseded by v2"'))
 def withdraw(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
     reason: Annotated[str, typer.Option(help="Why the proposal is withdrawn (recorded in the ledger).")],
@@ -353,17 +525,19 @@ def withdraw(
         out.print(f"{proposal_id} withdrawn")
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "aisafe extend operational-framework-1a2b3c4d P7D  # one more week",
+        "aisafe extend operational-framework-1a2b3c4d PT48H --json",
+    )
+)
 def extend(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
     duration: Annotated[str, typer.Argument(help="ISO 8601 duration to add, e.g. P7D.")],
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Extend the open consultation's deadline (stakeholders are told the new date).
-
-    Example: aisafe extend ID P7D
-    """
+    """Extend the open consultation's deadline (stakeholders are told the new date)."""
     settings = settings_for(data_dir)
 
     async def work() -> Any:
@@ -376,7 +550,13 @@ def extend(
         out.print(f"consultation extended to {deadline.isoformat()}")
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "aisafe comments operational-framework-1a2b3c4d  # the comment ids",
+        "aisafe respond operational-framework-1a2b3c4d 7c9e6679-7425-40de-944b-e07fc1f90ae7 partly"
+        ' --reason "Section 4 now covers data protection"',
+    )
+)
 def respond(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
     comment_id: Annotated[str, typer.Argument(metavar="COMMENT_ID")],
@@ -385,10 +565,7 @@ def respond(
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Record the disposition of a consultation comment.
-
-    Example: aisafe respond ID COMMENT_ID partly --reason "Section 4 now covers data protection"
-    """
+    """Record the disposition of a consultation comment (comment ids: `aisafe comments ID`)."""
     settings = settings_for(data_dir)
 
     async def work() -> Any:
@@ -401,7 +578,13 @@ def respond(
         out.print(f"comment {comment.comment_id}: {comment.disposition}")
 
 
-@app.command("comments")
+@app.command(
+    "comments",
+    epilog=examples(
+        "aisafe comments operational-framework-1a2b3c4d",
+        "aisafe comments operational-framework-1a2b3c4d --json  # the full response-to-comments matrix",
+    ),
+)
 def comments_command(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False, data_dir: DataDirOpt = None
 ) -> None:
@@ -415,26 +598,33 @@ def comments_command(
     if as_json:
         emit_json(matrix.model_dump(mode="json"))
         return
-    out.print(f"deadline {matrix.deadline.isoformat()} ({'open' if matrix.is_open else 'closed to comments'})")
-    table = Table("Comment id", "Sector", "Section", "Comment", "Disposition", "Reason")
-    for c in matrix.comments:
-        table.add_row(
-            c.comment_id, c.sector.value, c.section or "", c.text[:80], str(c.disposition or "—"), c.reason or ""
-        )
-    out.print(table)
+    out.print(
+        f"deadline {matrix.deadline.isoformat()} ({'open' if matrix.is_open else 'closed to comments'})",
+        highlight=False,
+    )
+    print_table(
+        [key_column("Comment id"), "Sector", "Section", "Comment", "Disposition", "Reason"],
+        (
+            [c.comment_id, c.sector.value, c.section or "", c.text, str(c.disposition or "—"), c.reason or ""]
+            for c in matrix.comments
+        ),
+    )
 
 
-@app.command("record-meeting")
+@app.command(
+    "record-meeting",
+    epilog=examples(
+        "aisafe record-meeting operational-framework-1a2b3c4d adgmin-record.yaml"
+        "  # held_on, summary, positions: {MY: approve, SG: abstain, …}, reasons",
+    ),
+)
 def record_meeting(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
     file: Annotated[Path, typer.Argument(help="YAML: positions {STATE: position}, reasons, summary, held_on.")],
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Record an ADGSOM/ADGMIN meeting's outcome and each state's position (after the meeting).
-
-    Example: aisafe record-meeting ID examples/adgmin-record.yaml
-    """
+    """Record an ADGSOM/ADGMIN meeting's outcome and each state's position (after the meeting)."""
     settings = settings_for(data_dir)
 
     async def work() -> Any:
@@ -448,7 +638,12 @@ def record_meeting(
         out.print(f"meeting recorded: {len(record.positions)} state position(s)")
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "aisafe pledge funding-model-5e6f7a8b --partner Japan --amount 150000.00",
+        "aisafe pledge funding-model-5e6f7a8b --partner Australia --amount 50000 --currency USD",
+    )
+)
 def pledge(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
     partner: Annotated[str, typer.Option(help="The dialogue partner making the contribution.")],
@@ -457,10 +652,7 @@ def pledge(
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Record a dialogue partner's contribution to the funding stage.
-
-    Example: aisafe pledge ID --partner "Dialogue Partner A" --amount 150000.00
-    """
+    """Record a dialogue partner's contribution to the funding stage."""
     from decimal import Decimal, InvalidOperation
 
     try:
@@ -482,7 +674,12 @@ def pledge(
 # --- processes --------------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "TEMPORAL_ADDRESS=temporal.internal:7233 aisafe worker  # keys from AISAFE_SECRET_KEY, AISAFE_CODEC_KEY",
+        "aisafe worker --data-dir /var/lib/aisafe",
+    )
+)
 def worker(data_dir: DataDirOpt = None) -> None:
     """Run a worker (production): polls Temporal for proposal and round work."""
     from models.logging import configure_logging
@@ -495,7 +692,12 @@ def worker(data_dir: DataDirOpt = None) -> None:
     asyncio.run(_until_signal(run_worker(settings)))
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "aisafe web --host 0.0.0.0 --port 8000",
+        "AISAFE_PUBLIC_URL=https://aisafe.example.org aisafe web  # the base of emailed links",
+    )
+)
 def web(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
@@ -524,7 +726,13 @@ def web(
     )
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "aisafe dev",
+        "aisafe dev --sample examples/operational-framework.yaml --roster examples/roster.yaml",
+        "aisafe dev --data-dir /tmp/two --web-port 8001 --temporal-port 7234  # a second stack beside the first",
+    )
+)
 def dev(
     data_dir: DataDirOpt = None,
     web_port: Annotated[int, typer.Option(help="Web app port.")] = 8000,
@@ -591,7 +799,17 @@ def dev(
     run(work)
 
 
-@app.command()
+# The lines devstack.demo.run_demo reports at each stage, in order (indented lines are its closing summary).
+DEMO_MILESTONES = ("roster", "proposed", "drafting", "consultation", "member review", "ADGSOM", "ADGMIN", "funding")
+
+
+@app.command(
+    epilog=examples(
+        "aisafe demo",
+        "aisafe demo --json | jq .status  # progress stays on the terminal, JSON on stdout",
+        "aisafe demo --data-dir /tmp/demo-stack",
+    )
+)
 def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """Run the whole default process end to end: delegates and stakeholders simulated over HTTP.
 
@@ -603,12 +821,11 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     from devstack.stack import EmbeddedStack, StackPorts
 
     settings = settings_for(data_dir)
-    say = (lambda _: None) if as_json else (lambda line: out.print(line))
     # The demo's own lines are its output; the stack's logs go to a file beside its data.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_to_file(settings.data_dir / "demo.log")
 
-    async def work() -> Any:
+    async def work(say: Callable[[str], None]) -> Any:
         address = settings.temporal_address or "127.0.0.1:7233"
         web_up = port_open(settings.web_host, settings.web_port)
         if port_open(*split_address(address)) and web_up and settings.mail_dir.exists():
@@ -621,7 +838,15 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
             assert stack.client is not None and stack.settings is not None
             return await run_demo(stack.client, engine_for(stack.settings), stack.settings, say)
 
-    result = run(work)
+    with milestones("starting", DEMO_MILESTONES) as reached:
+
+        def say(line: str) -> None:
+            reached(line)
+            if not as_json:
+                # Beside a live bar on the same terminal, lines go through the bar's console so they stay above it.
+                (err if err.is_terminal and out.is_terminal else out).print(line)
+
+        result = run(lambda: work(say))
     adopted = result.status.status.value == "adopted"
     if as_json:
         emit_json(
@@ -656,17 +881,20 @@ async def _until_signal(work: Awaitable[Any]) -> None:
 # --- users ------------------------------------------------------------------------------------------
 
 
-@users_app.command("add")
+@users_app.command(
+    "add",
+    epilog=examples(
+        'aisafe users add "Audit Office" --role auditor',
+        'aisafe users add "Aminah (MY secretariat)" --role coordinator --json  # {"token": …} for scripts',
+    ),
+)
 def users_add(
     name: Annotated[str, typer.Argument(help="Who the account is for, e.g. 'Aminah (MY secretariat)'.")],
     role: Annotated[str, typer.Option("--role", help="coordinator or auditor.")],
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Create a web-app account and print its API token once (only its hash is kept).
-
-    Example: aisafe users add "Audit Office" --role auditor
-    """
+    """Create a web-app account and print its API token once (only its hash is kept)."""
     from models.users import UserError, UserRole, add_user
 
     try:
@@ -685,7 +913,7 @@ def users_add(
     out.print("Sign in at /signin with it, or send it as 'Authorization: Bearer <token>'.", highlight=False)
 
 
-@users_app.command("list")
+@users_app.command("list", epilog=examples("aisafe users list", "aisafe users list --json"))
 def users_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """List accounts: name, role, created, revoked (never tokens)."""
     from models.users import list_users
@@ -695,13 +923,13 @@ def users_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table("Name", "Role", "Created", "Revoked")
-    for row in rows:
-        table.add_row(row["name"], row["role"], str(row["created_at"])[:19], str(row["revoked_at"] or "")[:19])
-    out.print(table)
+    print_table(
+        [key_column("Name"), "Role", "Created", "Revoked"],
+        ([row["name"], row["role"], str(row["created_at"])[:19], str(row["revoked_at"] or "")[:19]] for row in rows),
+    )
 
 
-@users_app.command("revoke")
+@users_app.command("revoke", epilog=examples('aisafe users revoke "Audit Office"'))
 def users_revoke(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = None) -> None:
     """Revoke an account: its token and its sessions stop working at once."""
     from models.users import UserError, revoke_user
@@ -716,17 +944,20 @@ def users_revoke(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = 
 # --- audit ------------------------------------------------------------------------------------------
 
 
-@audit_app.command("keygen")
+@audit_app.command(
+    "keygen",
+    epilog=examples(
+        "aisafe audit keygen --out /etc/aisafe/audit.key  # then set AISAFE_AUDIT_KEY_FILE=/etc/aisafe/audit.key",
+        "aisafe audit keygen --json  # the private key in the output: keep it secret",
+    ),
+)
 def audit_keygen(
     key_out: Annotated[
         Path | None, typer.Option("--out", help="Write the private key to this file (mode 600) instead of printing it.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make an Ed25519 key that signs audit bundles; prints the public key to publish.
-
-    Example: aisafe audit keygen --out /etc/aisafe/audit.key, then set AISAFE_AUDIT_KEY_FILE=/etc/aisafe/audit.key.
-    """
+    """Make an Ed25519 key that signs audit bundles; prints the public key to publish."""
     from audit import keys
 
     key = keys.generate()
@@ -759,6 +990,10 @@ def _audit_key(settings: Settings) -> str:
         raise Failure(str(exc), 2) from None
 
 
+# What audit.export_bundle reports as it goes, in order.
+EXPORT_PHASES = ("reading the ledger", "fetching the Temporal histories", "writing the bundle")
+
+
 async def _export(settings: Settings, proposal_id: str, target: Path, progress: Callable[[str], None]) -> Any:
     from audit.export import ExportError, export_bundle
 
@@ -770,20 +1005,23 @@ async def _export(settings: Settings, proposal_id: str, target: Path, progress: 
         raise Failure(str(exc), 2) from None
 
 
-@audit_app.command("export")
+@audit_app.command(
+    "export",
+    epilog=examples(
+        "aisafe audit export operational-framework-1a2b3c4d --out bundle/",
+        "aisafe audit export operational-framework-1a2b3c4d --out bundle/ --json  # counts, path and public key",
+    ),
+)
 def audit_export(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
     target: Annotated[Path, typer.Option("--out", help="A new (or empty) directory for the bundle.")],
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Write a proposal's sealed bundle: ledger, Temporal histories, documents, process, signed manifest.
-
-    Example: aisafe audit export operational-framework-1a2b3c4d --out bundle/
-    """
+    """Write a proposal's sealed bundle: ledger, Temporal histories, documents, process, signed manifest."""
     settings = settings_for(data_dir)
-    with err.status("exporting") as spinner:
-        result = run(lambda: _export(settings, proposal_id, target, lambda step: spinner.update(step)))
+    with milestones("exporting", EXPORT_PHASES) as reached:
+        result = run(lambda: _export(settings, proposal_id, target, reached))
     if as_json:
         emit_json({**result.__dict__, "path": str(result.path)})
         return
@@ -804,7 +1042,14 @@ def _public_key_option(value: str | None) -> str | None:
     return value
 
 
-@audit_app.command("verify")
+@audit_app.command(
+    "verify",
+    epilog=examples(
+        "aisafe audit verify bundle/ --public-key ed25519:Qm9…",
+        "aisafe audit verify bundle/ --public-key audit.pub  # a file holding the published key",
+        "aisafe audit verify bundle/ --json || echo tampered",
+    ),
+)
 def audit_verify(
     bundle: Annotated[Path, typer.Argument(help="The bundle directory.")],
     public_key: Annotated[
@@ -815,7 +1060,6 @@ def audit_verify(
     """Verify a bundle offline: signature, file hashes, hash chain, documents, ledger against history.
 
     Exit 0 when all hold, 1 with the list of what does not, 2 when the path is not a bundle.
-    Example: aisafe audit verify bundle/ --public-key ed25519:Qm9…
     """
     from audit.bundle import NotABundle
     from audit.keys import KeyFormatError
@@ -842,7 +1086,13 @@ def audit_verify(
     raise typer.Exit(0 if result.ok else 1)
 
 
-@audit_app.command("report")
+@audit_app.command(
+    "report",
+    epilog=examples(
+        "aisafe audit report operational-framework-1a2b3c4d --out report.html",
+        "aisafe audit report operational-framework-1a2b3c4d --bundle bundle/ --out report.html  # offline, no server",
+    ),
+)
 def audit_report(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
     target: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
@@ -854,8 +1104,6 @@ def audit_report(
 ) -> None:
     """Write one self-contained HTML page: timeline, positions matrix, documents, comments, meetings, pledges,
     and the verification result.
-
-    Example: aisafe audit report operational-framework-1a2b3c4d --out report.html
     """
     import tempfile
 
@@ -885,21 +1133,24 @@ def audit_report(
         verification = write(bundle)
     else:
         settings = settings_for(data_dir)
-        with tempfile.TemporaryDirectory() as scratch, err.status("exporting") as spinner:
-            run(lambda: _export(settings, proposal_id, Path(scratch) / "bundle", lambda s: spinner.update(s)))
+        with tempfile.TemporaryDirectory() as scratch, milestones("exporting", EXPORT_PHASES) as reached:
+            run(lambda: _export(settings, proposal_id, Path(scratch) / "bundle", reached))
             verification = write(Path(scratch) / "bundle")
     verdict = "verified" if verification.ok else f"verification FAILED ({len(verification.findings)} findings)"
     out.print(f"report written to {target} ({verdict})", highlight=False)
 
 
-@audit_app.command("ledger")
+@audit_app.command(
+    "ledger",
+    epilog=examples(
+        "aisafe audit ledger operational-framework-1a2b3c4d",
+        "aisafe audit ledger operational-framework-1a2b3c4d --json | jq -r '.[].entry_hash'",
+    ),
+)
 def audit_ledger(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False, data_dir: DataDirOpt = None
 ) -> None:
-    """Print a proposal's ledger entries in order, with their hashes.
-
-    Example: aisafe audit ledger operational-framework-1a2b3c4d
-    """
+    """Print a proposal's ledger entries in order, with their hashes."""
     from audit.export import ledger_lines
 
     lines = ledger_lines(engine_for(settings_for(data_dir)), proposal_id)
@@ -952,12 +1203,17 @@ def _database(settings: Settings) -> tuple[Any, str]:
     return engine, shown
 
 
-@db_app.command("upgrade")
+@db_app.command(
+    "upgrade",
+    epilog=examples(
+        "AISAFE_DATABASE_URL=postgresql://aisafe@db.internal/aisafe aisafe db upgrade",
+        "aisafe db upgrade --data-dir .aisafe --json",
+    ),
+)
 def db_upgrade(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """Apply the schema migrations up to the newest; a database made before migrations is adopted, rows kept.
 
     The worker, web app and CLI also do this when they start; run it as a deployment step to migrate first.
-    Example: AISAFE_DATABASE_URL=postgresql://aisafe@db.internal/aisafe aisafe db upgrade
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -982,7 +1238,7 @@ def db_upgrade(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     out.print(f"{shown}: revision {result.before or 'none'} -> {result.after} ({outcome})", highlight=False)
 
 
-@db_app.command("current")
+@db_app.command("current", epilog=examples("aisafe db current", "aisafe db current --json | jq .up_to_date"))
 def db_current(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """Show the database's schema revision and the newest one this aisafe ships (changes nothing)."""
     from sqlalchemy.exc import SQLAlchemyError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 
 from sqlalchemy import Engine
 from temporalio.client import Client
@@ -12,6 +13,7 @@ from temporalio.worker import Worker
 from activities.email import MailActivities
 from activities.ledger import LedgerActivities
 from models.db import init_db, make_engine
+from models.observability import ActivityLogContext, WorkerHealth, http_listener
 from models.settings import Settings
 from models.temporal_client import connect
 from workflows.consultation import ConsultationWorkflow
@@ -41,14 +43,20 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         ],
         # Ledger activities are synchronous database transactions; they run on these threads.
         activity_executor=ThreadPoolExecutor(max_workers=16),
+        interceptors=[ActivityLogContext()],
     )
 
 
 async def run_worker(settings: Settings) -> None:
+    """Run until cancelled; with the settings for them, serve the SDK's metrics and /healthz, /readyz."""
     engine = make_engine(settings.sqlalchemy_url)
     init_db(engine)
-    client = await connect(settings)
-    async with build_worker(client, settings, engine):
+    client = await connect(settings, metrics_address=settings.worker_metrics_address)
+    worker = build_worker(client, settings, engine)
+    async with worker, AsyncExitStack() as listeners:
+        if settings.worker_health_address:
+            health = WorkerHealth(worker, client, settings.task_queue)
+            await listeners.enter_async_context(http_listener(settings.worker_health_address, health.routes))
         await asyncio.Event().wait()
 
 

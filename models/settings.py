@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     )
 
     log_format: str = Field(default="auto", description="auto | json | console")
+    web_metrics_address: str | None = Field(
+        default=None, description="HOST:PORT of the web app's Prometheus /metrics (not its page port); unset: off"
+    )
+    worker_metrics_address: str | None = Field(
+        default=None, description="HOST:PORT where the worker serves the Temporal SDK's Prometheus metrics; unset: off"
+    )
+    worker_health_address: str | None = Field(
+        default=None, description="HOST:PORT where the worker answers GET /healthz and /readyz; unset: off"
+    )
 
     audit_key: str | None = Field(default=None, description="Ed25519 key that signs audit bundles (audit keygen)")
     audit_key_file: Path | None = Field(default=None, description="a file holding the audit signing key")
@@ -82,6 +91,9 @@ class Settings(BaseSettings):
         "codec_key",
         "codec_retired_keys",
         "ui_origins",
+        "web_metrics_address",
+        "worker_metrics_address",
+        "worker_health_address",
         mode="before",
     )
     @classmethod
@@ -100,6 +112,17 @@ class Settings(BaseSettings):
             current = info.data.get("secret_key_id") or (key_id_of(secret) if secret else None)
             if current in parse_previous_keys(value):
                 raise ValueError(f"key id {current!r} is both the current key and a previous one")
+        return value
+
+    @field_validator("web_metrics_address", "worker_metrics_address", "worker_health_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        """A listener address is HOST:PORT (`0.0.0.0:9000`, `[::]:9000`): refused at start-up, not at first bind."""
+        if value is not None:
+            host, _, port = value.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} is not HOST:PORT (e.g. 0.0.0.0:9000)")
+            value = value.strip()
         return value
 
     @property

@@ -10,7 +10,14 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client
 from temporalio.envconfig import ClientConfigProfile
-from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.codec import data_converter
@@ -38,26 +45,33 @@ def connect_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def runtime() -> Runtime:
-    """One Temporal runtime whose core logs go to Python logging (stderr or a file), never to stdout."""
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime(
+def runtime(metrics_address: str | None = None) -> Runtime:
+    """A Temporal runtime whose core logs go to Python logging (stderr or a file), never to stdout.
+
+    With `metrics_address` (HOST:PORT) the runtime also serves the SDK's metrics for Prometheus there (the worker's
+    polls, task latencies, slots); one runtime per address, made on first use and kept for the process's life.
+    """
+    if metrics_address not in _runtimes:
+        _runtimes[metrics_address] = Runtime(
             telemetry=TelemetryConfig(
                 logging=LoggingConfig(
                     filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
                     forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
-                )
+                ),
+                metrics=PrometheusConfig(bind_address=metrics_address) if metrics_address else None,
             )
         )
-    return _runtime
+    return _runtimes[metrics_address]
 
 
-_runtime: Runtime | None = None
+_runtimes: dict[str | None, Runtime] = {}
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(**connect_config(settings), data_converter=data_converter(settings), runtime=runtime())
+async def connect(settings: Settings, *, metrics_address: str | None = None) -> Client:
+    """A client for `settings`; the worker passes its metrics address so the SDK's metrics reach Prometheus."""
+    return await Client.connect(
+        **connect_config(settings), data_converter=data_converter(settings), runtime=runtime(metrics_address)
+    )
 
 
 async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:

@@ -409,6 +409,18 @@ def test_compose_runs_the_production_shape() -> None:
     assert (DEPLOY / init.split(":")[0]).resolve() == DEPLOY / "compose" / "postgres-init.sh"
 
 
+def test_compose_probes_the_worker_over_http_and_keeps_metrics_unpublished() -> None:
+    services = compose()["services"]
+    worker = service_environment(services["worker"], dotenv())
+    health_port = worker["AISAFE_WORKER_HEALTH_ADDRESS"].rpartition(":")[2]
+    assert f"http://127.0.0.1:{health_port}/readyz" in " ".join(services["worker"]["healthcheck"]["test"])
+    listeners = ("AISAFE_WORKER_HEALTH_ADDRESS", "AISAFE_WEB_METRICS_ADDRESS", "AISAFE_WORKER_METRICS_ADDRESS")
+    internal = {worker[name].rpartition(":")[2] for name in listeners}
+    for name in ("worker", "web"):
+        published = {interpolate(str(port), dotenv()).rsplit(":", 1)[-1] for port in services[name].get("ports", [])}
+        assert not published & internal, f"{name} publishes its metrics or health port"
+
+
 def test_compose_wires_temporal_ui_to_the_codec_server() -> None:
     env = dotenv()
     services = compose()["services"]
@@ -645,12 +657,20 @@ def test_kubernetes_probes_and_scaling() -> None:
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert web[probe]["httpGet"] == {"path": "/healthz", "port": port["name"]}, probe
     worker = deployments["aisafe-worker"]["spec"]["template"]["spec"]["containers"][0]
-    _, runtime = stages()
-    copied_to = {args.split()[-1] for keyword, args in runtime if keyword == "COPY"}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        command = worker[probe]["exec"]["command"]
-        assert command[0] == "python" and command[1] in copied_to, probe
-    assert "--ignore-unreachable" in worker["livenessProbe"]["exec"]["command"]
+    worker_ports = {port["name"]: port["containerPort"] for port in worker["ports"]}
+    config = one_manifest("ConfigMap")["data"]
+    assert worker_ports["health"] == int(config["AISAFE_WORKER_HEALTH_ADDRESS"].rpartition(":")[2])
+    for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        assert worker[probe]["httpGet"] == {"path": path, "port": "health"}, probe
+    # Prometheus scrapes each pod on the port its metrics listener binds; the Service (and so the Ingress) lacks it
+    metrics_settings = {"aisafe-web": "AISAFE_WEB_METRICS_ADDRESS", "aisafe-worker": "AISAFE_WORKER_METRICS_ADDRESS"}
+    for name, setting in metrics_settings.items():
+        template = deployments[name]["spec"]["template"]
+        ports = {port["name"]: port["containerPort"] for port in template["spec"]["containers"][0]["ports"]}
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert int(annotations["prometheus.io/port"]) == ports["metrics"], name
+        assert ports["metrics"] == int(config[setting].rpartition(":")[2]), name
     assert worker["args"] == ["worker"] and web["args"] == ["web"]
     assert one_manifest("Job")["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "upgrade"]
     hpa = one_manifest("HorizontalPodAutoscaler")
@@ -661,6 +681,7 @@ def test_kubernetes_probes_and_scaling() -> None:
     web_labels = deployments["aisafe-web"]["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= web_labels.items()
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"], "only the pages go through the Service"
     ingress = one_manifest("Ingress")
     rule = ingress["spec"]["rules"][0]
     assert rule["http"]["paths"][0]["backend"]["service"]["name"] == service["metadata"]["name"]

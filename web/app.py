@@ -29,6 +29,7 @@ from web.comments import router as comment_router
 from web.dashboard import router as dashboard_router
 from web.headers import SecurityHeaders
 from web.mailbox import read_mailbox
+from web.observability import install as install_observability
 from web.pages import error_page, templates, unavailable_page
 from web.rendering import linkify_text
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.add_middleware(CodecCors, origins=settings.ui_origin_list, own_origin=own_origin(settings.base_url))
     app.add_middleware(SecurityHeaders)
     install_auth(app)
+    install_observability(app, settings)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.email import MailActivities
 from activities.ledger import LedgerActivities
@@ -22,6 +23,7 @@ from workflows.proposal import ProposalWorkflow
 from workflows.review_round import ReviewRoundWorkflow
 
 WORKFLOWS = [ProposalWorkflow, ReviewRoundWorkflow, ConsultationWorkflow, MeetingWorkflow]
+CACHED_RUNS = 5000
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
@@ -43,6 +45,15 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         ],
         # Ledger activities are synchronous database transactions; they run on these threads.
         activity_executor=ThreadPoolExecutor(max_workers=16),
+        # The workflow modules import only side-effect-free code (models, pydantic, temporalio): passing those
+        # imports through means each new run executes its workflow module alone, not the whole import tree
+        # again. The sandbox's checks on calls (time, randomness, I/O) still apply.
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+        ),
+        # Every open proposal and round stays in memory (1,000 proposals are over 2,000 runs): no replay from
+        # history on each task. Each cached run is small (see the scale figure in README's Performance).
+        max_cached_workflows=CACHED_RUNS,
         interceptors=[ActivityLogContext()],
     )
 

@@ -391,7 +391,7 @@ class MailActivities:
         headers: dict[str, str | None],
     ) -> EmailMessage:
         """A multipart/alternative message (text, then HTML) with the X-Aisafe-* headers that apply."""
-        context = {"delegate": delegate, "signature": SIGNATURE, **context}
+        context = {"delegate": delegate, "signature": SIGNATURE, "subject": subject, **context}
         message = EmailMessage()
         message["Subject"] = subject
         message["From"] = self._settings.mail_from

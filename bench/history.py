@@ -20,10 +20,12 @@ from typing import Any
 from audit.bundle import bundle_files
 from audit.export import export_bundle, fetch_histories
 from audit.verify import verify_bundle
+from bench.progress import stages
 from devstack.demo import run_demo
 from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
+from starter import DEMO_MILESTONES  # the demo's stages, as `aisafe demo` shows them
 
 HISTORY_GOAL = 2000
 VERIFY_GOAL = 2.0
@@ -55,13 +57,16 @@ async def run_history_bench(review_rounds: int, say: Callable[[str], None] = pri
             assert stack.client is not None and stack.settings is not None
             engine = make_engine(stack.settings.sqlalchemy_url)
             say(f"history: running a proposal through every stage with {review_rounds} review rounds")
-            demo = await run_demo(stack.client, engine, stack.settings, review_rounds=review_rounds)
-            if demo.status.status.value != "adopted":
-                raise RuntimeError(f"the proposal ended {demo.status.status.value}, not adopted")
-            histories = await fetch_histories(stack.client, demo.proposal_id)
-            sizes = {workflow_id: len(json.loads(text)["events"]) for workflow_id, text in histories.items()}
-            bundle = root / "bundle"
-            await export_bundle(stack.client, engine, demo.proposal_id, bundle, stack.settings.audit_signing_key)
+            # The bar closes before the timed verification below.
+            with stages("history: demo run", (*DEMO_MILESTONES, "export")) as reached:
+                demo = await run_demo(stack.client, engine, stack.settings, reached, review_rounds=review_rounds)
+                if demo.status.status.value != "adopted":
+                    raise RuntimeError(f"the proposal ended {demo.status.status.value}, not adopted")
+                reached("export: the Temporal histories and the audit bundle")
+                histories = await fetch_histories(stack.client, demo.proposal_id)
+                sizes = {workflow_id: len(json.loads(text)["events"]) for workflow_id, text in histories.items()}
+                bundle = root / "bundle"
+                await export_bundle(stack.client, engine, demo.proposal_id, bundle, stack.settings.audit_signing_key)
         checked = verify_bundle(bundle)
         if not checked.ok:
             raise RuntimeError(f"the bundle did not verify: {checked.findings[:3]}")

@@ -35,6 +35,7 @@ from temporalio.worker import Worker
 import operations
 from bench.baseline import BaselineInput, BaselineItem, BaselineWorkflow
 from bench.profile import profiled
+from bench.progress import announce, counting
 from devstack.demo import ENTRY_HASH
 from devstack.demo import open_form as demo_open_form
 from devstack.services import free_port, temporal_binary
@@ -271,16 +272,24 @@ async def open_rounds(
     await asyncio.to_thread(operations.import_roster, engine, roster)
     focal = {d.email for d in roster.delegates if d.role is Role.FOCAL_POINT}
     proposal_file = EXAMPLES / "review-round.yaml"
-    ids = [await operations.propose(stack.client, engine, stack.settings, proposal_file) for _ in range(proposals)]
+    ids: list[str] = []
+    with counting("proposals started", proposals) as reached:
+        for _ in range(proposals):
+            ids.append(await operations.propose(stack.client, engine, stack.settings, proposal_file))
+            reached(len(ids))
     deadline = time.monotonic() + timeout
-    while True:
-        found = await asyncio.to_thread(_focal_invitations, stack.settings.mail_dir, set(ids), focal)
-        arrived = sum(len(found[p]) for p in ids)
-        if arrived >= len(ids) * len(states):
-            return ids, found
-        if time.monotonic() > deadline:
-            raise BenchError(f"only {arrived} of {len(ids) * len(states)} invitations arrived within {timeout:.0f}s")
-        await asyncio.sleep(0.25)
+    with counting("invitations arrived", len(ids) * len(states)) as reached:
+        while True:
+            found = await asyncio.to_thread(_focal_invitations, stack.settings.mail_dir, set(ids), focal)
+            arrived = sum(len(found[p]) for p in ids)
+            reached(arrived)
+            if arrived >= len(ids) * len(states):
+                return ids, found
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"only {arrived} of {len(ids) * len(states)} invitations arrived within {timeout:.0f}s"
+                )
+            await asyncio.sleep(0.25)
 
 
 async def open_form(http: httpx.AsyncClient, invitation: Invitation) -> None:
@@ -321,13 +330,17 @@ async def run_ours(
     invitations = [found[p][s] for s in states for p in ids]
     http = httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=max(concurrency, 1)))
     gate = asyncio.Semaphore(concurrency)
+    opened = 0
 
     async def gated_open(invitation: Invitation) -> None:
+        nonlocal opened
         async with gate:
             await open_form(http, invitation)
+            opened += 1
 
     try:
-        await asyncio.gather(*(gated_open(i) for i in invitations))
+        with counting("action pages opened", len(invitations), follow=lambda: opened):
+            await asyncio.gather(*(gated_open(i) for i in invitations))
     except BaseException:
         await http.aclose()
         raise
@@ -482,6 +495,8 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
                     stack, engine, proposals, states, config.concurrency, config.profile
                 )
                 say(f"{proposals} round(s) open, {positions} invitations in {ours_run.rounds_open_seconds:.1f}s")
+                # No bar while timing: its redraws would take CPU from the calls measured in this process.
+                announce(f"timing {positions} bare Updates, then {positions} clicks (no progress bar while timed)")
                 baseline = await run_baseline(
                     stack.client, proposals, states, config.concurrency, stack.temporal.pid if stack.temporal else None
                 )

@@ -40,6 +40,7 @@ from temporalio.worker import Worker
 
 import operations
 from bench.baseline import BaselineInput, BaselineWorkflow
+from bench.progress import counting
 from bench.runner import (
     _LINK,
     EXAMPLES,
@@ -211,10 +212,14 @@ class Progress:
 
 
 @contextmanager
-def reporting(progress: Progress) -> Iterator[Progress]:
+def reporting(progress: Progress, refresh_per_second: float = 10) -> Iterator[Progress]:
+    """The phase's lines every `progress.every` seconds, and a bar on stderr if that is a terminal."""
     task = asyncio.create_task(progress.report())
     try:
-        yield progress
+        with counting(
+            progress.phase, progress.total, follow=lambda: progress.done, refresh_per_second=refresh_per_second
+        ):
+            yield progress
     finally:
         task.cancel()
 
@@ -323,7 +328,8 @@ async def start_proposals(
     proposal_file = EXAMPLES / "review-round.yaml"
     start = partial(operations.propose, stack.client, engine, stack.settings, proposal_file)
     progress = Progress(say, "proposals started", proposals)
-    with reporting(progress):
+    # The starts are timed: one redraw a second, a cost too small to show in a rate over many seconds.
+    with reporting(progress, refresh_per_second=1):
         seconds, _, results = await timed_calls([progress.counted(start) for _ in range(proposals)], concurrency)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
@@ -629,7 +635,8 @@ async def _measure(
     progress = Progress(say, "positions answered", positions)
     progress.extra = lambda: f"worker RSS {memory.last_kib / 1024:.0f} MiB"
     worker_cpu = cpu_seconds(worker.pid)
-    with reporting(progress), CpuMeter(server_pid) as cpu:
+    # The answers are timed (the throughput figure and its CPU per call): one redraw a second, no more.
+    with reporting(progress, refresh_per_second=1), CpuMeter(server_pid) as cpu:
         seconds["positions"], latencies, responses, unanswered = await timed_calls_within(
             [progress.counted(partial(press_approve, http, i)) for i in invitations], concurrency, answer_within
         )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from bench.__main__ import parse_args
 from bench.fanout import run_fanout_bench
+from bench.progress import counting, stages
 from bench.runner import SMOKE, BenchConfig, percentile, run_bench, succeeded
 from bench.scale import run_scale_bench
 
@@ -33,7 +37,11 @@ def test_smoke_flag_picks_the_tiny_run_and_keeps_explicit_values(tmp_path: Path)
     assert parse_args([]).positions == 220 and parse_args([]).review_rounds == 10
 
 
-async def test_smoke_run_measures_both_sides_and_receipts_every_position(tmp_path: Path) -> None:
+async def test_smoke_run_measures_both_sides_and_receipts_every_position(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("FORCE_COLOR", "TTY_COMPATIBLE"):  # either would make rich treat the pipe as a terminal
+        monkeypatch.delenv(variable, raising=False)
     out = tmp_path / "results.json"
     lines: list[str] = []
     returned = await run_bench(
@@ -61,6 +69,44 @@ async def test_smoke_run_measures_both_sides_and_receipts_every_position(tmp_pat
     assert results["machine"]["cpu_count"] and results["machine"]["temporalio"]
     printed = "\n".join(lines)
     assert "ratio (ours/baseline)" in printed and "throughput (per s)" in printed
+    # Not on a terminal (pytest captures both streams): no progress bar, no escape codes, in a pipe or a file.
+    captured = capfd.readouterr()
+    assert "\x1b[" not in captured.err and "\x1b[" not in captured.out
+
+
+def test_progress_bar_draws_on_a_terminal_and_nothing_elsewhere() -> None:
+    screen, pipe = StringIO(), StringIO()
+    for file, terminal in ((screen, True), (pipe, False)):
+        with counting("action pages opened", 3, console=Console(file=file, force_terminal=terminal)) as reached:
+            reached(2)
+    assert "\x1b[" in screen.getvalue() and "action pages opened" in screen.getvalue() and "2/3" in screen.getvalue()
+    assert pipe.getvalue() == ""
+
+
+def test_progress_bar_can_read_its_count_and_draw_only_when_told() -> None:
+    done, screen = 0, StringIO()
+    with counting("positions answered", 4, follow=lambda: done, console=Console(file=screen, force_terminal=True)):
+        done = 4
+    assert "4/4" in screen.getvalue()
+
+    # Drawn only when told: between timed calls, never on its own while they run.
+    screen = StringIO()
+    with counting(
+        "fanout repeats", 3, refresh_per_second=None, console=Console(file=screen, force_terminal=True)
+    ) as reached:
+        reached(1)
+        drawn = screen.getvalue()
+        time.sleep(0.3)  # an auto-refreshing bar would redraw its spinner several times meanwhile
+        assert screen.getvalue() == drawn and "1/3" in drawn
+
+
+def test_stage_bar_moves_past_the_stages_before_the_line() -> None:
+    screen = StringIO()
+    names = ("roster", "proposed", "consultation")
+    with stages("demo run", names, console=Console(file=screen, force_terminal=True)) as reached:
+        reached("consultation: 4 comments from stakeholders")
+        time.sleep(0.3)  # a few redraws
+    assert "consultation: 4 comments from stakeholders" in screen.getvalue() and "2/3" in screen.getvalue()
 
 
 async def test_fanout_times_a_round_start_against_the_same_mail_sent_bare() -> None:

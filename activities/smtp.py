@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiosmtplib
 from aiosmtplib.status import SMTPStatus
@@ -51,6 +52,17 @@ async def send_recorded(
     protocol = smtp.protocol
     protocol.write(body)
     await _flushed(protocol)
+    # From here the outbox row may be committed, so the message must reach the relay: a cancellation (the
+    # activity's heartbeat timeout, a worker shutting down) waits until it has, and is raised after.
+    await _to_the_end(_record_and_finish(smtp, protocol, record, unrecord))
+
+
+async def _record_and_finish(
+    smtp: aiosmtplib.SMTP,
+    protocol: Any,
+    record: Callable[[], Awaitable[None]],
+    unrecord: Callable[[], Awaitable[None]],
+) -> None:
     try:
         await record()
     except BaseException:
@@ -64,6 +76,28 @@ async def send_recorded(
     if reply.code != SMTPStatus.completed:
         await unrecord()
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+
+
+async def _to_the_end(work: Awaitable[None]) -> None:
+    """Await `work` to its end even if this task is cancelled meanwhile, then raise the cancellation.
+
+    The outbox commit runs in a thread that a cancellation cannot stop: giving up at that point would leave a
+    row saying "sent" for a message the relay then discards, and the retry would skip it (seen under load:
+    the activity's heartbeat timed out while the commit waited for the database).
+    """
+    finishing = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(finishing)
+        except asyncio.CancelledError:
+            if finishing.cancelled():
+                raise
+            cancelled = True
+            continue
+        break
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def _flushed(protocol: object) -> None:

@@ -155,9 +155,12 @@ class CpuMeter:
 
 
 async def timed_calls(
-    calls: Sequence[Callable[[], Awaitable[Any]]], concurrency: int
+    calls: Sequence[Callable[[], Awaitable[Any]]], concurrency: int, budget: float | None = None
 ) -> tuple[float, list[float | None], list[Any]]:
-    """Run `calls` at most `concurrency` at a time; wall seconds, each call's latency (None if it failed), results."""
+    """Run `calls` at most `concurrency` at a time; wall seconds, each call's latency (None if it failed), results.
+
+    With a `budget` (seconds), calls not finished by then are cancelled: their result and latency are None.
+    """
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float | None] = [None] * len(calls)
 
@@ -169,11 +172,19 @@ async def timed_calls(
             return result
 
     started = time.perf_counter()
-    results = await asyncio.gather(*(one(i, c) for i, c in enumerate(calls)), return_exceptions=True)
+    tasks = [asyncio.ensure_future(one(i, c)) for i, c in enumerate(calls)]
+    _, pending = await asyncio.wait(tasks, timeout=budget) if tasks else (set(), set())
     seconds = time.perf_counter() - started
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    results = [None if task in pending else (task.exception() or task.result()) for task in tasks]
     return (
         seconds,
-        [None if isinstance(r, BaseException) else t for r, t in zip(results, latencies, strict=True)],
+        [
+            None if task in pending or isinstance(r, BaseException) else t
+            for task, r, t in zip(tasks, results, latencies, strict=True)
+        ],
         results,
     )
 

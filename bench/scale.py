@@ -408,42 +408,6 @@ async def open_forms(
     return time.perf_counter() - progress.started
 
 
-async def timed_calls_within(
-    calls: list[Callable[[], Awaitable[Any]]], concurrency: int, budget: float | None
-) -> tuple[float, list[float | None], list[Any], int]:
-    """bench.runner.timed_calls, but calls not finished `budget` seconds in are cancelled (and counted)."""
-    if budget is None:
-        seconds, latencies, results = await timed_calls(calls, concurrency)
-        return seconds, latencies, results, 0
-    gate = asyncio.Semaphore(concurrency)
-    latencies: list[float | None] = [None] * len(calls)
-
-    async def one(index: int, call: Callable[[], Awaitable[Any]]) -> Any:
-        async with gate:
-            started = time.perf_counter()
-            result = await call()
-            latencies[index] = (time.perf_counter() - started) * 1000
-            return result
-
-    started = time.perf_counter()
-    tasks = [asyncio.create_task(one(i, c)) for i, c in enumerate(calls)]
-    _, pending = await asyncio.wait(tasks, timeout=budget)
-    seconds = time.perf_counter() - started
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    results: list[Any] = [None if task in pending else (task.exception() or task.result()) for task in tasks]
-    return (
-        seconds,
-        [
-            None if task in pending or isinstance(r, BaseException) else t
-            for task, r, t in zip(tasks, results, latencies, strict=True)
-        ],
-        results,
-        len(pending),
-    )
-
-
 async def wait_for_ledger(
     engine: Engine, proposal_ids: list[str], positions: int, timeout: float, say: Callable[[str], None]
 ) -> tuple[dict[str, int], float]:
@@ -637,9 +601,10 @@ async def _measure(
     worker_cpu = cpu_seconds(worker.pid)
     # The answers are timed (the throughput figure and its CPU per call): one redraw a second, no more.
     with reporting(progress, refresh_per_second=1), CpuMeter(server_pid) as cpu:
-        seconds["positions"], latencies, responses, unanswered = await timed_calls_within(
+        seconds["positions"], latencies, responses = await timed_calls(
             [progress.counted(partial(press_approve, http, i)) for i in invitations], concurrency, answer_within
         )
+    unanswered = sum(1 for r in responses if r is None)  # cut off by the answering budget
     if unanswered:
         say(f"the answering budget of {answer_within:.0f}s ran out: {unanswered} positions not answered (cancelled)")
     worker_cpu_after = cpu_seconds(worker.pid)

@@ -15,7 +15,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from devstack.services import SEARCH_ATTRIBUTES, free_port, temporal_binary
+from devstack.services import SEARCH_ATTRIBUTES, SmtpSink, free_port, temporal_binary
 from models.db import init_db, make_engine
 
 POSTGRES_URL = os.environ.get("AISAFE_TEST_POSTGRES_URL")
@@ -115,6 +115,17 @@ def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engin
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd) on a free port, filing what it receives in tmp_path/mail."""
+    smtp = SmtpSink(tmp_path / "mail", port=free_port())
+    smtp.start()
+    try:
+        yield smtp
+    finally:
+        smtp.stop()
 
 
 from tests.harness import harness  # noqa: E402, F401  (the workflow harness fixture, shared by workflow tests)

@@ -8,7 +8,6 @@ import logging
 import mailbox
 import re
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from email import policy
@@ -25,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import MailActivities, message_id
-from devstack.services import SmtpSink, free_port
+from devstack.services import SmtpSink
 from models.ledger import document_hash
 from models.messages import (
     AnswerNotice,
@@ -63,16 +62,6 @@ TITLE = "ASEAN AI SAFE Operational Framework"
 DEADLINE = datetime(2030, 3, 16, 20, 0, tzinfo=UTC)
 BEFORE_DEADLINE = DEADLINE - timedelta(days=7)
 LINK = re.compile(r"http://127\.0\.0\.1:8000/act/([A-Za-z0-9_.\-]+)")
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[SmtpSink]:
-    smtp = SmtpSink(tmp_path / "mail", port=free_port())
-    smtp.start()
-    try:
-        yield smtp
-    finally:
-        smtp.stop()
 
 
 @pytest.fixture

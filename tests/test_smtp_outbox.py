@@ -7,26 +7,14 @@ import asyncio
 import mailbox
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiosmtplib
 import pytest
 
 from activities.smtp import send_recorded
-from devstack.services import SmtpSink, free_port
+from devstack.services import SmtpSink
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: s\r\nMessage-ID: <m1@example.org>\r\n\r\nbody\r\n"
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Iterator[SmtpSink]:
-    smtp = SmtpSink(tmp_path / "mail", port=free_port())
-    smtp.start()
-    try:
-        yield smtp
-    finally:
-        smtp.stop()
 
 
 def delivered(sink: SmtpSink) -> list[bytes]:

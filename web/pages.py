@@ -26,6 +26,8 @@ from web.rendering import (
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+# The templates ship with the code: no stat() of each template file on every page.
+templates.env.auto_reload = False
 templates.env.filters["money"] = money
 templates.env.filters["stage_label"] = stage_label
 templates.env.globals["DISPOSITION_LABELS"] = DISPOSITION_LABELS

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     web_port: int = 8000
     public_url: str | None = Field(default=None, description="base URL in emailed links")
     accept_timeout: float = Field(
-        default=5.0, gt=0, description="seconds to wait for a worker to accept a position before sending it as a Signal"
+        default=5.0, gt=0, description="seconds to wait for a position's receipt before also sending it as a Signal"
     )
 
     log_format: str = Field(default="auto", description="auto | json | console")

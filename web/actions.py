@@ -22,7 +22,6 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
-    WorkflowUpdateStage,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -205,32 +204,23 @@ async def record_action(
 
 
 async def _submit(
-    handle: WorkflowHandle[Any, Any], submission: PositionSubmission, decision: str, accept_within: float
+    handle: WorkflowHandle[Any, Any], submission: PositionSubmission, decision: str, within: float
 ) -> PositionReceipt | None:
-    """Record the position through the Update; None when it is safely queued but not yet recorded.
+    """Record the position through the Update, in one call that waits for the receipt; None when it is safely
+    queued but not yet recorded.
 
-    If no worker accepts the Update within `accept_within` seconds (workers down or restarting), the same
-    decision goes as a Signal, which the server keeps durably; the round records it once under the same
-    id when a worker is back, whichever of the two arrives first.
+    If the receipt does not come within `within` seconds (no worker running, or one that cannot reach the
+    database), the same decision also goes as a Signal, which the server keeps durably. The round records a
+    decision once, under its id, whichever of the two arrives first; a Signal for an Update it already
+    accepted changes nothing.
     """
     try:
-        accepted = await asyncio.wait_for(
-            handle.start_update(
-                "submit_position",
-                submission,
-                id=decision,
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                result_type=PositionReceipt,
-            ),
-            timeout=accept_within,
+        return await asyncio.wait_for(
+            handle.execute_update("submit_position", submission, id=decision, result_type=PositionReceipt),
+            timeout=within,
         )
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         await handle.signal("submit_position_signal", PositionSignal(decision_id=decision, submission=submission))
-        return None
-    try:
-        # Accepted is already durable in the history; the receipt follows once the ledger entry is written.
-        return await asyncio.wait_for(accepted.result(), timeout=max(accept_within * 4, 20))
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         return None
 
 

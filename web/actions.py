@@ -46,6 +46,7 @@ from web.pages import (
     document_version_number,
     error_page,
     form_expired_page,
+    ledger_entries,
     ledger_entry,
     live_status,
     rejection_type,
@@ -278,8 +279,9 @@ def _load_records(
         delegate = session.get(DelegateRecord, claims.delegate_id)
         if answering is None:
             return delegate, proposal, version, None, None
-        opened = ledger_entry(session, f"{claims.round_workflow_id}:opened")
-        recorded = ledger_entry(session, f"{claims.round_workflow_id}:position:{answering}")
+        opened, recorded = ledger_entries(
+            session, f"{claims.round_workflow_id}:opened", f"{claims.round_workflow_id}:position:{answering}"
+        )
         return delegate, proposal, version, _opening(opened), _answer(claims, answering, recorded)
 
 

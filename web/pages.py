@@ -99,6 +99,15 @@ def ledger_entry(session: Session, idempotency_key: str) -> LedgerEntry | None:
     return session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)).first()
 
 
+def ledger_entries(session: Session, *idempotency_keys: str) -> list[LedgerEntry | None]:
+    """The entries under these keys, in the same order (None for a key not in the ledger), in one query."""
+    found = session.exec(
+        select(LedgerEntry).where(LedgerEntry.idempotency_key.in_(idempotency_keys))  # type: ignore[attr-defined]
+    ).all()
+    by_key = {entry.idempotency_key: entry for entry in found}
+    return [by_key.get(key) for key in idempotency_keys]
+
+
 def ledger_payload(engine: Engine, idempotency_key: str) -> dict[str, Any] | None:
     with Session(engine) as session:
         entry = ledger_entry(session, idempotency_key)

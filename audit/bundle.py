@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ class LedgerLine:
 
     @cached_property
     def payload(self) -> dict[str, Any]:
-        value = json.loads(self.payload_json)
+        value = json_value(self.payload_json)
         return value if isinstance(value, dict) else {"value": value}
 
     def computed_hash(self) -> str:
@@ -97,13 +97,26 @@ class LedgerLine:
             kind=self.kind,
             idempotency_key=self.idempotency_key,
             payload_json=self.payload_json,
-            recorded_at=datetime.fromisoformat(self.recorded_at.replace("Z", "+00:00")),
+            recorded_at=self.recorded_at,  # the text, as the bundle holds it
             prev_hash=self.prev_hash,
         )
 
 
 # Four times faster than json.loads and the checks in `parse`, and it accepts only lines those checks accept.
 _LEDGER_LINE = msgspec.json.Decoder(LedgerLine)
+
+
+_ANY_JSON = msgspec.json.Decoder()
+
+
+def json_value(text: str | bytes) -> Any:
+    """`json.loads(text)`, three times faster: msgspec builds the same values where it reads the text at all, and
+    refuses what `json.loads` would read otherwise (NaN and infinities, lone surrogates, a byte order mark,
+    integers longer than 4,300 digits), which `json.loads` then reads, or refuses in its own words."""
+    try:
+        return _ANY_JSON.decode(text)
+    except (ValueError, RecursionError):  # msgspec.DecodeError and UnicodeError are ValueErrors
+        return json.loads(text)
 
 
 def sha256_file(path: Path) -> str:
@@ -115,8 +128,25 @@ def sha256_file(path: Path) -> str:
 
 
 def bundle_files(root: Path) -> list[str]:
-    """Every file under `root` but the seals, as sorted POSIX paths relative to it."""
-    names = (path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+    """Every file under `root` but the seals, as sorted POSIX paths relative to it.
+
+    The files `[p for p in root.rglob("*") if p.is_file()]` lists (symlinked folders are not entered, folders
+    that may not be read are skipped, a symlink counts as the file it points to), listed by os.scandir in a
+    seventh of rglob's time, which was 5% of `aisafe audit verify`'s."""
+    names: list[str] = []
+    folders = [(str(root), "")]
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except PermissionError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append((entry.path, f"{prefix}{entry.name}/"))
+            elif entry.is_file(follow_symlinks=False) or (entry.is_symlink() and Path(entry.path).is_file()):
+                names.append(prefix + entry.name)
     return sorted(name for name in names if name not in SEALS)
 
 

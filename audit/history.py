@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import msgspec
+
+from audit.bundle import json_value
 
 CLOSED = {
     f"WORKFLOWEXECUTION{outcome}"
@@ -59,7 +60,7 @@ def payload_value(payload: dict[str, Any]) -> Any:
     if encoding == "binary/null":
         return None
     if encoding.startswith("json/"):
-        return json.loads(data)
+        return json_value(data)
     return {"encoding": encoding, "data": base64.b64encode(data).decode()}
 
 

@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,11 +27,13 @@ from audit.bundle import (
     SIGNATURE,
     LedgerLine,
     bundle_files,
+    json_value,
     manifest_bytes,
     parse_ledger,
     read_ledger,
     sha256_file,
 )
+from audit.history import HistoryFormatError, parse_history
 from audit.verify import verify_bundle
 from devstack.demo import run_demo
 from devstack.services import free_port
@@ -41,6 +44,7 @@ from models.users import UserRole, add_user
 from tests.integration import acli, cli, stack_env
 
 CHROMIUM = Path("/usr/bin/chromium")
+HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
 @dataclass
@@ -390,3 +394,90 @@ def test_a_ledger_line_whose_text_holds_unicode_line_separators_stays_one_line()
     text = line.to_json() + "\n"
     assert "\u2028" in text
     assert parse_ledger(text) == [line]
+
+
+# --- reading histories and payloads ------------------------------------------------------------------------------
+
+
+def recorded_history() -> dict[str, Any]:
+    return json.loads((HISTORIES / "operational-framework-776ca791.round-1.json").read_text())
+
+
+def test_a_history_from_an_older_cli_reads_the_same_as_todays() -> None:
+    history = recorded_history()
+    today = parse_history("w", json.dumps(history).encode())
+    for event in history["events"]:  # EVENT_TYPE_WORKFLOW_EXECUTION_STARTED -> WorkflowExecutionStarted
+        event["eventType"] = "".join(word.capitalize() for word in event["eventType"].split("_")[2:])
+    older = json.dumps(history).encode()
+    assert parse_history("w", older) == today
+    assert today.updates and today.workflow_type == "ReviewRoundWorkflow"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        json.dumps(recorded_history()).encode() + b" trailing",
+        json.dumps(recorded_history()).encode().replace(b'"taskId"', b'"t\xe9skId"', 1),  # not UTF-8
+        json.dumps(recorded_history()).replace('"taskId": "', '"taskId": NaN, "x": "', 1).encode(),
+        b"[1, 2]",
+        b"{}",
+    ],
+    ids=["not JSON", "trailing text", "not UTF-8", "NaN", "a list", "no events"],
+)
+def test_a_file_that_is_not_a_history_is_a_history_format_error(raw: bytes) -> None:
+    with pytest.raises(HistoryFormatError, match="^not a Temporal history: "):
+        parse_history("w", raw)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "b": [true, false, null], "c": {"d": "\\u00e9\\u2028\\ud83d\\ude00"}}',
+        '{"a": 1, "a": 2}',
+        "123456789012345678901234567890",  # a large integer stays an integer
+        "-" + "9" * 4300,  # json.loads reads it; msgspec does not
+        "1" * 4301,  # neither does
+        "[0.1, 1e-400, -0.0, 1.7976931348623157e308, 5e-324, -0, 1E5]",
+        "[1e400, -1e400]",  # infinities: json.loads only
+        '{"x": NaN, "y": Infinity}',
+        '"\\ud800"',  # a lone surrogate
+        "\ufeff{}",
+        '"tab\tinside"',
+        "{bad",
+        "",
+        "[" * 5000 + "]" * 5000,
+    ],
+)
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_json_value_reads_what_json_loads_reads(text: str, as_bytes: bool) -> None:
+    given = text.encode("utf-8", "surrogatepass") if as_bytes else text
+
+    def outcome(read: Any) -> tuple[str, Any]:
+        try:
+            value = read(given)
+        except (ValueError, RecursionError) as error:
+            return "error", type(error)
+        return "value", (value, repr(value))  # repr: 1 and 1.0, 0.0 and -0.0, nan
+
+    assert outcome(json_value) == outcome(json.loads)
+
+
+def test_bundle_files_lists_what_rglob_lists(tmp_path: Path) -> None:
+    root = tmp_path / "bundle"
+    for name in [MANIFEST, SIGNATURE, "a", ".hidden", "d/x", "d/e/f/g", "history/h.json", "documents/manifest.json"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    (root / "empty").mkdir()
+    (root / "file-link").symlink_to(root / "a")  # listed: a symlink counts as the file it points to
+    (root / "folder-link").symlink_to(root / "d")  # not entered
+    (root / "broken").symlink_to(root / "nowhere")
+    (root / "loop").symlink_to(root / "loop")
+    os.mkfifo(root / "fifo")
+    expected = sorted(
+        name
+        for name in (path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+        if name not in {MANIFEST, SIGNATURE}
+    )
+    assert bundle_files(root) == expected
+    assert "file-link" in expected and "documents/manifest.json" in expected and "folder-link/x" not in expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -12,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, select
 
 from activities.documents import store_document
 from activities.ledger import LedgerActivities
-from models.ledger import GENESIS_HASH, document_hash, entry_hash
+from models.ledger import GENESIS_HASH, canonical_json, document_hash, entry_hash, entry_material, timestamp
 from models.messages import DocumentRef, LedgerAppend, LedgerReceipt, ProposalInput
 from models.process import MemberReviewStage, ProcessDefinition
 from models.states import MemberState
@@ -373,3 +376,108 @@ def test_store_document_keeps_one_body_per_hash(any_engine: Engine) -> None:
     with Session(any_engine) as session:
         blob = session.get(DocumentBlob, first)
     assert blob is not None and blob.body == body and blob.size == len(body.encode("utf-8"))
+
+
+# --- the hash's material, written out: byte for byte what the canonical JSON encoder makes --------------------
+
+AWKWARD = [
+    "",
+    'say "no"',
+    "back\\slash \\u0041 \\n",
+    "".join(chr(c) for c in range(32)) + "\x7f",
+    "line\u2028paragraph\u2029next\x85",
+    "non-BMP \U0001f600 \U0001d11e",
+    "non-ASCII é ß 中文 \u00a0",
+    "lone \ud800 surrogate \udfff",
+    '{"payload":"{\\"nested\\":[1,2]}"}',
+]
+
+
+def reference_material(
+    *, proposal_id: str, seq: int, kind: str, idempotency_key: str, payload_json: str, recorded_at: str, prev_hash: str
+) -> str:
+    """What the ledger hashed before `entry_material` wrote it out: the encoder over the dict."""
+    return canonical_json(
+        {
+            "proposal_id": proposal_id,
+            "seq": seq,
+            "kind": kind,
+            "idempotency_key": idempotency_key,
+            "payload": payload_json,
+            "recorded_at": recorded_at,
+            "prev_hash": prev_hash,
+        }
+    )
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_entry_material_is_the_canonical_json_of_the_entry_for_awkward_text(text: str) -> None:
+    fields = {
+        "proposal_id": f"p-{text}",
+        "kind": text,
+        "idempotency_key": f"{text}:k",
+        "payload_json": text * 2,
+        "recorded_at": f"2026-11-27T00:00:00.000000Z{text}",
+        "prev_hash": text[::-1],
+    }
+    for seq in (1, 0, -7, 10**30, True):  # a bool seq (which a ledger line may hold) takes the encoder's path
+        assert entry_material(seq=seq, **fields) == reference_material(seq=seq, **fields)
+
+
+@given(st.text(), st.text(), st.text(), st.text(), st.text(), st.text(), st.integers())
+def test_entry_material_is_the_canonical_json_of_any_entry(
+    proposal_id: str, kind: str, key: str, payload: str, recorded_at: str, prev_hash: str, seq: int
+) -> None:
+    fields = {
+        "proposal_id": proposal_id,
+        "seq": seq,
+        "kind": kind,
+        "idempotency_key": key,
+        "payload_json": payload,
+        "recorded_at": recorded_at,
+        "prev_hash": prev_hash,
+    }
+    assert entry_material(**fields) == reference_material(**fields)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-27T12:58:30.689482Z",  # canonical: used as it is
+        "1000-01-01T00:00:00.000000Z",
+        "9999-12-31T23:59:59.999999Z",
+        "2024-02-29T00:00:00.000000Z",
+        "2026-11-27T12:58:30Z",  # not canonical: parsed and written again
+        "2026-11-27T12:58:30.689Z",
+        "2026-11-27T12:58:30.689482+00:00",
+        "2026-11-27T14:58:30.689482+02:00",
+        "2026-11-27 12:58:30.689482Z",
+        "2026-11-27T12:58:30.689482",
+        "0999-01-01T00:00:00.000000Z",  # not times, or not ones `timestamp` could have written
+        "2023-02-29T00:00:00.000000Z",
+        "2026-11-27T24:00:00.000000Z",
+        "2026-13-01T00:00:00.000000Z",
+        "2026-11-27T12:58:30.689482ZZ",
+        "not a time",
+        "",
+    ],
+)
+def test_a_recorded_time_given_as_text_hashes_as_the_time_it_reads_as(text: str) -> None:
+    fields = {
+        "proposal_id": "p-1",
+        "seq": 3,
+        "kind": "comment",
+        "idempotency_key": "p-1:comment:c1",
+        "payload_json": '{"text":"\\u2028 \\"quoted\\""}',
+        "prev_hash": "0" * 64,
+    }
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        expected = entry_hash(recorded_at=moment, **fields)  # type: ignore[arg-type]
+    except ValueError:
+        with pytest.raises(ValueError):
+            entry_hash(recorded_at=text, **fields)  # type: ignore[arg-type]
+        return
+    assert entry_hash(recorded_at=text, **fields) == expected  # type: ignore[arg-type]
+    material = reference_material(recorded_at=timestamp(moment), **fields)
+    assert expected == hashlib.sha256(material.encode()).hexdigest()

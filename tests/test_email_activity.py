@@ -7,6 +7,7 @@ import email
 import logging
 import mailbox
 import re
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -23,6 +24,7 @@ from sqlmodel import Session, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+import activities.email
 from activities.email import MailActivities, message_id
 from devstack.services import SmtpSink
 from models.ledger import document_hash
@@ -225,6 +227,29 @@ async def test_sending_the_same_step_again_sends_nothing_new(
 
     assert again == MailingResult(sent=0, already_sent=22, states_without_delegates=[])
     assert sorted(item.message_id for item in read_mailbox(settings.mail_dir)) == first_ids
+
+
+async def test_a_mailing_heartbeats_while_it_waits_for_the_database(
+    mail: MailActivities, invitation: RoundMailing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a database call can wait longer than the heartbeat timeout: the mailing is alive meanwhile."""
+    monkeypatch.setattr(activities.email, "HEARTBEAT_EVERY", timedelta(seconds=0.05))
+    look_up = mail._pending
+
+    def slow_database(*args: Any) -> Any:
+        time.sleep(0.5)
+        return look_up(*args)
+
+    monkeypatch.setattr(mail, "_pending", slow_database)
+    environment = ActivityEnvironment()
+    beats: list[tuple[Any, ...]] = []
+    environment.on_heartbeat = lambda *details: beats.append(details)
+
+    result = await environment.run(mail.send_round_mail, invitation)
+
+    assert result.sent == 22
+    assert beats.count((0,)) >= 5  # through the half second before the first message, not only once it went
+    assert beats == sorted(beats)  # the progress only grows
 
 
 async def test_message_ids_are_unique_and_derived_from_workflow_step_and_recipient(

@@ -91,6 +91,7 @@ class _HeaderClasses(HeaderRegistry):
 
 # How messages are built (the wire policy applied when sending is chosen per message in `_deliver`).
 MESSAGE_POLICY = default.clone(header_factory=_HeaderClasses())
+
 # Often enough for the 10 s heartbeat timeout; each heartbeat is encoded (and encrypted) for the server.
 HEARTBEAT_EVERY = timedelta(seconds=1)
 # A stakeholder's comment link outlives the announced deadline: the consultation may be extended, and the
@@ -299,8 +300,8 @@ class MailActivities:
     ) -> MailingResult:
         """Send one message to each recipient not yet written to for this step, over one SMTP connection."""
         sent = 0
-        # Heartbeats come from a ticker for as long as the activity runs: under load a database call can wait
-        # longer than the heartbeat timeout for a thread, and the server would cancel a mailing that is alive.
+        # Heartbeats come from a ticker for as long as the activity runs: under load a database call or the relay's
+        # reply can take longer than the heartbeat timeout, and the server would cancel a mailing that is alive.
         async with _heartbeating(lambda: sent):
             pending, already_sent, missing = await asyncio.to_thread(self._pending, recipients, key)
             if pending:

@@ -57,7 +57,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
         # history on each task. Each cached run is small (see the scale figure in README's Performance).
         max_cached_workflows=CACHED_RUNS,
         # A mailing's heartbeats reach the server at least this often (by default 80% of its 10 s timeout):
-        # under load a heartbeat sent at 8 s arrived after 10 s, and a live fan-out was cancelled and repeated.
+        # under load a heartbeat sent at 8 s arrived after 10 s, and a live mailing was cancelled and retried.
         max_heartbeat_throttle_interval=HEARTBEAT_FLUSH,
         interceptors=[ActivityLogContext()],
     )

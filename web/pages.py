@@ -96,7 +96,7 @@ def rejection_type(exc: WorkflowUpdateFailedError) -> str:
 
 
 def ledger_entry(session: Session, idempotency_key: str) -> LedgerEntry | None:
-    return session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)).first()
+    return ledger_entries(session, idempotency_key)[0]
 
 
 def ledger_entries(session: Session, *idempotency_keys: str) -> list[LedgerEntry | None]:

@@ -1,11 +1,15 @@
 """The raw-Temporal baseline: a workflow whose Update records an item and returns at once.
 
+`record_awaiting` does the same and also upserts the search attribute of the states still awaited, as a review
+round does on each answer (DESIGN.md: "states still awaited"): what that one upsert costs on the same server.
+
 Nothing here runs at import time: the worker's sandbox imports this module again.
 """
 
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, Field
@@ -13,6 +17,11 @@ with workflow.unsafe.imports_passed_through():
 
 class BaselineInput(BaseModel):
     expected: int = Field(ge=1, description="the workflow ends once this many items are recorded")
+    states: list[str] = Field(default_factory=list, description="whose items are awaited (record_awaiting)")
+
+
+# The key ReviewRoundWorkflow publishes (workflows/review_round.AWAITING), registered on the dev server.
+AWAITING = SearchAttributeKey.for_keyword_list("AisafeAwaiting")
 
 
 class BaselineItem(BaseModel):
@@ -32,6 +41,7 @@ class BaselineWorkflow:
     @workflow.init
     def __init__(self, request: BaselineInput) -> None:
         self._expected = request.expected
+        self._states = request.states
         self._items: list[BaselineItem] = []
         self._finish = False
 
@@ -45,6 +55,13 @@ class BaselineWorkflow:
     def record(self, item: BaselineItem) -> BaselineReceipt:
         self._items.append(item)
         return BaselineReceipt(seq=len(self._items), state=item.state)
+
+    @workflow.update
+    def record_awaiting(self, item: BaselineItem) -> BaselineReceipt:
+        receipt = self.record(item)
+        answered = {i.state for i in self._items}
+        workflow.upsert_search_attributes([AWAITING.value_set([s for s in self._states if s not in answered])])
+        return receipt
 
     @workflow.signal
     def finish(self) -> None:

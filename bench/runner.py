@@ -61,7 +61,7 @@ class BenchError(Exception):
 @dataclass(frozen=True)
 class BenchConfig:
     positions: int = 220
-    concurrency: int = 16
+    concurrency: int = 32  # the issue's goal is stated at 32 concurrent clients
     out: Path = DEFAULT_OUT
     review_rounds: int = 10  # for the history-size and audit figures; 0 skips them
     fanout_repeats: int = 5  # rounds started for the fan-out figure (median reported); 0 skips it
@@ -193,9 +193,16 @@ async def timed_calls(
 
 
 async def run_baseline(
-    client: Client, workflows: int, states: list[str], concurrency: int, server_pid: int | None = None
+    client: Client,
+    workflows: int,
+    states: list[str],
+    concurrency: int,
+    server_pid: int | None = None,
+    *,
+    awaiting: bool = False,
 ) -> Figure:
-    """`workflows` x `len(states)` bare execute_update calls, in the same order the delegates answer."""
+    """`workflows` x `len(states)` bare execute_update calls, in the same order the delegates answer; with
+    `awaiting`, each Update also upserts the search attribute of the states still awaited."""
     task_queue = f"bench-baseline-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, workflows=[BaselineWorkflow]):
         handles: list[WorkflowHandle[BaselineWorkflow, int]] = []
@@ -203,22 +210,24 @@ async def run_baseline(
             handles.append(
                 await client.start_workflow(
                     BaselineWorkflow.run,
-                    BaselineInput(expected=len(states)),
+                    BaselineInput(expected=len(states), states=states),
                     id=f"{task_queue}-{number}",
                     task_queue=task_queue,
                 )
             )
         # Every workflow has run its first task before timing starts, as every round has before its invitations.
         await asyncio.gather(*(h.query(BaselineWorkflow.recorded) for h in handles))
+        update = BaselineWorkflow.record_awaiting if awaiting else BaselineWorkflow.record
         calls = [
-            partial(h.execute_update, BaselineWorkflow.record, BaselineItem(state=state, position="approve"))
+            partial(h.execute_update, update, BaselineItem(state=state, position="approve"))
             for state in states
             for h in handles
         ]
         with CpuMeter(server_pid) as cpu:
             seconds, latencies, results = await timed_calls(calls, concurrency)
         figure = Figure(
-            label="bare execute_update on a minimal workflow",
+            label="bare execute_update on a minimal workflow"
+            + (", upserting the awaited states' search attribute" if awaiting else ""),
             unit="updates/s",
             calls=len(calls),
             seconds=seconds,
@@ -231,6 +240,11 @@ async def run_baseline(
         recorded = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=60)
     if not figure.errors and sum(recorded) != len(calls):
         figure.errors.append(f"the baseline workflows recorded {sum(recorded)} of {len(calls)} updates")
+    if awaiting and not figure.errors:
+        history = await handles[0].fetch_history()
+        upserts = sum(1 for e in history.events if e.HasField("upsert_workflow_search_attributes_event_attributes"))
+        if upserts != len(states):
+            figure.errors.append(f"a baseline workflow upserted its search attribute {upserts} times of {len(states)}")
     return figure
 
 
@@ -507,11 +521,17 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
                 )
                 say(f"{proposals} round(s) open, {positions} invitations in {ours_run.rounds_open_seconds:.1f}s")
                 # No bar while timing: its redraws would take CPU from the calls measured in this process.
-                announce(f"timing {positions} bare Updates, then {positions} clicks (no progress bar while timed)")
-                baseline = await run_baseline(
-                    stack.client, proposals, states, config.concurrency, stack.temporal.pid if stack.temporal else None
+                announce(
+                    f"timing {positions} bare Updates, {positions} that also upsert a search attribute, then "
+                    f"{positions} clicks (no progress bar while timed)"
                 )
+                server_pid = stack.temporal.pid if stack.temporal else None
+                baseline = await run_baseline(stack.client, proposals, states, config.concurrency, server_pid)
                 say(f"baseline: {baseline.completed} updates in {baseline.seconds:.2f}s")
+                upserting = await run_baseline(
+                    stack.client, proposals, states, config.concurrency, server_pid, awaiting=True
+                )
+                say(f"baseline with the upsert: {upserting.completed} updates in {upserting.seconds:.2f}s")
                 ours = await measure_ours()
                 say(f"ours: {ours_run.receipts} receipts in {ours.seconds:.2f}s")
             finally:
@@ -532,7 +552,12 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             "order": "state by state across every open round (the same for both sides)",
         },
         "table": rows,
-        "figures": {"ours": ours.as_json(), "baseline": baseline.as_json()},
+        "figures": {"ours": ours.as_json(), "baseline": baseline.as_json(), "baseline_upserting": upserting.as_json()},
+        # What a round's per-answer upsert of the awaited states (DESIGN.md's search attributes) costs alone on
+        # this server: the throughput of bare Updates that also upsert it, as a share of bare Updates'.
+        "upsert_throughput_ratio": (
+            round(upserting.throughput / baseline.throughput, 3) if baseline.throughput else None
+        ),
         "ours": {
             "receipts": ours_run.receipts,
             "ledger_positions": ours_run.ledger_positions,
@@ -562,12 +587,17 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
     say(f"          {ours.completed}/{ours.calls} positions in {ours.seconds:.2f}s; throughput in positions/s")
     say(f"baseline: {baseline.label}")
     say(f"          {baseline.completed}/{baseline.calls} updates in {baseline.seconds:.2f}s; throughput in updates/s")
-    for side, figure in (("ours", ours), ("baseline", baseline)):
+    say(f"baseline+upsert: {upserting.label}")
+    say(
+        f"          {upserting.completed}/{upserting.calls} updates in {upserting.seconds:.2f}s: "
+        f"{results['upsert_throughput_ratio']}x the bare Updates' throughput"
+    )
+    for side, figure in (("ours", ours), ("baseline", baseline), ("baseline+upsert", upserting)):
         cpu = ", ".join(f"{name} {ms:.1f} ms" for name, ms in figure.as_json()["cpu_ms_per_call"].items())
         say(f"cpu per call ({side}): {cpu}")
     say("")
     say(format_table(rows))
-    for side, figure in (("ours", ours), ("baseline", baseline)):
+    for side, figure in (("ours", ours), ("baseline", baseline), ("baseline+upsert", upserting)):
         for error in figure.errors:
             say(f"error ({side}): {error}")
     if "history" in results:

@@ -64,10 +64,6 @@ def payload_value(payload: dict[str, Any]) -> Any:
     return {"encoding": encoding, "data": base64.b64encode(data).decode()}
 
 
-def _kind(event: dict[str, Any]) -> str:
-    return _event_kind(str(event.get("eventType", "")))
-
-
 @functools.lru_cache(maxsize=128)  # a history repeats a few dozen event types thousands of times
 def _event_kind(event_type: str) -> str:
     """`EVENT_TYPE_WORKFLOW_EXECUTION_STARTED` and `WorkflowExecutionStarted` (older CLIs) alike."""
@@ -109,14 +105,17 @@ def parse_history(workflow_id: str, raw: str | bytes) -> WorkflowRecord:
             raise ValueError("the history has no events")
         record = WorkflowRecord(workflow_id=workflow_id, event_count=len(events))
         for event in events:
-            _read_event(record, event)
+            # Most events are workflow and activity tasks: their kind alone says there is nothing to read.
+            kind = _event_kind(str(event.get("eventType", "")))
+            if kind in _READ:
+                _read_event(record, event, kind)
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
         raise HistoryFormatError(f"not a Temporal history: {exc}") from None
     return record
 
 
-def _read_event(record: WorkflowRecord, event: dict[str, Any]) -> None:
-    kind, event_id = _kind(event), int(event.get("eventId", 0))
+def _read_event(record: WorkflowRecord, event: dict[str, Any], kind: str) -> None:
+    event_id = int(event.get("eventId", 0))
     if kind == "WORKFLOWEXECUTIONSTARTED":
         record.workflow_type = event["workflowExecutionStartedEventAttributes"]["workflowType"]["name"]
     elif kind == "WORKFLOWEXECUTIONUPDATEACCEPTED":
@@ -141,3 +140,14 @@ def _read_event(record: WorkflowRecord, event: dict[str, Any]) -> None:
         record.children.append(event["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"])
     elif kind in CLOSED:
         record.closed = True
+
+
+# The kinds `_read_event` reads something from.
+_READ = {
+    "WORKFLOWEXECUTIONSTARTED",
+    "WORKFLOWEXECUTIONUPDATEACCEPTED",
+    "WORKFLOWEXECUTIONUPDATECOMPLETED",
+    "WORKFLOWEXECUTIONSIGNALED",
+    "STARTCHILDWORKFLOWEXECUTIONINITIATED",
+    *CLOSED,
+}

@@ -534,6 +534,10 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
                 say(f"baseline with the upsert: {upserting.completed} updates in {upserting.seconds:.2f}s")
                 ours = await measure_ours()
                 say(f"ours: {ours_run.receipts} receipts in {ours.seconds:.2f}s")
+                from bench.round_updates import run_round_updates
+
+                direct = await run_round_updates(stack, engine, proposals, states, config.concurrency)
+                say(f"the same positions as Updates to the rounds, no web: {direct.completed} in {direct.seconds:.2f}s")
             finally:
                 if ours_run is not None:
                     await ours_run.http.aclose()
@@ -552,11 +556,20 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             "order": "state by state across every open round (the same for both sides)",
         },
         "table": rows,
-        "figures": {"ours": ours.as_json(), "baseline": baseline.as_json(), "baseline_upserting": upserting.as_json()},
+        "figures": {
+            "ours": ours.as_json(),
+            "baseline": baseline.as_json(),
+            "baseline_upserting": upserting.as_json(),
+            "round_updates": direct.as_json(),
+        },
         # What a round's per-answer upsert of the awaited states (DESIGN.md's search attributes) costs alone on
         # this server: the throughput of bare Updates that also upsert it, as a share of bare Updates'.
         "upsert_throughput_ratio": (
             round(upserting.throughput / baseline.throughput, 3) if baseline.throughput else None
+        ),
+        # The click's Update alone, sent straight to round workflows of its own: the click without the web app.
+        "round_updates_throughput_ratio": (
+            round(direct.throughput / baseline.throughput, 3) if baseline.throughput else None
         ),
         "ours": {
             "receipts": ours_run.receipts,
@@ -592,12 +605,18 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
         f"          {upserting.completed}/{upserting.calls} updates in {upserting.seconds:.2f}s: "
         f"{results['upsert_throughput_ratio']}x the bare Updates' throughput"
     )
-    for side, figure in (("ours", ours), ("baseline", baseline), ("baseline+upsert", upserting)):
+    say(f"no web:   {direct.label}")
+    say(
+        f"          {direct.completed}/{direct.calls} positions in {direct.seconds:.2f}s: "
+        f"{results['round_updates_throughput_ratio']}x the bare Updates' throughput"
+    )
+    sides = (("ours", ours), ("baseline", baseline), ("baseline+upsert", upserting), ("no web", direct))
+    for side, figure in sides:
         cpu = ", ".join(f"{name} {ms:.1f} ms" for name, ms in figure.as_json()["cpu_ms_per_call"].items())
         say(f"cpu per call ({side}): {cpu}")
     say("")
     say(format_table(rows))
-    for side, figure in (("ours", ours), ("baseline", baseline), ("baseline+upsert", upserting)):
+    for side, figure in sides:
         for error in figure.errors:
             say(f"error ({side}): {error}")
     if "history" in results:
@@ -629,12 +648,11 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
 
 
 def succeeded(results: dict[str, Any]) -> bool:
-    """Every call on both sides completed, and every position got its receipt and its ledger entry."""
+    """Every call of every side completed, and every position got its receipt and its ledger entry."""
     figures = results["figures"]
     positions = results["config"]["positions"]
     return (
-        not figures["ours"]["errors"]
-        and not figures["baseline"]["errors"]
+        not any(figure["errors"] for figure in figures.values())
         and results["ours"]["receipts"] == positions
         and results["ours"]["ledger_positions"] == positions
     )

@@ -54,13 +54,14 @@ async def test_smoke_run_measures_both_sides_and_receipts_every_position(
     assert succeeded(results)
     assert results["config"]["positions"] == 11
     ours, baseline = results["figures"]["ours"], results["figures"]["baseline"]
-    upserting = results["figures"]["baseline_upserting"]
-    for figure in (ours, baseline, upserting):
+    upserting, direct = results["figures"]["baseline_upserting"], results["figures"]["round_updates"]
+    for figure in (ours, baseline, upserting, direct):
         assert figure["calls"] == figure["completed"] == 11
         assert figure["errors"] == []
         assert figure["throughput_per_s"] > 0
         assert 0 < figure["p50_ms"] <= figure["p99_ms"]
     assert "search attribute" in upserting["label"] and results["upsert_throughput_ratio"] > 0
+    assert "no web" in direct["label"] and results["round_updates_throughput_ratio"] > 0
     # Every submitted position got its receipt page, its own ledger entry, and the round closed on it.
     assert results["ours"] == {"receipts": 11, "ledger_positions": 11, "proposals": 1, "proposals_adopted": 1}
     assert [row["figure"] for row in results["table"]] == [

@@ -14,7 +14,7 @@ from bench.__main__ import parse_args
 from bench.fanout import run_fanout_bench
 from bench.history import _best_of_each, _hash_and_check_json, _hash_files
 from bench.progress import counting, stages
-from bench.runner import SMOKE, BenchConfig, percentile, run_bench, succeeded
+from bench.runner import BASELINE_TURNS, SMOKE, BenchConfig, Figure, median_run, percentile, run_bench, succeeded
 from bench.scale import run_scale_bench
 
 
@@ -22,6 +22,13 @@ def test_percentile_interpolates_between_ranks() -> None:
     assert percentile([10.0, 20.0, 30.0, 40.0], 50) == 25.0
     assert percentile([5.0], 99) == 5.0
     assert percentile(list(map(float, range(1, 101))), 99) == 99.01
+
+
+def test_the_median_run_is_reported_unless_a_run_failed() -> None:
+    runs = [Figure("bare", "updates/s", 2, seconds, [1.0, 1.0]) for seconds in (1.0, 4.0, 2.0)]
+    assert median_run(runs).seconds == 2.0
+    runs[1].errors.append("update: timed out")
+    assert median_run(runs) is runs[1]
 
 
 def test_smoke_flag_picks_the_tiny_run_and_keeps_explicit_values(tmp_path: Path) -> None:
@@ -62,6 +69,7 @@ async def test_smoke_run_measures_both_sides_and_receipts_every_position(
         assert 0 < figure["p50_ms"] <= figure["p99_ms"]
     assert "search attribute" in upserting["label"] and results["upsert_throughput_ratio"] > 0
     assert "no web" in direct["label"] and results["round_updates_throughput_ratio"] > 0
+    assert [len(turns) for turns in results["baseline_turns_per_s"].values()] == [BASELINE_TURNS, BASELINE_TURNS]
     # Every submitted position got its receipt page, its own ledger entry, and the round closed on it.
     assert results["ours"] == {"receipts": 11, "ledger_positions": 11, "proposals": 1, "proposals_adopted": 1}
     assert [row["figure"] for row in results["table"]] == [

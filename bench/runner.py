@@ -578,12 +578,12 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             "baseline_upserting": upserting.as_json(),
             "round_updates": direct.as_json(),
         },
-        # What a round's per-answer upsert of the awaited states (DESIGN.md's search attributes) costs alone on
-        # this server: the throughput of bare Updates that also upsert it, as a share of bare Updates'.
         "baseline_turns_per_s": {
             "bare": [round(f.throughput, 2) for f in bare_runs],
             "upserting": [round(f.throughput, 2) for f in upserting_runs],
         },
+        # What a round's per-answer upsert of the awaited states (DESIGN.md's search attributes) costs alone on
+        # this server: the throughput of bare Updates that also upsert it, as a share of bare Updates'.
         "upsert_throughput_ratio": (
             round(upserting.throughput / baseline.throughput, 3) if baseline.throughput else None
         ),

@@ -23,6 +23,15 @@ CLOSED = {
     f"WORKFLOWEXECUTION{outcome}"
     for outcome in ("COMPLETED", "FAILED", "TIMEDOUT", "CANCELED", "TERMINATED", "CONTINUEDASNEW")
 }
+# The kinds `_read_event` reads something from; a history's other events are skipped by their kind alone.
+_READ = {
+    "WORKFLOWEXECUTIONSTARTED",
+    "WORKFLOWEXECUTIONUPDATEACCEPTED",
+    "WORKFLOWEXECUTIONUPDATECOMPLETED",
+    "WORKFLOWEXECUTIONSIGNALED",
+    "STARTCHILDWORKFLOWEXECUTIONINITIATED",
+    *CLOSED,
+}
 
 
 class HistoryFormatError(ValueError):
@@ -140,14 +149,3 @@ def _read_event(record: WorkflowRecord, event: dict[str, Any], kind: str) -> Non
         record.children.append(event["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"])
     elif kind in CLOSED:
         record.closed = True
-
-
-# The kinds `_read_event` reads something from.
-_READ = {
-    "WORKFLOWEXECUTIONSTARTED",
-    "WORKFLOWEXECUTIONUPDATEACCEPTED",
-    "WORKFLOWEXECUTIONUPDATECOMPLETED",
-    "WORKFLOWEXECUTIONSIGNALED",
-    "STARTCHILDWORKFLOWEXECUTIONINITIATED",
-    *CLOSED,
-}

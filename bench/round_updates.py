@@ -61,17 +61,11 @@ async def run_round_updates(
     links = [verify_action(keys, found[p][s].link.rsplit("/", 1)[1]) for s in states for p in ids]
     await settle()
     with CpuMeter(stack.temporal.pid if stack.temporal else None) as cpu:
-        seconds, latencies, results = await timed_calls([partial(submit, link) for link in links], concurrency)
-    receipts = [r for r in results if isinstance(r, PositionReceipt) and r.ledger_seq > 0]
-    figure = Figure(
-        label="execute_update submit_position straight to the round workflows (no web)",
-        unit="positions/s",
-        calls=len(links),
-        seconds=seconds,
-        latencies_ms=[t for t in latencies if t is not None],
-        errors=[f"update: {r!r}" for r in results if isinstance(r, BaseException)][:10],
-        cpu_seconds=cpu.used,
+        timed = await timed_calls([partial(submit, link) for link in links], concurrency)
+    figure = Figure.of_calls(
+        "execute_update submit_position straight to the round workflows (no web)", "positions/s", timed, cpu.used
     )
+    receipts = [r for r in timed[2] if isinstance(r, PositionReceipt) and r.ledger_seq > 0]
     if not figure.errors and len(receipts) != len(links):
         raise BenchError(f"only {len(receipts)} of {len(links)} Updates to the rounds returned a ledger receipt")
     return figure

@@ -95,6 +95,28 @@ class Figure:
     def throughput(self) -> float:
         return self.completed / self.seconds if self.seconds > 0 else 0.0
 
+    @classmethod
+    def of_calls(
+        cls,
+        label: str,
+        unit: str,
+        timed: tuple[float, list[float | None], list[Any]],
+        cpu_seconds: dict[str, float],
+    ) -> Figure:
+        """The figure of what `timed_calls` returned: every call, the latencies of those that finished, and the
+        first ten failures."""
+        seconds, latencies, results = timed
+        failed = [f"update: {r!r}" for r in results if isinstance(r, BaseException)]
+        return cls(
+            label=label,
+            unit=unit,
+            calls=len(results),
+            seconds=seconds,
+            latencies_ms=[t for t in latencies if t is not None],
+            errors=failed[:10],
+            cpu_seconds=cpu_seconds,
+        )
+
     def percentile(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
 
@@ -228,16 +250,13 @@ async def run_baseline(
             for h in handles
         ]
         with CpuMeter(server_pid) as cpu:
-            seconds, latencies, results = await timed_calls(calls, concurrency)
-        figure = Figure(
-            label="bare execute_update on a minimal workflow"
+            timed = await timed_calls(calls, concurrency)
+        figure = Figure.of_calls(
+            "bare execute_update on a minimal workflow"
             + (", upserting the awaited states' search attribute" if awaiting else ""),
-            unit="updates/s",
-            calls=len(calls),
-            seconds=seconds,
-            latencies_ms=[t for t in latencies if t is not None],
-            errors=[f"update: {r!r}" for r in results if isinstance(r, BaseException)][:10],
-            cpu_seconds=cpu.used,
+            "updates/s",
+            timed,
+            cpu.used,
         )
         if figure.errors:
             await asyncio.gather(*(h.signal(BaselineWorkflow.finish) for h in handles), return_exceptions=True)

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from bench.__main__ import parse_args
 from bench.fanout import run_fanout_bench
-from bench.history import _best_of_each, _hash_and_check_json, _hash_files
+from bench.history import _best_of_each, _hash_files
 from bench.progress import counting, stages
 from bench.runner import BASELINE_TURNS, SMOKE, BenchConfig, Figure, median_run, percentile, run_bench, succeeded
 from bench.scale import run_scale_bench
@@ -126,12 +126,15 @@ def test_the_verify_reference_hashes_what_the_baseline_hashes_and_checks_the_jso
     (tmp_path / "history" / "w.json").write_text('{"events": [{"eventId": "1"}]}')
     (tmp_path / "ledger.jsonl").write_text('{"seq": 1}\n{"seq": 2}\n')
     (tmp_path / "document.md").write_text("# not JSON, and not checked as JSON")
-    assert _hash_and_check_json(tmp_path) == _hash_files(tmp_path) == 3 * 64
-    assert all(t > 0 for t in _best_of_each(lambda: _hash_files(tmp_path), lambda: _hash_and_check_json(tmp_path)))
+    assert _hash_files(tmp_path, check_json=True) == _hash_files(tmp_path) == 3 * 64
+    assert all(
+        t > 0 for t in _best_of_each(lambda: _hash_files(tmp_path), lambda: _hash_files(tmp_path, check_json=True))
+    )
 
     (tmp_path / "ledger.jsonl").write_text('{"seq": 1}\n{"seq": \n')
+    assert _hash_files(tmp_path) == 3 * 64  # the baseline does not look inside
     with pytest.raises(ValueError):
-        _hash_and_check_json(tmp_path)
+        _hash_files(tmp_path, check_json=True)
 
 
 async def test_fanout_times_a_round_start_against_the_same_mail_sent_bare() -> None:

@@ -49,6 +49,32 @@ async def test_consensus_all_approve_adopts_and_closes_the_round_early(harness: 
     assert harness.backend.kinds(handle.id)[-1] == "proposal_closed"
 
 
+async def test_a_new_run_writes_every_ledger_entry_as_a_local_activity(harness: Harness) -> None:
+    """No ledger write costs a trip through the server's activity queue: the histories hold only mail activities."""
+    handle = await harness.start(review(participants=[MemberState.MY, MemberState.SG]))
+    await harness.round_open(handle.id, 1)
+    for state in (MemberState.MY, MemberState.SG):
+        await harness.answer(handle.id, 1, state, Position.APPROVE)
+    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    for run in (handle.id, round_workflow_id(handle.id, 1)):
+        events = (await harness.client.get_workflow_handle(run).fetch_history()).events
+        scheduled = {
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        }
+        assert scheduled <= {"send_round_mail", "send_answer_notice", "send_outcome_mail"}, run
+        markers = [
+            e.marker_recorded_event_attributes.marker_name
+            for e in events
+            if e.HasField("marker_recorded_event_attributes")
+        ]
+        assert markers.count("core_local_activity") >= 3, run  # started/opened, then closed, at the least
+    # The ledger holds what the activities used to write, in order.
+    assert harness.backend.kinds(handle.id)[:3] == ["proposal_started", "stage_started", "round_opened"]
+    assert harness.positions_recorded(handle.id) == 2
+
+
 async def test_consensus_allows_abstentions_and_reservations(harness: Harness) -> None:
     handle = await harness.start(review())
     await harness.round_open(handle.id, 1)

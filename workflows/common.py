@@ -22,23 +22,27 @@ MAIL_TIMEOUT = timedelta(minutes=5)
 MAIL_HEARTBEAT = timedelta(seconds=10)
 
 
-async def ledger(proposal_id: str, kind: str, key: str, payload: dict[str, object]) -> LedgerReceipt:
-    """Append one idempotent entry to the proposal's ledger."""
+# Runs started since this patch write every ledger entry with a local activity: an entry is one short database
+# write, and as a regular activity each cost a round trip through the server's activity queue and one more workflow
+# task (a round's invitations waited for two of them). Runs started before keep the activities their history holds.
+# `workflow.patched` decides once per run, at the run's first ledger write, and remembers the answer.
+LEDGER_LOCAL = "ledger-local"
+
+
+async def ledger(
+    proposal_id: str, kind: str, key: str, payload: dict[str, object], *, local: bool = False
+) -> LedgerReceipt:
+    """Append one idempotent entry to the proposal's ledger (`local` forces a local activity in an older run)."""
+    entry = LedgerAppend(proposal_id=proposal_id, kind=kind, idempotency_key=key, payload=payload)
+    return await ledger_activity("append_ledger", entry, local=local)
+
+
+async def ledger_activity(name: str, arg: object, *, local: bool = False) -> LedgerReceipt:
+    """Run one of the ledger activities: as a local activity in this run's worker unless the run is older."""
+    if local or workflow.patched(LEDGER_LOCAL):
+        return await workflow.execute_local_activity(
+            name, arg, result_type=LedgerReceipt, start_to_close_timeout=LEDGER_TIMEOUT, retry_policy=LEDGER_RETRY
+        )
     return await workflow.execute_activity(
-        "append_ledger",
-        LedgerAppend(proposal_id=proposal_id, kind=kind, idempotency_key=key, payload=payload),
-        result_type=LedgerReceipt,
-        start_to_close_timeout=LEDGER_TIMEOUT,
-        retry_policy=LEDGER_RETRY,
-    )
-
-
-async def ledger_local(proposal_id: str, kind: str, key: str, payload: dict[str, object]) -> LedgerReceipt:
-    """The same entry written by a local activity: for writes someone is waiting on (a delegate's receipt)."""
-    return await workflow.execute_local_activity(
-        "append_ledger",
-        LedgerAppend(proposal_id=proposal_id, kind=kind, idempotency_key=key, payload=payload),
-        result_type=LedgerReceipt,
-        start_to_close_timeout=LEDGER_TIMEOUT,
-        retry_policy=LEDGER_RETRY,
+        name, arg, result_type=LedgerReceipt, start_to_close_timeout=LEDGER_TIMEOUT, retry_policy=LEDGER_RETRY
     )

@@ -24,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
         DocumentRef,
         FundingTerms,
         LedgerAppend,
-        LedgerReceipt,
         MailingResult,
         MeetingInput,
         MeetingOutcome,
@@ -59,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from models.rules import Verdict
     from models.states import MemberState, members_on
     from models.tokens import consultation_workflow_id, meeting_workflow_id, round_workflow_id
-    from workflows.common import LEDGER_RETRY, LEDGER_TIMEOUT, MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger
+    from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger, ledger_activity
     from workflows.consultation import ConsultationWorkflow
     from workflows.meeting import MeetingWorkflow
     from workflows.review_round import ReviewRoundWorkflow
@@ -107,13 +106,7 @@ class ProposalWorkflow:
 
     @workflow.run
     async def run(self, proposal: ProposalInput) -> ProposalStatus:
-        await workflow.execute_activity(
-            "register_proposal",
-            proposal,
-            result_type=LedgerReceipt,
-            start_to_close_timeout=LEDGER_TIMEOUT,
-            retry_policy=LEDGER_RETRY,
-        )
+        await ledger_activity("register_proposal", proposal)
         workflow.upsert_search_attributes(
             [LEAD_KEY.value_set(proposal.lead_state.value), KIND_KEY.value_set(proposal.kind)]
         )
@@ -422,7 +415,7 @@ class ProposalWorkflow:
             filename=revision.filename,
             size=revision.size,
         )
-        await workflow.execute_activity(
+        await ledger_activity(
             "record_version",
             LedgerAppend(
                 proposal_id=self._proposal.proposal_id,
@@ -430,9 +423,6 @@ class ProposalWorkflow:
                 idempotency_key=f"{self._proposal.proposal_id}:version-{document.version}",
                 payload={"document": document.model_dump(mode="json")},
             ),
-            result_type=LedgerReceipt,
-            start_to_close_timeout=LEDGER_TIMEOUT,
-            retry_policy=LEDGER_RETRY,
         )
         self._versions.append(document)
         return document

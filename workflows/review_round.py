@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from models.process import FundingModel
     from models.rules import decide
     from models.states import MemberState
-    from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger, ledger_local
+    from workflows.common import LEDGER_LOCAL, MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger
 
 AWAITING = SearchAttributeKey.for_keyword_list("AisafeAwaiting")
 
@@ -158,9 +158,10 @@ class ReviewRoundWorkflow:
             f"{workflow.info().workflow_id}:position:{decision_id}",
             {"decision_id": decision_id, **submission.model_dump(mode="json"), "amount": _text(amount)},
         )
-        # The delegate waits on this write: as a local activity it runs in the worker that holds the round,
-        # without a round trip through the server's activity queue (rounds from before keep the old path).
-        receipt = await (ledger_local(*entry) if workflow.patched("position-ledger-local") else ledger(*entry))
+        # The delegate waits on this write. Rounds from before every entry was local (LEDGER_LOCAL) made only
+        # this one local, from the patch below on; rounds older still keep the regular activity.
+        local = workflow.patched(LEDGER_LOCAL) or workflow.patched("position-ledger-local")
+        receipt = await ledger(*entry, local=local)
         # The latest answer in ledger order stands, whichever delegate of the state gave it.
         if receipt.seq > self._ledger_seq.get(submission.state, 0):
             self._ledger_seq[submission.state] = receipt.seq

@@ -405,7 +405,7 @@ class MailActivities:
         html = _templates.get_template(f"{template}.html").render(context)
         message.set_content(text)
         message.add_alternative(html, subtype="html")
-        set_boundary(message, key, [text, html])
+        set_boundary(message, [text, html])
         return message
 
     def _round_message(self, mailing: RoundMailing, delegate: DelegateRecord, key: str) -> EmailMessage:

@@ -9,7 +9,6 @@ message. Header objects are immutable, so a header made once can be set on, and 
 from __future__ import annotations
 
 import functools
-import hashlib
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8, EmailPolicy, default
@@ -73,13 +72,16 @@ def wire_policy(*, utf8: bool, eight_bit: bool) -> EmailPolicy:
     return _WIRE[utf8, eight_bit]
 
 
-def set_boundary(message: EmailMessage, idempotency_key: str, parts: list[str]) -> None:
-    """Give a multipart message a boundary of its own that none of its `parts` (as written) contains.
+# One boundary for every message: it has to be absent from the parts it separates, not unique (RFC 2046).
+BOUNDARY = "=_aisafe_alternative_0c4f1e7a9b2d"
 
-    Left to itself the generator draws a random boundary and compiles a regular expression to search the
-    encoded parts for it. `=_` cannot occur in quoted-printable or base64 text, and plain text is searched here;
-    should a part contain it anyway, the generator's own search is left to find another.
+
+def set_boundary(message: EmailMessage, parts: list[str]) -> None:
+    """Give a multipart message the boundary `BOUNDARY` if none of its `parts` (as written) contains it.
+
+    Left to itself the generator draws a random boundary and compiles a regular expression per message to search
+    the encoded parts for it. `=_` cannot occur in quoted-printable or base64 text, and plain text is searched
+    here; should a part contain it anyway, the generator's own search is left to find another.
     """
-    boundary = f"=_aisafe_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}"
-    if not any(boundary in part for part in parts):
-        message.set_boundary(boundary)
+    if not any(BOUNDARY in part for part in parts):
+        message.set_boundary(BOUNDARY)

@@ -16,9 +16,11 @@ from typing import Any
 
 
 class _Header(BaseHeader):
-    """A header that remembers how it folds under each policy (only the few module-level policies are used)."""
+    """A header that remembers how it folds under each of this module's policies (made once, never freed)."""
 
     def fold(self, *, policy: Any) -> str:
+        if id(policy) not in _REMEMBERED:  # another policy may be freed, and its id reused by yet another
+            return super().fold(policy=policy)
         folds: dict[int, str] = self.__dict__.setdefault("_folds", {})
         folded = folds.get(id(policy))
         if folded is None:
@@ -65,6 +67,7 @@ def _wire(utf8: bool, eight_bit: bool) -> EmailPolicy:
 
 # Made once, so that each header's folding under them is remembered (`_Header.fold`).
 _WIRE = {(utf8, eight_bit): _wire(utf8, eight_bit) for utf8 in (False, True) for eight_bit in (False, True)}
+_REMEMBERED = {id(policy) for policy in (MESSAGE_POLICY, *_WIRE.values())}
 
 
 def wire_policy(*, utf8: bool, eight_bit: bool) -> EmailPolicy:

@@ -56,3 +56,11 @@ def test_a_part_that_holds_the_boundary_leaves_the_generator_to_choose_another()
     raw = built.as_bytes(policy=wire_policy(utf8=False, eight_bit=True))
     assert built.get_boundary() not in (None, BOUNDARY)
     assert read_back(raw)[1] == [text, "<p>Hello</p>\n"]
+
+
+def test_a_policy_of_someone_elses_is_folded_afresh() -> None:
+    built = message("d\n")
+    narrow = wire_policy(utf8=False, eight_bit=False).clone(max_line_length=30)
+    subject = "Subject: Position of Viet Nam requested"
+    assert subject.encode() in built.as_bytes(policy=wire_policy(utf8=False, eight_bit=False))
+    assert subject.encode() not in built.as_bytes(policy=narrow)  # folded at 30 columns, not as remembered

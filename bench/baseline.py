@@ -9,19 +9,16 @@ Nothing here runs at import time: the worker's sandbox imports this module again
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, Field
+
+    from workflows.review_round import AWAITING  # the very key a round publishes, registered on the dev server
 
 
 class BaselineInput(BaseModel):
     expected: int = Field(ge=1, description="the workflow ends once this many items are recorded")
     states: list[str] = Field(default_factory=list, description="whose items are awaited (record_awaiting)")
-
-
-# The key ReviewRoundWorkflow publishes (workflows/review_round.AWAITING), registered on the dev server.
-AWAITING = SearchAttributeKey.for_keyword_list("AisafeAwaiting")
 
 
 class BaselineItem(BaseModel):

@@ -569,7 +569,7 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
                 say(f"baseline with the upsert: {upserting.completed} updates in {upserting.seconds:.2f}s (median)")
                 ours = await measure_ours()
                 say(f"ours: {ours_run.receipts} receipts in {ours.seconds:.2f}s")
-                from bench.round_updates import run_round_updates
+                from bench.round_updates import run_round_updates  # here: that module imports this one
 
                 direct = await run_round_updates(stack, engine, proposals, states, config.concurrency)
                 say(f"the same positions as Updates to the rounds, no web: {direct.completed} in {direct.seconds:.2f}s")

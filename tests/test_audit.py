@@ -40,6 +40,7 @@ from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
 from models.ledger import GENESIS_HASH
+from models.states import MemberState
 from models.users import UserRole, add_user
 from tests.integration import acli, cli, stack_env
 
@@ -411,6 +412,30 @@ def test_a_history_from_an_older_cli_reads_the_same_as_todays() -> None:
     older = json.dumps(history).encode()
     assert parse_history("w", older) == today
     assert today.updates and today.workflow_type == "ReviewRoundWorkflow"
+
+
+def test_a_history_says_which_updates_completed_and_which_failed() -> None:
+    history = recorded_history()
+    completed = [e for e in history["events"] if e["eventType"].endswith("_UPDATE_COMPLETED")]
+    failed = completed[0]["workflowExecutionUpdateCompletedEventAttributes"]
+    failed["outcome"] = {"failure": {"message": "refused"}}
+    record = parse_history("w", json.dumps(history).encode())
+    assert len(completed) > 1 and all(record.updates[u].completed for u in _update_ids(completed))
+    assert [u.update_id for u in record.updates.values() if u.failed] == [failed["meta"]["updateId"]]
+    submitted = record.updates[_update_ids(completed)[1]]
+    assert submitted.name == "submit_position" and submitted.args[0]["state"] in {s.value for s in MemberState}
+
+
+def _update_ids(events: list[dict[str, Any]]) -> list[str]:
+    return [e["workflowExecutionUpdateCompletedEventAttributes"]["meta"]["updateId"] for e in events]
+
+
+def test_an_event_without_the_attributes_its_kind_needs_is_a_history_format_error() -> None:
+    history = recorded_history()
+    started = history["events"][0]
+    del started["workflowExecutionStartedEventAttributes"]
+    with pytest.raises(HistoryFormatError, match="event 1 has no workflowExecutionStartedEventAttributes"):
+        parse_history("w", json.dumps(history).encode())
 
 
 @pytest.mark.parametrize(

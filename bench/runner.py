@@ -680,6 +680,8 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
             f"(goal <= {fanout['goal_max_ratio']}x: {'met' if fanout['met'] else 'NOT met'}; the mail activity "
             f"alone {fanout['activity_ratio']}x)"
         )
+        for step, seconds in fanout["steps_s"].items():
+            say(f"  {seconds * 1000:5.0f} ms  {step}")
     if config.profile:
         say(f"profile of the timed clicks written to {config.profile} (its run's figures are not the ones to report)")
     say(f"\nresults written to {config.out}")

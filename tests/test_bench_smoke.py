@@ -147,6 +147,10 @@ async def test_fanout_times_a_round_start_against_the_same_mail_sent_bare() -> N
     assert fanout["ratio"] == pytest.approx(fanout["ours_s"] / fanout["baseline_s"], rel=0.01)
     # Each span lies inside the one around it: the mail activity, the round, the proposal, the client's wait.
     assert 0 < fanout["ours_activity_s"] <= fanout["ours_round_s"] <= fanout["ours_server_s"] <= fanout["ours_s"]
+    # The steps follow one another from the proposal's first event to the activity's end: they add up to that span.
+    steps = list(fanout["steps_s"].values())
+    assert len(steps) == 4 and all(step >= 0 for step in steps) and steps[-1] == fanout["ours_activity_s"]
+    assert sum(steps) == pytest.approx(fanout["ours_server_s"], abs=0.002)
     assert fanout["goal_max_ratio"] == 1.5
     assert len(lines) == 2 and "baseline" in lines[-1]
 

@@ -1,6 +1,14 @@
 """Recorded histories of finished proposals replay against the current workflow code without
 non-determinism: a change that would break running proposals fails here (record new ones with
-`python -m tests.record_histories`)."""
+`python -m tests.record_histories`).
+
+What the recorded runs stand for (each era's runs may still be open when the next code is deployed):
+- `operational-framework-776ca791.*`, `review-round-with-two-reminders-*`: every ledger write a regular activity;
+- `operational-framework-bf104d89.round-*`: rounds of `workflow.patched("position-ledger-local")`, whose
+  position writes alone are local activities (recorded at 29539a2; that run's other workflows are the same as
+  776ca791's and were not kept);
+- `operational-framework-a7a48b4c.*`: every ledger write a local activity (`workflow.patched("ledger-local")`).
+"""
 
 from __future__ import annotations
 

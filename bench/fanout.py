@@ -56,7 +56,7 @@ STEPS = (
     "proposal: started -> asks for its round (its first task, with two ledger entries)",
     "round: asked for -> started (the server starts the child workflow)",
     "round: started -> invitation activity started (its first task, its ledger entry, the activity's dispatch)",
-    "invitation activity: started -> completed (22 messages and their outbox rows)",
+    "invitation activity: started -> completed (every message and its outbox row)",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,7 @@ class EmbeddedStack:
             )
             engine = make_engine(self.settings.sqlalchemy_url)
             init_db(engine)
-            self.client = await connect(self.settings)
+            self.client = await self._connect(self.settings)
             if self._run_worker:
                 self.worker = build_worker(self.client, self.settings, engine)
                 self._worker_task = asyncio.create_task(self.worker.run())
@@ -100,6 +101,19 @@ class EmbeddedStack:
         except BaseException:
             await self.stop()
             raise
+
+    async def _connect(self, settings: Settings, timeout: float = 30) -> Client:
+        """The client. A dev server started here opens its port a moment before its frontend serves: until then a
+        connection is refused as Unavailable ("Frontend is not healthy yet"), which is retried while it runs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await connect(settings)
+            except RuntimeError as exc:
+                starting = self.temporal is not None and self.temporal.pid is not None
+                if not starting or "Unavailable" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         if self._web is not None and self._web_task is not None:

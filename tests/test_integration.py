@@ -14,6 +14,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+import devstack.stack
 import operations
 from devstack.demo import EXAMPLES, answer, invitations, open_form, read_mails, wait_for
 from devstack.services import free_port
@@ -399,3 +400,44 @@ async def test_demo_command_runs_a_whole_cycle(tmp_path: Path) -> None:
     assert funding["participating"] and "MM" not in funding["participating"]
     assert Decimal(funding["total"]) >= Decimal(funding["budget_target"])
     assert funding["partner_pledges"]
+
+
+async def test_a_dev_server_whose_frontend_is_not_healthy_yet_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in a `make test` run: the dev server's port was open, its frontend not yet serving, and the stack's
+    first connection failed. The stack now retries that refusal while the server it started is running."""
+    stack = EmbeddedStack(tmp_path, StackPorts(web=free_port(), temporal=free_port(), ui=None, smtp=free_port()))
+    try:
+        await stack.start()
+        assert stack.settings is not None
+        real_connect = devstack.stack.connect
+        refusals = 2
+        not_healthy = RuntimeError(
+            "Failed client connect: `get_system_info` call error after connection: Status { code: Unavailable, "
+            'message: "Frontend is not healthy yet" }'
+        )
+
+        async def starting(settings: object) -> object:
+            nonlocal refusals
+            if refusals:
+                refusals -= 1
+                raise not_healthy
+            return await real_connect(stack.settings)
+
+        monkeypatch.setattr(devstack.stack, "connect", starting)
+        client = await stack._connect(stack.settings)  # noqa: SLF001 (the step under test)
+        assert refusals == 0 and await client.count_workflows() is not None
+
+        async def broken(settings: object) -> object:
+            raise RuntimeError("Failed client connect: Status { code: PermissionDenied }")
+
+        monkeypatch.setattr(devstack.stack, "connect", broken)
+        with pytest.raises(RuntimeError, match="PermissionDenied"):  # any other failure is not retried
+            await stack._connect(stack.settings)  # noqa: SLF001
+        refusals = 100
+        monkeypatch.setattr(devstack.stack, "connect", starting)
+        with pytest.raises(RuntimeError, match="not healthy yet"):  # nor this one for ever
+            await stack._connect(stack.settings, timeout=0.3)  # noqa: SLF001
+    finally:
+        await stack.stop()

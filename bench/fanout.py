@@ -77,12 +77,25 @@ class RoundStart:
 
     proposal_id: str
     seconds: float  # propose() called -> the client sees the invitation activity completed
-    server_seconds: float  # the proposal's first event -> the activity's completion event (server clock)
-    round_seconds: float  # the round workflow's first event -> the same completion (server clock)
-    activity_seconds: float  # the invitation activity alone: started -> completed (server clock)
-    # `server_seconds` in four consecutive spans on the server's clock, each ending where the next begins.
+    # The proposal's first event -> the activity's completion event, in the four consecutive spans of STEPS on the
+    # server's clock, each ending where the next begins.
     steps: dict[str, float]
     mail: list[Envelope]
+
+    @property
+    def server_seconds(self) -> float:
+        """The proposal's first event -> the activity's completion event."""
+        return sum(self.steps.values())
+
+    @property
+    def round_seconds(self) -> float:
+        """The round workflow's first event -> the same completion."""
+        return self.steps[STEPS[2]] + self.steps[STEPS[3]]
+
+    @property
+    def activity_seconds(self) -> float:
+        """The invitation activity alone: started -> completed."""
+        return self.steps[STEPS[3]]
 
 
 def _seconds(earlier: HistoryEvent, later: HistoryEvent) -> float:
@@ -145,9 +158,6 @@ async def start_round(client: Client, engine: Engine, settings: Settings, propos
     return RoundStart(
         proposal_id=proposal_id,
         seconds=seconds,
-        server_seconds=_seconds(first, completed),
-        round_seconds=_seconds(round_started, completed),
-        activity_seconds=_seconds(activity_started, completed),
         steps={
             STEPS[0]: _seconds(first, initiated),
             STEPS[1]: _seconds(initiated, round_started),

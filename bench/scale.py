@@ -417,7 +417,7 @@ async def wait_for_ledger(
     say: Callable[[str], None],
     *,
     label: str,
-) -> tuple[dict[str, int], float]:
+) -> dict[str, int]:
     """Until `target` entries of `kind` for these proposals are in the ledger (or `timeout`); counts by kind."""
     progress = Progress(say, label, target)
     counts: dict[str, int] = {}
@@ -434,10 +434,8 @@ async def wait_for_ledger(
         while True:
             counts = await asyncio.to_thread(ledger_counts, engine, proposal_ids)
             progress.done = counts.get(kind, 0)
-            if progress.done >= target:
-                return counts, time.perf_counter() - progress.started
-            if time.monotonic() > deadline:
-                return counts, time.perf_counter() - progress.started
+            if progress.done >= target or time.monotonic() > deadline:
+                return counts
             await asyncio.sleep(1.0)
 
 
@@ -641,15 +639,16 @@ async def _measure(
     # 4. Every position must reach the ledger. (A cancelled POST may still have reached the round: the ledger can
     # hold a few more than were answered.)
     answers_done = time.perf_counter()
-    counts, seconds["ledger_settle_after_last_answer"] = await wait_for_ledger(
+    counts = await wait_for_ledger(
         engine, ids, "position", answered, timeout=120 + 0.2 * proposals, say=say, label="positions in the ledger"
     )
+    seconds["ledger_settle_after_last_answer"] = time.perf_counter() - answers_done
     ledger_positions = counts.get("position", 0)
     # 5. Then every round and proposal must close, or the work at this scale has something stuck: once its 11
     # states have answered, a round sends the answer notices still going and closes, and its proposal closes and
     # sends the outcome to every delegate. Not among the goal's figures; the worker's memory is sampled through it.
     if not unanswered:
-        counts, _ = await wait_for_ledger(
+        counts = await wait_for_ledger(
             engine, ids, "proposal_closed", proposals, timeout=120 + 2.0 * proposals, say=say, label="proposals closed"
         )
         seconds["all_closed_after_last_answer"] = time.perf_counter() - answers_done

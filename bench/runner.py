@@ -38,7 +38,7 @@ from bench.profile import profiled
 from bench.progress import announce, counting
 from devstack.demo import ENTRY_HASH
 from devstack.demo import open_form as demo_open_form
-from devstack.services import free_port, temporal_binary
+from devstack.services import DEV_SERVER_PRAGMAS, free_port, temporal_binary
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
 from models.messages import ProposalState
@@ -479,6 +479,7 @@ def machine_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "temporalio": version("temporalio"),
         "temporal_cli": server,
+        "temporal_sqlite_pragmas": list(DEV_SERVER_PRAGMAS),  # how the embedded dev server keeps its SQLite file
     }
 
 

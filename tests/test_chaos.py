@@ -1,11 +1,14 @@
 """Faults injected into the real stack: the worker killed again and again, the mail relay down, the Temporal
-server restarted, the database gone. Each test counts what it checks: every position recorded exactly once,
+server killed, the database gone. Each test counts what it checks: every position recorded exactly once,
 every email sent exactly once per recipient and step, and the proposal carried through to its outcome."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import sqlite3
 import subprocess
 import uuid
 from collections import Counter
@@ -102,7 +105,12 @@ async def test_worker_killed_again_and_again_and_mail_relay_down_lose_and_repeat
         await stack.stop()
 
 
-async def test_temporal_server_restarted_mid_round_the_proposal_resumes(tmp_path: Path) -> None:
+def journal_mode(database: Path) -> str:
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        return str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+async def test_temporal_server_killed_mid_round_the_proposal_resumes(tmp_path: Path) -> None:
     stack = EmbeddedStack(
         tmp_path / "data",
         StackPorts(web=free_port(), temporal=free_port(), ui=None, smtp=free_port()),
@@ -111,14 +119,18 @@ async def test_temporal_server_restarted_mid_round_the_proposal_resumes(tmp_path
     await stack.start()
     try:
         assert stack.settings and stack.client and stack.temporal
-        assert (stack.data_dir / "temporal.db").exists()  # persisted, so a restart keeps the proposal
+        # Persisted, so a restart keeps the proposal; in a write-ahead log (devstack.services.DEV_SERVER_PRAGMAS).
+        assert journal_mode(stack.data_dir / "temporal.db") == "wal"
         proposal_id = await propose_sample(stack)
         links = focal_points(await invitations(stack.settings.mail_dir, proposal_id, 1, expected=22))
         states = sorted(links)
         async with httpx.AsyncClient(timeout=180) as http:
             for state in states[:5]:
                 await answer(http, links[state], "approve")
-            await asyncio.to_thread(stack.temporal.stop)
+            # Killed, not stopped: what the server committed must outlive its process.
+            assert stack.temporal.pid is not None
+            os.kill(stack.temporal.pid, signal.SIGKILL)
+            await asyncio.to_thread(stack.temporal.stop)  # reaps it
             await asyncio.to_thread(stack.temporal.start)
             for state in states[5:]:
                 await answer(http, links[state], "approve")

@@ -140,7 +140,7 @@ class _History(msgspec.Struct):
 
 _HISTORY = msgspec.json.Decoder(_History)
 # The JSON names of `_Event`'s fields, for errors.
-_CAMEL = {f: e for f, e in zip(_Event.__struct_fields__, _Event.__struct_encode_fields__, strict=True)}
+_CAMEL = dict(zip(_Event.__struct_fields__, _Event.__struct_encode_fields__, strict=True))
 
 
 def payload_value(payload: _Payload) -> Any:

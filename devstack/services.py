@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 from aiosmtpd.controller import Controller
 
+from models.db import SQLITE_JOURNAL
 from web.app import KEEP_ALIVE_SECONDS
 
 SEARCH_ATTRIBUTES = {
@@ -60,11 +61,9 @@ def temporal_binary() -> str:
     return found
 
 
-# The dev server's SQLite file is kept as the ledger's SQLite database is (models/db.py): a write-ahead log, synced
-# at checkpoints. Its default, a rollback journal synced on every commit, cost about 50 ms of a round's start before
-# the first invitation (README, Performance). A commit still survives any crash of a process; only an operating-
-# system crash or a power cut can lose the last ones, as it can the ledger's. Production runs a Temporal cluster.
-DEV_SERVER_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+# The dev server's SQLite file is kept as the ledger's is. Its default, a rollback journal synced on every commit,
+# cost about 50 ms of a round's start before the first invitation (README, Performance). Production runs a cluster.
+DEV_SERVER_PRAGMAS = tuple(f"{name}={value}" for name, value in SQLITE_JOURNAL.items())
 
 
 class TemporalDevServer:

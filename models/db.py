@@ -25,6 +25,10 @@ from sqlmodel import Session, SQLModel, create_engine
 from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 _WRITE = "aisafe_write"
+# How the stack's SQLite files are kept, the ledger's and the Temporal dev server's (devstack/services.py): a
+# write-ahead log, synced at checkpoints. A commit survives any crash of a process; only an operating-system crash
+# or a power cut can lose the last ones.
+SQLITE_JOURNAL = {"journal_mode": "WAL", "synchronous": "NORMAL"}
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # One PostgreSQL advisory lock key for "the ledger schema is being migrated" (the bytes of "aisafe").
 MIGRATION_LOCK = 0x616973616665
@@ -44,9 +48,9 @@ def make_engine(url: str) -> Engine:
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None  # let the "begin" hook below open transactions
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
+            for name, value in SQLITE_JOURNAL.items():
+                cursor.execute(f"PRAGMA {name}={value}")
             cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

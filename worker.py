@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.comments import CommentActivities
 from activities.email import MailActivities
 from activities.ledger import LedgerActivities
 from models.db import init_db, make_engine
@@ -44,6 +45,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
             mail.send_consultation_mail,
             mail.send_meeting_mail,
             mail.send_outcome_mail,
+            *CommentActivities(settings, engine).activities(),
         ],
         # Ledger activities are synchronous database transactions; they run on these threads.
         activity_executor=ThreadPoolExecutor(max_workers=16),

@@ -299,6 +299,7 @@ class ConsultationInput(BaseModel):
     document: DocumentRef
     sectors: list[Sector]
     deadline: datetime
+    carried: ConsultationCarry | None = Field(default=None, description="state a continued run starts from")
 
 
 class CommentSubmission(BaseModel):
@@ -307,20 +308,24 @@ class CommentSubmission(BaseModel):
     stakeholder_id: str
     sector: Sector
     document_sha256: str
-    text: str = Field(min_length=1, max_length=10000)
+    # Before comment bodies were stored by hash the body itself travelled here; now only its hash and length do.
+    text: str | None = Field(default=None, min_length=1, max_length=10000)
     section: str | None = Field(default=None, max_length=200)
+    text_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    text_length: int | None = Field(default=None, ge=1, description="characters in the body")
 
 
 class Comment(BaseModel):
     comment_id: str
     stakeholder_id: str
     sector: Sector
-    text: str
+    text: str | None = Field(default=None, description="the body, where the reader loaded it from the database")
     section: str | None = None
     submitted_at: datetime
     ledger_entry_hash: str
     disposition: Disposition | None = None
     reason: str | None = None
+    text_sha256: str | None = None
 
 
 class CommentReceipt(BaseModel):
@@ -335,6 +340,80 @@ class DispositionInput(BaseModel):
     comment_id: str
     disposition: Disposition
     reason: str = Field(min_length=3, max_length=4000)
+
+
+class RespondManyInput(BaseModel):
+    """One disposition and reason for many comments at once (or every comment still unanswered)."""
+
+    comment_ids: list[str] = Field(default_factory=list, max_length=1000)
+    all_open: bool = False
+    disposition: Disposition
+    reason: str = Field(min_length=3, max_length=4000)
+
+    @model_validator(mode="after")
+    def _some(self) -> RespondManyInput:
+        if self.all_open == bool(self.comment_ids):
+            raise ValueError("give either comment ids or all_open, not both and not neither")
+        if len(set(self.comment_ids)) != len(self.comment_ids):
+            raise ValueError("a comment id is given twice")
+        return self
+
+
+class RespondManyResult(BaseModel):
+    answered: int
+    still_open: int
+
+
+class ConsultationCarry(BaseModel):
+    """What a consultation run hands its continuation: counts and deadlines, never comments (they are in the ledger)."""
+
+    deadline: datetime
+    extensions: int
+    comments: int
+    per_link: dict[str, int]
+    closed: bool
+    open: int | None = None
+    run: int = 1
+    limits: CommentLimits | None = None
+
+
+class CommentLimits(BaseModel):
+    """The limits the worker's settings put on each consultation (read once per run, so replay agrees)."""
+
+    per_link: int
+    max_chars: int
+
+
+class CommentLookup(BaseModel):
+    """Comments of one consultation as its ledger holds them (no bodies); `unknown` lists ids it does not hold."""
+
+    comments: list[Comment]
+    unknown: list[str]
+    still_open: int
+    dispositions: dict[str, int] = Field(default_factory=dict, description="answered comments per disposition")
+
+
+class CommentQuery(BaseModel):
+    workflow_id: str
+    proposal_id: str
+    comment_ids: list[str]
+
+
+class DispositionBatch(BaseModel):
+    """Dispositions to record, one ledger entry per comment, in one transaction (ids, or up to `limit` open ones)."""
+
+    workflow_id: str
+    proposal_id: str
+    update_id: str
+    comment_ids: list[str] = Field(default_factory=list)
+    open_limit: int = 0
+    disposition: Disposition
+    reason: str
+
+
+class DispositionsRecorded(BaseModel):
+    recorded: list[str]
+    still_open: int
 
 
 class ExtendInput(BaseModel):
@@ -353,6 +432,11 @@ class ConsultationStatus(BaseModel):
     is_open: bool
     document: DocumentRef
     comments: list[Comment]
+    # Since comments are kept by hash the workflow holds counts, and `comments` lists this run's only.
+    comment_count: int | None = None
+    open_count: int | None = None
+    runs: int | None = None
+    dispositions: dict[str, int] | None = Field(default=None, description="when closed: comments per disposition")
 
 
 class ConsultationMailing(BaseModel):

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     rate_limit_per_address: int = Field(default=120, ge=0, description="link requests a minute per client; 0: none")
     rate_limit_exempt: str = Field(default="127.0.0.1,::1", description="client addresses not limited per address")
     trusted_proxies: int = Field(default=0, ge=0, description="proxies whose X-Forwarded-For entry is trusted")
+    # One stakeholder cannot flood a consultation (and keep it from closing); a comment is a few pages at most.
+    comments_per_link: int = Field(default=20, ge=1, description="comments one stakeholder link may send per stage")
+    comment_max_chars: int = Field(default=10000, ge=100, le=100000, description="characters in one comment")
 
     temporal_address: str | None = Field(
         default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "AISAFE_TEMPORAL_ADDRESS")

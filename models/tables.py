@@ -1,4 +1,4 @@
-"""SQLModel tables: the roster, proposals, content-addressed documents, the ledger, the email outbox and users.
+"""SQLModel tables: the roster, proposals, content-addressed documents and comments, the ledger, the outbox, users.
 
 Table objects and sessions stay inside activities, the web layer and the CLI; workflows see plain models.
 """
@@ -104,3 +104,14 @@ class UserAccount(SQLModel, table=True):
     token_hash: str = Field(unique=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+
+
+class CommentBlob(SQLModel, table=True):
+    """A comment body stored once under its SHA-256; workflows and their histories carry only the hash."""
+
+    __tablename__ = "comment_blob"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    size: int
+    created_at: datetime = Field(default_factory=utcnow)

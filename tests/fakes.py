@@ -8,10 +8,17 @@ from typing import Any
 
 from temporalio import activity
 
-from models.ledger import GENESIS_HASH, canonical_json, entry_hash
+from activities.comments import disposition_entries, fold_comments, lookup
+from models.ledger import GENESIS_HASH, canonical_json, document_hash, entry_hash
 from models.messages import (
     AnswerNotice,
+    Comment,
+    CommentLimits,
+    CommentLookup,
+    CommentQuery,
     ConsultationMailing,
+    DispositionBatch,
+    DispositionsRecorded,
     LedgerAppend,
     LedgerReceipt,
     MailingResult,
@@ -33,6 +40,8 @@ class FakeBackend:
     consultation_mailings: list[ConsultationMailing] = field(default_factory=list)
     meeting_mailings: list[MeetingMailing] = field(default_factory=list)
     outcomes: list[OutcomeMailing] = field(default_factory=list)
+    comment_bodies: dict[str, str] = field(default_factory=dict)
+    comment_limits: CommentLimits = field(default_factory=lambda: CommentLimits(per_link=20, max_chars=10000))
 
     def _append(self, entry: LedgerAppend) -> LedgerReceipt:
         if entry.idempotency_key in self.receipts:
@@ -56,6 +65,25 @@ class FakeBackend:
         self.entries.append(entry)
         self.receipts[entry.idempotency_key] = receipt
         return receipt
+
+    def store_comment_body(self, text: str) -> str:
+        """Keep a comment's body under its hash, as the web does before it sends the comment."""
+        sha256 = document_hash(text)
+        self.comment_bodies[sha256] = text
+        return sha256
+
+    def comments(self, proposal_id: str, workflow_id: str) -> dict[str, Comment]:
+        """A consultation's comments as the fake ledger holds them (as activities/comments.py reads the real one)."""
+        return fold_comments(
+            (
+                e.kind,
+                e.payload,
+                self.receipts[e.idempotency_key].recorded_at,
+                self.receipts[e.idempotency_key].entry_hash,
+            )
+            for e in self.entries
+            if e.proposal_id == proposal_id and e.idempotency_key.startswith(f"{workflow_id}:")
+        )
 
     def kinds(self, proposal_id: str) -> list[str]:
         return [e.kind for e in self.entries if e.proposal_id == proposal_id]
@@ -109,7 +137,29 @@ class FakeBackend:
             self.outcomes.append(mailing)
             return MailingResult(sent=1, already_sent=0)
 
+        @activity.defn(name="comment_limits")
+        async def comment_limits() -> CommentLimits:
+            return self.comment_limits
+
+        @activity.defn(name="lookup_comments")
+        async def lookup_comments(query: CommentQuery) -> CommentLookup:
+            return lookup(self.comments(query.proposal_id, query.workflow_id), query)
+
+        @activity.defn(name="record_dispositions")
+        async def record_dispositions(batch: DispositionBatch) -> DispositionsRecorded:
+            known = self.comments(batch.proposal_id, batch.workflow_id)
+            entries = disposition_entries(known, batch)
+            for entry in entries:
+                self._append(entry)
+            return DispositionsRecorded(
+                recorded=[str(e.payload["comment_id"]) for e in entries],
+                still_open=sum(1 for c in known.values() if c.disposition is None),
+            )
+
         return [
+            comment_limits,
+            lookup_comments,
+            record_dispositions,
             append_ledger,
             register_proposal,
             record_version,

@@ -170,7 +170,8 @@ class Harness:
                 stakeholder_id=stakeholder_id,
                 sector=sector,
                 document_sha256=DOC1.sha256,
-                text=text,
+                text_sha256=self.backend.store_comment_body(text),
+                text_length=len(text),
             ),
         )
 

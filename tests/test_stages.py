@@ -150,11 +150,15 @@ async def test_a_comment_reaches_the_consultation_named_in_the_proposal_status(h
     matrix = await child.query(ConsultationWorkflow.status)
     assert matrix.is_open
     assert [c.comment_id for c in matrix.comments] == [receipt.comment_id]
-    assert matrix.comments[0].text == "Section 3 should name the incident-reporting channel"
+    # The workflow and the ledger carry the body's hash; the body is stored once under it.
+    body_hash = matrix.comments[0].text_sha256
+    assert matrix.comments[0].text is None
+    assert harness.backend.comment_bodies[body_hash] == "Section 3 should name the incident-reporting channel"
     assert matrix.comments[0].disposition is None
     assert matrix.comments[0].ledger_entry_hash == receipt.ledger_entry_hash
     comment_entry = harness.backend.payloads(handle.id, "comment")
     assert [e["comment_id"] for e in comment_entry] == [receipt.comment_id]
+    assert comment_entry[0]["text_sha256"] == body_hash and "text" not in comment_entry[0]
     await withdraw(harness, handle.id)
 
 
@@ -232,12 +236,13 @@ async def test_the_consultation_closes_only_once_every_comment_has_a_disposition
     consultation = status.stages[0]
     assert consultation.status is StageStatus.PASSED
     assert consultation.outcome == "2 comment(s) answered: 1 accepted, 1 not_accepted"
-    matrix = {c["comment_id"]: c for c in consultation.details["comments"]}
-    assert matrix[clause.comment_id]["disposition"] == "accepted"
-    assert matrix[clause.comment_id]["reason"] == "added as 4.2"
-    assert matrix[clause.comment_id]["sector"] == "civil_society"
-    assert matrix[scope.comment_id]["disposition"] == "not_accepted"
-    assert matrix[scope.comment_id]["reason"] == "the network covers all AI"
+    assert consultation.details["dispositions"] == {"accepted": 1, "not_accepted": 1}
+    matrix = harness.backend.comments(handle.id, consultation_workflow_id(handle.id, 0))
+    assert matrix[clause.comment_id].disposition == "accepted"
+    assert matrix[clause.comment_id].reason == "added as 4.2"
+    assert matrix[clause.comment_id].sector == "civil_society"
+    assert matrix[scope.comment_id].disposition == "not_accepted"
+    assert matrix[scope.comment_id].reason == "the network covers all AI"
 
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
     assert (await harness.result(handle)).status is ProposalState.ADOPTED

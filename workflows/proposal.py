@@ -187,13 +187,26 @@ class ProposalWorkflow:
         if matrix is None:
             return StageResult(False, "withdrawn during the consultation")
         assert isinstance(matrix, ConsultationStatus)
-        counts: dict[str, int] = {}
+
+        def tally(counts: dict[str, int]) -> str:
+            return ", ".join(f"{n} {d}" for d, n in sorted(counts.items())) or "no comments"
+
+        counts: dict[str, int]
+        if matrix.comment_count is not None:
+            # The consultation kept its comments by hash in the ledger and hands back only how many it answered:
+            # thousands of comments would not fit in this workflow's payloads.
+            counts = matrix.dispositions or {}
+            return StageResult(
+                True,
+                f"{matrix.comment_count} comment(s) answered: {tally(counts)}",
+                details={"comment_count": matrix.comment_count, "dispositions": counts, "runs": matrix.runs},
+            )
+        counts = {}
         for comment in matrix.comments:
             counts[str(comment.disposition)] = counts.get(str(comment.disposition), 0) + 1
-        summary = ", ".join(f"{n} {d}" for d, n in sorted(counts.items())) or "no comments"
         return StageResult(
             True,
-            f"{len(matrix.comments)} comment(s) answered: {summary}",
+            f"{len(matrix.comments)} comment(s) answered: {tally(counts)}",
             details={"comments": [c.model_dump(mode="json") for c in matrix.comments]},
         )
 

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.comments import consultation_comments
 from activities.documents import store_document
 from models.db import write_session
 from models.files import InputFileError, format_validation_error, load_yaml
@@ -30,6 +31,8 @@ from models.messages import (
     Pledge,
     ProposalInput,
     ProposalStatus,
+    RespondManyInput,
+    RespondManyResult,
     RevisionInput,
     WithdrawInput,
 )
@@ -41,6 +44,8 @@ from models.tables import DelegateRecord, utcnow
 from models.temporal_client import proposal_status
 
 PROPOSAL_WORKFLOW = "ProposalWorkflow"
+RETRY_FOR = 30.0
+RETRY_PAUSE = 0.25
 T = TypeVar("T")
 
 
@@ -188,10 +193,17 @@ async def pledge(client: Client, proposal_id: str, partner: str, amount: Decimal
     return await _update(client, proposal_id, "pledge", request, Pledge)
 
 
-async def consultation(client: Client, proposal_id: str) -> ConsultationStatus:
-    """The open consultation of a proposal (its comments and their dispositions)."""
+async def consultation(client: Client, proposal_id: str, engine: Engine | None = None) -> ConsultationStatus:
+    """The open consultation of a proposal (its comments and their dispositions).
+
+    With `engine`, every comment of every run and its body comes from the ledger: the workflow holds only its
+    current run's comments, by hash."""
     child = await _open_child(client, proposal_id, ".consultation-", "consultation")
-    return await client.get_workflow_handle(child).query("status", result_type=ConsultationStatus)
+    status = await client.get_workflow_handle(child).query("status", result_type=ConsultationStatus)
+    if engine is not None:
+        comments = await asyncio.to_thread(consultation_comments, engine, proposal_id, child)
+        status = status.model_copy(update={"comments": comments})
+    return status
 
 
 async def respond(client: Client, proposal_id: str, comment_id: str, disposition: Disposition, reason: str) -> Comment:
@@ -201,6 +213,18 @@ async def respond(client: Client, proposal_id: str, comment_id: str, disposition
         raise OperationError(_first_error(exc)) from None
     child = await _open_child(client, proposal_id, ".consultation-", "consultation")
     return await _update(client, child, "respond", answer, Comment)
+
+
+async def respond_many(
+    client: Client, proposal_id: str, comment_ids: list[str], disposition: Disposition, reason: str, *, all_open: bool
+) -> RespondManyResult:
+    """One disposition for many comments (or every unanswered one): all are answered, or none is."""
+    try:
+        request = RespondManyInput(comment_ids=comment_ids, all_open=all_open, disposition=disposition, reason=reason)
+    except ValidationError as exc:
+        raise OperationError(_first_error(exc)) from None
+    child = await _open_child(client, proposal_id, ".consultation-", "consultation")
+    return await _update(client, child, "respond_many", request, RespondManyResult)
 
 
 async def extend(client: Client, proposal_id: str, duration: str) -> datetime:
@@ -248,10 +272,21 @@ def _first_error(exc: ValidationError) -> str:
 
 async def _update(client: Client, proposal_id: str, name: str, arg: object, result_type: type[T]) -> T:
     handle = client.get_workflow_handle(proposal_id)
+    # A consultation refuses messages with "Retry" for the moment it takes to continue as new.
+    until = asyncio.get_running_loop().time() + RETRY_FOR
     try:
-        if arg is None:
-            return await handle.execute_update(name, result_type=result_type)
-        return await handle.execute_update(name, arg, result_type=result_type)
+        while True:
+            try:
+                if arg is None:
+                    return await handle.execute_update(name, result_type=result_type)
+                return await handle.execute_update(name, arg, result_type=result_type)
+            except WorkflowUpdateFailedError as exc:
+                cause = exc.cause
+                if not (isinstance(cause, ApplicationError) and cause.type == "Retry") or (
+                    asyncio.get_running_loop().time() > until
+                ):
+                    raise
+            await asyncio.sleep(RETRY_PAUSE)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         raise OperationError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None

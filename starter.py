@@ -24,7 +24,7 @@ from rich.text import Text
 from temporalio.service import RPCError
 
 import operations
-from models.messages import ProposalState
+from models.messages import ProposalState, RespondManyResult
 from models.positions import Disposition, Position
 from models.process import InputFileError
 from models.settings import Settings
@@ -555,27 +555,51 @@ def extend(
         "aisafe comments operational-framework-1a2b3c4d  # the comment ids",
         "aisafe respond operational-framework-1a2b3c4d 7c9e6679-7425-40de-944b-e07fc1f90ae7 partly"
         ' --reason "Section 4 now covers data protection"',
+        "aisafe respond operational-framework-1a2b3c4d d-1f2e… d-9a8b… not_accepted"
+        ' --reason "Outside the scope of the framework"  # one disposition for many comments',
+        'aisafe respond operational-framework-1a2b3c4d noted --all-open --reason "Noted for the next review"',
     )
 )
 def respond(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
-    comment_id: Annotated[str, typer.Argument(metavar="COMMENT_ID")],
-    disposition: Annotated[Disposition, typer.Argument(help="accepted | partly | noted | not_accepted")],
+    comments_and_disposition: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[COMMENT_ID]... DISPOSITION",
+            help="Comment ids (none with --all-open), then accepted | partly | noted | not_accepted.",
+        ),
+    ],
     reason: Annotated[str, typer.Option(help="Why (recorded in the response-to-comments matrix).")],
+    all_open: Annotated[bool, typer.Option("--all-open", help="Answer every comment still unanswered.")] = False,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Record the disposition of a consultation comment (comment ids: `aisafe comments ID`)."""
+    """Record the disposition of consultation comments, one or many at once (comment ids: `aisafe comments ID`)."""
+    *comment_ids, word = comments_and_disposition
+    try:
+        disposition = Disposition(word)
+    except ValueError:
+        choices = " | ".join(d.value for d in Disposition)
+        raise Failure(f"{word!r} is not a disposition (the last argument is one of {choices})", 2) from None
+    if all_open and comment_ids:
+        raise Failure("give comment ids or --all-open, not both", 2)
+    if not all_open and not comment_ids:
+        raise Failure("name the comments to answer (or --all-open for every unanswered one)", 2)
     settings = settings_for(data_dir)
 
     async def work() -> Any:
-        return await operations.respond(await client_for(settings), proposal_id, comment_id, disposition, reason)
+        client = await client_for(settings)
+        if len(comment_ids) == 1:
+            return await operations.respond(client, proposal_id, comment_ids[0], disposition, reason)
+        return await operations.respond_many(client, proposal_id, comment_ids, disposition, reason, all_open=all_open)
 
-    comment = run(work)
+    result = run(work)
     if as_json:
-        emit_json(comment.model_dump(mode="json"))
+        emit_json(result.model_dump(mode="json"))
+    elif isinstance(result, RespondManyResult):
+        out.print(f"{result.answered} comment(s): {disposition}; {result.still_open} still unanswered")
     else:
-        out.print(f"comment {comment.comment_id}: {comment.disposition}")
+        out.print(f"comment {result.comment_id}: {result.disposition}")
 
 
 @app.command(
@@ -592,7 +616,7 @@ def comments_command(
     settings = settings_for(data_dir)
 
     async def work() -> Any:
-        return await operations.consultation(await client_for(settings), proposal_id)
+        return await operations.consultation(await client_for(settings), proposal_id, engine_for(settings))
 
     matrix = run(work)
     if as_json:
@@ -605,7 +629,7 @@ def comments_command(
     print_table(
         [key_column("Comment id"), "Sector", "Section", "Comment", "Disposition", "Reason"],
         (
-            [c.comment_id, c.sector.value, c.section or "", c.text, str(c.disposition or "—"), c.reason or ""]
+            [c.comment_id, c.sector.value, c.section or "", c.text or "", str(c.disposition or "—"), c.reason or ""]
             for c in matrix.comments
         ),
     )

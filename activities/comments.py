@@ -29,6 +29,7 @@ from models.messages import (
     DispositionsRecorded,
     LedgerAppend,
 )
+from models.positions import Disposition
 from models.settings import Settings
 from models.tables import CommentBlob, LedgerEntry
 
@@ -84,7 +85,7 @@ def fold_comments(entries: Iterable[tuple[str, dict[str, Any], datetime, str]]) 
                 ledger_entry_hash=digest,
             )
         elif kind == "disposition" and (comment := comments.get(comment_id)) is not None:
-            comment.disposition = payload.get("disposition")
+            comment.disposition = Disposition(payload["disposition"])
             comment.reason = payload.get("reason")
     return comments
 

@@ -38,9 +38,11 @@ from audit.bundle import (
     sha256_file,
 )
 from models.codec import decode_history
-from models.tables import DocumentBlob, DocumentVersion, LedgerEntry
+from models.tables import CommentBlob, DocumentBlob, DocumentVersion, LedgerEntry
 
 SNAPSHOT_ATTEMPTS = 5
+# comments/<sha256>.txt: each comment body the ledger's `comment` entries name by `text_sha256`.
+COMMENTS_DIR = "comments"
 
 
 class ExportError(Exception):
@@ -134,6 +136,7 @@ async def export_bundle(
             path.parent.mkdir(exist_ok=True)
             path.write_text(history + "\n", encoding="utf-8")
         documents = _write_documents(engine, proposal_id, work)
+        _write_comment_bodies(engine, lines, work)
         started = lines[0].payload
         (work / PROCESS).write_text(
             json.dumps(started.get("process"), indent=2, sort_keys=True) + "\n", encoding="utf-8"
@@ -188,3 +191,18 @@ def _write_documents(engine: Engine, proposal_id: str, root: Path) -> int:
     (root / VERSIONS).parent.mkdir(exist_ok=True)
     (root / VERSIONS).write_text(json.dumps(listing, indent=2) + "\n", encoding="utf-8")
     return len(listing)
+
+
+def _write_comment_bodies(engine: Engine, lines: list[LedgerLine], root: Path) -> None:
+    """The bodies of the ledger's comments, named by their hash, so an auditor can check each against its entry."""
+    hashes = {
+        str(line.payload["text_sha256"]) for line in lines if line.kind == "comment" and line.payload.get("text_sha256")
+    }
+    if not hashes:
+        return
+    (root / COMMENTS_DIR).mkdir(exist_ok=True)
+    with Session(engine) as session:
+        for sha256 in sorted(hashes):
+            blob = session.get(CommentBlob, sha256)
+            if blob is not None:  # a missing body shows as a comment entry without its file
+                (root / COMMENTS_DIR / f"{sha256}.txt").write_bytes(blob.body.encode("utf-8"))

@@ -1,24 +1,28 @@
-"""Comment links for stakeholders: GET shows the document and a comment form (changes nothing); POST sends
-one comment to the open consultation. Comments are advisory: they are answered, never counted as votes."""
+"""Comment links for stakeholders: GET shows the document and a comment form (changes nothing); POST stores the
+comment's body under its SHA-256 and sends the hash to the open consultation. Comments are advisory: they are
+answered, never counted as votes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Engine
 from sqlmodel import Session
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.comments import consultation_comments, store_comment_body
 from models.ledger import as_utc
 from models.messages import Comment, CommentReceipt, CommentSubmission, ConsultationStatus
 from models.roster import Role, Sector
-from models.tables import DelegateRecord, ProposalRecord
+from models.tables import CommentBlob, DelegateRecord, ProposalRecord
 from models.timefmt import both
 from models.tokens import CommentClaims, TokenError, check_csrf, csrf_token, decision_id, verify_comment
 from web.pages import (
@@ -26,7 +30,6 @@ from web.pages import (
     error_page,
     form_expired_page,
     ledger_entry,
-    ledger_payload,
     live_status,
     rejection_type,
     templates,
@@ -35,12 +38,15 @@ from web.pages import (
 )
 from web.ratelimit import RateLimitedRoute
 from web.rendering import markdown_to_html
+from workflows.consultation import ConsultationWorkflow
 
 router = APIRouter(route_class=RateLimitedRoute)
 
 NOT_RECORDED = "Your comment was not recorded"
-MAX_TEXT = 10000
 MAX_SECTION = 200
+# A consultation refuses messages for a moment while it continues as new; the page sends the comment again.
+RETRY_FOR = 10.0
+RETRY_PAUSE = 0.2
 
 _REJECTIONS: dict[str, tuple[int, str, str]] = {
     "WrongConsultation": (409, "This link is for another consultation", "Use the link in the most recent email."),
@@ -78,7 +84,7 @@ async def show_comment_form(request: Request, token: str) -> Response:
         return await _closed_page(request, context, live)
     if live.document.sha256 != context.claims.document_sha256:
         return error_page(request, *_REJECTIONS["DocumentMismatch"])
-    return _form_page(request, context, live)
+    return await _form_page(request, context, live)
 
 
 @router.post("/comment/{token}", response_class=HTMLResponse)
@@ -102,35 +108,47 @@ async def submit_comment(
     if recorded is not None:
         return _receipt_page(request, context, *recorded)
 
-    async def again(error: str) -> Response:
-        return await _reshow(request, context, error, text=text, section=section)
+    async def again(error: str, status_code: int = 400) -> Response:
+        return await _reshow(request, context, error, text=text, section=section, status_code=status_code)
 
+    settings = request.app.state.settings
     # Browsers send a textarea's line breaks as CRLF; count (and keep) them as the stakeholder typed them.
     comment_text = text.replace("\r\n", "\n").strip()
     if not comment_text:
         return await again("Write your comment before sending it.")
-    if len(comment_text) > MAX_TEXT:
-        return await again(
-            f"A comment can be at most {MAX_TEXT:,} characters long; this one has {len(comment_text):,}."
-        )
+    if len(comment_text) > settings.comment_max_chars:
+        return await again(_too_long(settings.comment_max_chars, len(comment_text)), 413)
     if len(section.strip()) > MAX_SECTION:
         return await again(f"The section reference can be at most {MAX_SECTION} characters long.")
+    sent = len(await asyncio.to_thread(_own_comments, engine, context))
+    if sent >= settings.comments_per_link:
+        return await again(_limit_reached(settings.comments_per_link), 429)
+    # The body is stored before the consultation hears of it: the workflow, its history and the ledger carry only
+    # the hash, and an auditor finds the body under it.
+    text_sha256 = await asyncio.to_thread(store_comment_body, engine, comment_text)
     submission = CommentSubmission(
         proposal_id=context.claims.proposal_id,
         stage_index=context.claims.stage_index,
         stakeholder_id=context.stakeholder.id,
         sector=context.sector,
         document_sha256=context.claims.document_sha256,
-        text=comment_text,
+        text_sha256=text_sha256,
+        text_length=len(comment_text),
         section=section.strip() or None,
     )
     handle = request.app.state.client.get_workflow_handle(context.claims.consultation_workflow_id)
     try:
-        receipt = await handle.execute_update("submit_comment", submission, id=update_id, result_type=CommentReceipt)
+        receipt = await _send(handle, submission, update_id)
     except WorkflowUpdateFailedError as exc:
         kind = rejection_type(exc)
         if kind == "ConsultationClosed":
             return await _closed_page(request, context, await _live_or_none(request, context))
+        if kind == "CommentTooLong":
+            return await again(_too_long(_limit_in(exc), len(comment_text)), 413)
+        if kind == "CommentLimit":
+            return await again(_limit_reached(_limit_in(exc)), 429)
+        if kind == "Retry":
+            return await again("The consultation is busy for a moment. Your comment is below: send it again.", 503)
         status_code, title, message = _REJECTIONS.get(
             kind, (409, "Comment not recorded", "The consultation did not accept this comment.")
         )
@@ -139,7 +157,39 @@ async def submit_comment(
         if exc.status == RPCStatusCode.NOT_FOUND:
             return await _closed_page(request, context, None)
         return unavailable_page(request, NOT_RECORDED)
-    return _receipt_page(request, context, receipt, submission.text, submission.section)
+    return _receipt_page(request, context, receipt, comment_text, submission.section)
+
+
+async def _send(handle: WorkflowHandle[Any, Any], submission: CommentSubmission, update_id: str) -> CommentReceipt:
+    """Send the comment; while the consultation hands over to its next run it refuses with "Retry": send again."""
+    until = time.monotonic() + RETRY_FOR
+    while True:
+        try:
+            return await handle.execute_update(
+                ConsultationWorkflow.submit_comment, submission, id=update_id, result_type=CommentReceipt
+            )
+        except WorkflowUpdateFailedError as exc:
+            if rejection_type(exc) != "Retry" or time.monotonic() > until:
+                raise
+        await asyncio.sleep(RETRY_PAUSE)
+
+
+def _too_long(limit: int, length: int) -> str:
+    return f"A comment can be at most {limit:,} characters long; this one has {length:,}. Shorten it and send it again."
+
+
+def _limit_reached(limit: int) -> str:
+    return (
+        f"Each link can send at most {limit} comments to this consultation, and yours has sent {limit}. "
+        "Your comment was not recorded; it is below, so you can keep it."
+    )
+
+
+def _limit_in(exc: WorkflowUpdateFailedError) -> int:
+    """The limit the workflow named in its refusal (its settings may differ from this web process's)."""
+    message = str(getattr(exc.cause, "message", ""))
+    numbers = [int(w.replace(",", "")) for w in message.split() if w.replace(",", "").isdigit()]
+    return numbers[0] if numbers else 0
 
 
 async def _load(request: Request, token: str) -> CommentContext | Response:
@@ -193,6 +243,11 @@ def _comment_from_ledger(
     if entry is None:
         return None
     payload = json.loads(entry.payload_json)
+    text = payload.get("text")
+    if text is None and payload.get("text_sha256"):
+        with Session(engine) as session:
+            blob = session.get(CommentBlob, payload["text_sha256"])
+        text = blob.body if blob else ""
     receipt = CommentReceipt(
         comment_id=payload.get("comment_id", update_id),
         proposal_id=claims.proposal_id,
@@ -200,13 +255,14 @@ def _comment_from_ledger(
         ledger_entry_hash=entry.entry_hash,
         recorded_at=as_utc(entry.recorded_at),
     )
-    return receipt, payload.get("text", ""), payload.get("section")
+    return receipt, text or "", payload.get("section")
 
 
-def _closed_comments(engine: Engine, claims: CommentClaims) -> list[Comment]:
-    """The consultation's comments as the ledger sealed them when it closed (the response matrix)."""
-    payload = ledger_payload(engine, f"{claims.consultation_workflow_id}:closed") or {}
-    return [Comment.model_validate(c) for c in payload.get("comments", [])]
+def _own_comments(engine: Engine, context: CommentContext) -> list[Comment]:
+    """This link's comments in the consultation (every run of it), with their bodies, from the ledger."""
+    claims = context.claims
+    comments = consultation_comments(engine, claims.proposal_id, claims.consultation_workflow_id)
+    return [c for c in comments if c.stakeholder_id == context.stakeholder.id]
 
 
 def _page_context(context: CommentContext) -> dict[str, object]:
@@ -220,16 +276,13 @@ def _page_context(context: CommentContext) -> dict[str, object]:
     }
 
 
-def _own(context: CommentContext, comments: list[Comment]) -> list[dict[str, object]]:
+async def _own(request: Request, context: CommentContext) -> list[dict[str, object]]:
     zone = context.stakeholder.timezone
-    return [
-        {"comment": c, "submitted": both(c.submitted_at, zone)}
-        for c in comments
-        if c.stakeholder_id == context.stakeholder.id
-    ]
+    comments = await asyncio.to_thread(_own_comments, request.app.state.engine, context)
+    return [{"comment": c, "submitted": both(c.submitted_at, zone)} for c in comments]
 
 
-def _form_page(
+async def _form_page(
     request: Request,
     context: CommentContext,
     live: ConsultationStatus,
@@ -239,11 +292,14 @@ def _form_page(
     text: str = "",
     section: str = "",
 ) -> Response:
+    settings = request.app.state.settings
     page = _page_context(context) | {
         "document_html": markdown_to_html(context.document_body),
         "deadline": both(live.deadline, context.stakeholder.timezone),
-        "csrf": csrf_token(request.app.state.settings.signing_keys, context.token),
-        "own": _own(context, live.comments),
+        "csrf": csrf_token(settings.signing_keys, context.token),
+        "own": await _own(request, context),
+        "max_chars": settings.comment_max_chars,
+        "per_link": settings.comments_per_link,
         "error": error,
         "text": text,
         "section": section,
@@ -251,15 +307,17 @@ def _form_page(
     return templates.TemplateResponse(request, "comment.html", page, status_code=status_code)
 
 
-async def _reshow(request: Request, context: CommentContext, error: str, *, text: str, section: str) -> Response:
-    """The form again with what the stakeholder wrote and why it was not taken (400)."""
+async def _reshow(
+    request: Request, context: CommentContext, error: str, *, text: str, section: str, status_code: int = 400
+) -> Response:
+    """The form again with what the stakeholder wrote and why it was not taken (a 4xx, or 503 to send again)."""
     try:
         live = await live_status(request.app.state.client, context.claims.consultation_workflow_id, ConsultationStatus)
     except RPCError:
-        return error_page(request, 400, "Comment not recorded", error, "Open the link again and retry.")
+        return error_page(request, status_code, "Comment not recorded", error, "Open the link again and retry.")
     if live is None or not live.is_open:
         return await _closed_page(request, context, live)
-    return _form_page(request, context, live, error=error, status_code=400, text=text, section=section)
+    return await _form_page(request, context, live, error=error, status_code=status_code, text=text, section=section)
 
 
 async def _live_or_none(request: Request, context: CommentContext) -> ConsultationStatus | None:
@@ -271,11 +329,8 @@ async def _live_or_none(request: Request, context: CommentContext) -> Consultati
 
 
 async def _closed_page(request: Request, context: CommentContext, live: ConsultationStatus | None) -> Response:
-    if live is not None:
-        comments = live.comments
-    else:
-        comments = await asyncio.to_thread(_closed_comments, request.app.state.engine, context.claims)
-    page = _page_context(context) | {"own": _own(context, comments)}
+    """The closed page; the link's comments come from the ledger, whatever `live` says."""
+    page = _page_context(context) | {"own": await _own(request, context)}
     return templates.TemplateResponse(request, "comment_closed.html", page, status_code=410)
 
 

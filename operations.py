@@ -42,10 +42,10 @@ from models.roster import RosterFile
 from models.settings import Settings
 from models.tables import DelegateRecord, utcnow
 from models.temporal_client import proposal_status
+from models.update_retry import retrying
 
 PROPOSAL_WORKFLOW = "ProposalWorkflow"
 RETRY_FOR = 30.0
-RETRY_PAUSE = 0.25
 T = TypeVar("T")
 
 
@@ -272,21 +272,16 @@ def _first_error(exc: ValidationError) -> str:
 
 async def _update(client: Client, proposal_id: str, name: str, arg: object, result_type: type[T]) -> T:
     handle = client.get_workflow_handle(proposal_id)
-    # A consultation refuses messages with "Retry" for the moment it takes to continue as new.
-    until = asyncio.get_running_loop().time() + RETRY_FOR
+    # One update id for every attempt: an Update sent again (see models/update_retry.py) is applied once.
+    update_id = str(uuid.uuid4())
+
+    async def send() -> T:
+        if arg is None:
+            return await handle.execute_update(name, id=update_id, result_type=result_type)
+        return await handle.execute_update(name, arg, id=update_id, result_type=result_type)
+
     try:
-        while True:
-            try:
-                if arg is None:
-                    return await handle.execute_update(name, result_type=result_type)
-                return await handle.execute_update(name, arg, result_type=result_type)
-            except WorkflowUpdateFailedError as exc:
-                cause = exc.cause
-                if not (isinstance(cause, ApplicationError) and cause.type == "Retry") or (
-                    asyncio.get_running_loop().time() > until
-                ):
-                    raise
-            await asyncio.sleep(RETRY_PAUSE)
+        return await retrying(send, for_seconds=RETRY_FOR)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         raise OperationError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None

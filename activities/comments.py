@@ -113,7 +113,11 @@ class CommentActivities:
 
     @activity.defn(name="comment_limits")
     def comment_limits(self) -> CommentLimits:
-        return CommentLimits(per_link=self._settings.comments_per_link, max_chars=self._settings.comment_max_chars)
+        return CommentLimits(
+            per_link=self._settings.comments_per_link,
+            max_chars=self._settings.comment_max_chars,
+            events_per_run=self._settings.consultation_events_per_run,
+        )
 
     @activity.defn(name="lookup_comments")
     def lookup_comments(self, query: CommentQuery) -> CommentLookup:

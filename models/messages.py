@@ -382,6 +382,7 @@ class CommentLimits(BaseModel):
 
     per_link: int
     max_chars: int
+    events_per_run: int | None = None
 
 
 class CommentLookup(BaseModel):

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # One stakeholder cannot flood a consultation (and keep it from closing); a comment is a few pages at most.
     comments_per_link: int = Field(default=20, ge=1, description="comments one stakeholder link may send per stage")
     comment_max_chars: int = Field(default=10000, ge=100, le=100000, description="characters in one comment")
+    consultation_events_per_run: int = Field(
+        default=3000, ge=200, le=8000, description="history events after which a consultation continues as new"
+    )
 
     temporal_address: str | None = Field(
         default=None, validation_alias=AliasChoices("TEMPORAL_ADDRESS", "AISAFE_TEMPORAL_ADDRESS")

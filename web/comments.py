@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -25,6 +24,7 @@ from models.roster import Role, Sector
 from models.tables import CommentBlob, DelegateRecord, ProposalRecord
 from models.timefmt import both
 from models.tokens import CommentClaims, TokenError, check_csrf, csrf_token, decision_id, verify_comment
+from models.update_retry import retrying
 from web.pages import (
     document_version,
     error_page,
@@ -46,7 +46,6 @@ NOT_RECORDED = "Your comment was not recorded"
 MAX_SECTION = 200
 # A consultation refuses messages for a moment while it continues as new; the page sends the comment again.
 RETRY_FOR = 10.0
-RETRY_PAUSE = 0.2
 
 _REJECTIONS: dict[str, tuple[int, str, str]] = {
     "WrongConsultation": (409, "This link is for another consultation", "Use the link in the most recent email."),
@@ -161,17 +160,13 @@ async def submit_comment(
 
 
 async def _send(handle: WorkflowHandle[Any, Any], submission: CommentSubmission, update_id: str) -> CommentReceipt:
-    """Send the comment; while the consultation hands over to its next run it refuses with "Retry": send again."""
-    until = time.monotonic() + RETRY_FOR
-    while True:
-        try:
-            return await handle.execute_update(
-                ConsultationWorkflow.submit_comment, submission, id=update_id, result_type=CommentReceipt
-            )
-        except WorkflowUpdateFailedError as exc:
-            if rejection_type(exc) != "Retry" or time.monotonic() > until:
-                raise
-        await asyncio.sleep(RETRY_PAUSE)
+    """Send the comment, again while the consultation or the server asks for that (models/update_retry.py)."""
+    return await retrying(
+        lambda: handle.execute_update(
+            ConsultationWorkflow.submit_comment, submission, id=update_id, result_type=CommentReceipt
+        ),
+        for_seconds=RETRY_FOR,
+    )
 
 
 def _too_long(limit: int, length: int) -> str:

@@ -41,9 +41,15 @@ with workflow.unsafe.imports_passed_through():
 # changes before the first await, or under the lock); close only once accepted handlers have finished and the
 # deadline in force has passed; and continue as new before the history grows large.
 PATCH_BY_HASH = "consultation-comments-by-hash"
-# A run continues as new past this many events (well under the 10,000 we allow, leaving room for the handlers
-# still running when the budget is reached) or when the server suggests it.
+# A run continues as new once its handlers have spent this many events (well under the 10,000 we allow, leaving
+# room for the handlers still running then); the worker's settings may say otherwise. Each handler's cost is an upper
+# bound: its Update's accepted and completed events, its markers or activity events, and a workflow task of its own.
 CONTINUE_AT = 3000
+RUN_EVENTS = 20  # a run's own: started, its first workflow tasks, the continue-as-new
+COMMENT_EVENTS = 6
+RESPOND_EVENTS = 8
+EXTEND_EVENTS = 12
+BATCH_EVENTS = 4  # one more local activity of a bulk disposition
 # Dispositions written per ledger transaction: each batch's activity input and result stay a few kilobytes.
 DISPOSITION_BATCH = 200
 
@@ -66,6 +72,7 @@ class ConsultationWorkflow:
         self._open = (carried.open or 0) if carried else 0
         self._per_link: dict[str, int] = dict(carried.per_link) if carried else {}
         self._runs = carried.run if carried else 1
+        self._spent = RUN_EVENTS
         self._closing = False  # the deadline has passed: accepted handlers finish, then the deadline is re-checked
         self._draining = False  # about to continue as new: new messages are refused with "Retry"
         self._answering = asyncio.Lock()  # dispositions read the ledger, then write it: one at a time
@@ -153,10 +160,10 @@ class ConsultationWorkflow:
                 pass
 
     def _should_continue(self) -> bool:
-        info = workflow.info()
-        return not self._draining and (
-            info.is_continue_as_new_suggested() or info.get_current_history_length() >= CONTINUE_AT
-        )
+        # Counted from what the handlers did, which the history holds, not from the server's event count or its
+        # suggestion: those are also seen in speculative tasks for Updates that the server may drop, and a decision
+        # taken there would not replay (seen on the dev server as a nondeterminism error under 64 senders).
+        return not self._draining and self._spent >= ((self._limits and self._limits.events_per_run) or CONTINUE_AT)
 
     async def _continue_as_new(self) -> NoReturn:
         """Hand counts and deadlines to a fresh run once every accepted handler has finished."""
@@ -220,6 +227,7 @@ class ConsultationWorkflow:
             # The link's slot is taken before the first await: comments sent at once cannot pass the limit together.
             link = submission.stakeholder_id
             self._per_link[link] = self._per_link.get(link, 0) + 1
+            self._spent += COMMENT_EVENTS
             try:
                 receipt = await ledger(
                     self._input.proposal_id,
@@ -306,6 +314,7 @@ class ConsultationWorkflow:
             return comment
         # The ledger is read, then written: under the lock, so two answers cannot both count a comment as newly
         # answered.
+        self._spent += RESPOND_EVENTS
         async with self._answering:
             lookup = await self._lookup([answer.comment_id])
             if lookup.unknown:
@@ -337,6 +346,7 @@ class ConsultationWorkflow:
         """One disposition for many comments: every one is known or none is answered; one ledger entry each."""
         update_id = workflow.current_update_info().id  # type: ignore[union-attr]
         answered = 0
+        self._spent += RESPOND_EVENTS
         async with self._answering:
             if request.comment_ids:
                 ids = request.comment_ids
@@ -377,6 +387,7 @@ class ConsultationWorkflow:
         self._refuse_while_draining()
 
     async def _lookup(self, comment_ids: list[str]) -> CommentLookup:
+        self._spent += BATCH_EVENTS
         return await workflow.execute_local_activity(
             "lookup_comments",
             CommentQuery(
@@ -390,6 +401,7 @@ class ConsultationWorkflow:
     async def _record(
         self, update_id: str, request: RespondManyInput, *, comment_ids: list[str] | None = None, open_limit: int = 0
     ) -> DispositionsRecorded:
+        self._spent += BATCH_EVENTS
         return await workflow.execute_local_activity(
             "record_dispositions",
             DispositionBatch(
@@ -423,6 +435,7 @@ class ConsultationWorkflow:
         # The extension takes effect before the first await: the closing logic sees it however the awaits
         # interleave, concurrent extensions add up, and each has its own number.
         self._extensions += 1
+        self._spent += EXTEND_EVENTS
         number = self._extensions
         previous = self._deadline
         self._deadline = new_deadline = previous + extension.by

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -48,6 +48,7 @@ from models.messages import (
     CommentSubmission,
     ConsultationInput,
     ConsultationMailing,
+    ConsultationStatus,
     DocumentRef,
     ExtendInput,
     MailingResult,
@@ -75,6 +76,7 @@ class ConsultationFigures:
     largest_payload_bytes: int = 0
     extensions: int = 0
     retried_sends: int = 0
+    queries_asked_again: int = 0
     comments_in_ledger: int = 0
     dispositions_in_ledger: int = 0
     comment_count_returned: int = 0
@@ -217,15 +219,21 @@ async def run_consultation(
             async def keep_open() -> None:
                 """Extend the deadline while comments are still coming, as a coordinator would."""
                 while sending:
-                    try:
-                        status = await handle.query(ConsultationWorkflow.status)
-                    except RPCError:  # a query that met the hand-over to the next run: ask again
-                        await asyncio.sleep(0.2)
-                        continue
+                    status = await current_status()
                     if (status.deadline - datetime.now(UTC)).total_seconds() < open_for / 2:
                         await update(ConsultationWorkflow.extend, ExtendInput(by=timedelta(seconds=open_for)))
                         figures.extensions += 1
                     await asyncio.sleep(min(1.0, open_for / 8))
+
+            async def current_status() -> ConsultationStatus:
+                """The status query, asked again when it met the hand-over to the next run (or a worker's
+                replay of it: the SDK fails such a query now and then, "Fatal error in workflow machines")."""
+                while True:
+                    try:
+                        return await handle.query(ConsultationWorkflow.status)
+                    except (RPCError, WorkflowQueryFailedError):
+                        figures.queries_asked_again += 1
+                    await asyncio.sleep(0.2)
 
             keeper = asyncio.create_task(keep_open())
             await asyncio.gather(*(comment(n) for n in range(comments)))
@@ -233,7 +241,7 @@ async def run_consultation(
             await keeper
             figures.comment_seconds = time.monotonic() - started
             progress("comments sent; waiting for the deadline")
-            while (await handle.query(ConsultationWorkflow.status)).is_open:
+            while (await current_status()).is_open:
                 await asyncio.sleep(0.5)
             progress("answering every comment at once")
             await update(

@@ -187,8 +187,9 @@ async def test_extending_moves_the_deadline_and_takes_comments_until_the_new_one
     extended = [m for m in harness.backend.consultation_mailings if m.proposal_id == handle.id]
     assert [m.step for m in extended] == ["invitation", "extended-1"]
     assert extended[1].deadline == new_deadline
+    # The entry holds what the extension asked for: the deadline is the opening one plus every extension's `by`.
     assert harness.backend.payloads(handle.id, "consultation_extended") == [
-        {"from": opened.deadline.isoformat(), "to": new_deadline.isoformat()}
+        ExtendInput(by=timedelta(days=7)).model_dump(mode="json")
     ]
 
     # Between the old and the new deadline the consultation still takes comments ...

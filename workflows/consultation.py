@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
         DispositionInput,
         DispositionsRecorded,
         ExtendInput,
+        LedgerAppend,
+        LedgerReceipt,
         MailingResult,
         RespondManyInput,
         RespondManyResult,
@@ -46,10 +48,10 @@ PATCH_BY_HASH = "consultation-comments-by-hash"
 # bound: its Update's accepted and completed events, its markers or activity events, and a workflow task of its own.
 CONTINUE_AT = 3000
 RUN_EVENTS = 20  # a run's own: started, its first workflow tasks, the continue-as-new
-COMMENT_EVENTS = 6
-RESPOND_EVENTS = 8
+COMMENT_EVENTS = 8
+RESPOND_EVENTS = 10
 EXTEND_EVENTS = 12
-BATCH_EVENTS = 4  # one more local activity of a bulk disposition
+BATCH_EVENTS = 6  # one more activity of a bulk disposition
 # Dispositions written per ledger transaction: each batch's activity input and result stay a few kilobytes.
 DISPOSITION_BATCH = 200
 
@@ -99,7 +101,11 @@ class ConsultationWorkflow:
             self._closed = True
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise
-        # No more comments; the stage closes once the coordinator has answered every one of them.
+        # No more comments; the stage closes once the coordinator has answered every one of them. From here on the
+        # open count is the ledger's (no comment handler can be running): a handler that ran twice (see `extend`)
+        # may have left the running count off.
+        async with self._answering:
+            self._open = (await self._lookup([])).still_open
         while True:
             await workflow.wait_condition(lambda: self._open == 0 or self._should_continue())
             if self._open > 0:
@@ -229,8 +235,7 @@ class ConsultationWorkflow:
             self._per_link[link] = self._per_link.get(link, 0) + 1
             self._spent += COMMENT_EVENTS
             try:
-                receipt = await ledger(
-                    self._input.proposal_id,
+                receipt = await self._record_accepted(
                     "comment",
                     f"{workflow.info().workflow_id}:comment:{comment_id}",
                     {"comment_id": comment_id, **submission.model_dump(mode="json", exclude={"text"})},
@@ -320,14 +325,14 @@ class ConsultationWorkflow:
             if lookup.unknown:
                 raise ApplicationError(f"no comment {answer.comment_id!r} in this consultation", type="UnknownComment")
             [before] = lookup.comments
-            await ledger(
-                self._input.proposal_id,
+            await self._record_accepted(
                 "disposition",
                 f"{workflow.info().workflow_id}:disposition:{workflow.current_update_info().id}",  # type: ignore[union-attr]
                 answer.model_dump(mode="json"),
             )
-            if before.disposition is None:
-                self._open -= 1
+            # The ledger's count, not a running one: a handler can run twice (see `extend`), and its first run may
+            # already have answered the comment.
+            self._open = lookup.still_open - (1 if before.disposition is None else 0)
             comment = before.model_copy(update={"disposition": answer.disposition, "reason": answer.reason})
             if answer.comment_id in self._comments:
                 self._comments[answer.comment_id] = comment
@@ -350,12 +355,9 @@ class ConsultationWorkflow:
         async with self._answering:
             if request.comment_ids:
                 ids = request.comment_ids
-                found: list[Comment] = []
                 unknown: list[str] = []
                 for chunk in _chunks(ids):
-                    lookup = await self._lookup(chunk)
-                    found += lookup.comments
-                    unknown += lookup.unknown
+                    unknown += (await self._lookup(chunk)).unknown
                 if unknown:
                     more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
                     raise ApplicationError(
@@ -363,14 +365,14 @@ class ConsultationWorkflow:
                         type="UnknownComment",
                     )
                 for chunk in _chunks(ids):
-                    await self._record(update_id, request, comment_ids=chunk)
-                self._open -= sum(1 for c in found if c.disposition is None)
+                    recorded = await self._record(update_id, request, comment_ids=chunk)
+                    self._open = recorded.still_open
                 answered = len(ids)
             else:
                 while True:
                     recorded = await self._record(update_id, request, open_limit=DISPOSITION_BATCH)
                     answered += len(recorded.recorded)
-                    self._open -= len(recorded.recorded)
+                    self._open = recorded.still_open
                     if not recorded.recorded or recorded.still_open == 0:
                         break
             for comment_id in request.comment_ids:
@@ -385,6 +387,23 @@ class ConsultationWorkflow:
         if not self._by_hash:
             raise ApplicationError("this consultation answers one comment at a time", type="NotSupported")
         self._refuse_while_draining()
+
+    async def _record_accepted(self, kind: str, key: str, payload: dict[str, object]) -> LedgerReceipt:
+        """A handler's ledger entry, written only once the server holds the Update as accepted.
+
+        Not a local activity: those run inside the workflow task that accepts the Update, and on the dev server
+        (64, and even 12, senders at once) that task was sometimes dropped by the server after the local activity
+        had written the ledger, so the ledger held comments the workflow never accepted. A regular activity is
+        scheduled by the completed task, so it runs only for an Update the history shows as accepted.
+        """
+        entry = LedgerAppend(proposal_id=self._input.proposal_id, kind=kind, idempotency_key=key, payload=payload)
+        return await workflow.execute_activity(
+            "append_ledger",
+            entry,
+            result_type=LedgerReceipt,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=LEDGER_RETRY,
+        )
 
     async def _lookup(self, comment_ids: list[str]) -> CommentLookup:
         self._spent += BATCH_EVENTS
@@ -402,7 +421,8 @@ class ConsultationWorkflow:
         self, update_id: str, request: RespondManyInput, *, comment_ids: list[str] | None = None, open_limit: int = 0
     ) -> DispositionsRecorded:
         self._spent += BATCH_EVENTS
-        return await workflow.execute_local_activity(
+        # A regular activity, like every write of a handler (see `_record_accepted`).
+        return await workflow.execute_activity(
             "record_dispositions",
             DispositionBatch(
                 workflow_id=workflow.info().workflow_id,
@@ -433,17 +453,18 @@ class ConsultationWorkflow:
             await self._mail(f"extended-{self._extensions}")
             return new_deadline
         # The extension takes effect before the first await: the closing logic sees it however the awaits
-        # interleave, concurrent extensions add up, and each has its own number.
+        # interleave, and concurrent extensions add up.
         self._extensions += 1
         self._spent += EXTEND_EVENTS
         number = self._extensions
-        previous = self._deadline
-        self._deadline = new_deadline = previous + extension.by
-        await ledger(
-            self._input.proposal_id,
+        self._deadline = new_deadline = self._deadline + extension.by
+        # Keyed by the Update and holding only its input, so the entry says the same whatever order concurrent
+        # extensions ran in: the deadline is the opening one plus every extension's `by`.
+        update_id = workflow.current_update_info().id  # type: ignore[union-attr]
+        await self._record_accepted(
             "consultation_extended",
-            f"{workflow.info().workflow_id}:extended-{number}",
-            {"from": previous.isoformat(), "to": new_deadline.isoformat()},
+            f"{workflow.info().workflow_id}:extended:{update_id}",
+            extension.model_dump(mode="json"),
         )
         # Announced only now that it stands and is recorded; the mail names the deadline in force.
         await self._mail(f"extended-{number}")

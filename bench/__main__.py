@@ -58,6 +58,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         help=f"rounds started for the fan-out figure, 0 to skip it (default {defaults.fanout_repeats})",
     )
     parser.add_argument(
+        "--consultation-comments",
+        type=int,
+        metavar="N",
+        help=f"comments of the public-scale consultation, 0 to skip it (default {defaults.consultation_comments})",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         metavar="PATH",
@@ -71,12 +77,17 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         out=args.out,
         review_rounds=base.review_rounds if args.review_rounds is None else args.review_rounds,
         fanout_repeats=base.fanout_repeats if args.fanout_repeats is None else args.fanout_repeats,
+        consultation_comments=(
+            base.consultation_comments if args.consultation_comments is None else args.consultation_comments
+        ),
         profile=args.profile,
     )
     if config.positions < 1:
         parser.error("--positions must be at least 1")
     if config.concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    if config.consultation_comments < 0:
+        parser.error("--consultation-comments must be 0 (skip) or more")
     return config
 
 

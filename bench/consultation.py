@@ -1,4 +1,4 @@
-"""`python -m bench.consultation` (`make bench-consultation`): one consultation at public scale, run to its end.
+"""`python -m bench.consultation` (and a phase of `make bench`): one consultation at public scale, run to its end.
 
 5,000 comments (of 1,500 characters each, 7.5 MB of text) from 1,000 stakeholders go in as Updates while the
 deadline is extended; then one bulk disposition answers them all and the consultation closes. The bench checks
@@ -275,18 +275,16 @@ async def run_consultation(
     return figures
 
 
-async def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.consultation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--comments", type=int, default=5000)
-    parser.add_argument("--stakeholders", type=int, default=1000)
-    parser.add_argument("--chars", type=int, default=1500, help="characters in each comment")
-    # The server takes at most 10 Updates in flight per workflow; more senders only wait and retry.
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--events-per-run", type=int, default=3000)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    if min(args.comments, args.stakeholders, args.chars, args.concurrency) < 1:
-        parser.error("every count must be at least 1")
+async def run_consultation_bench(
+    say: Callable[[str], None] = print,
+    *,
+    comments: int = 5000,
+    stakeholders: int = 1000,
+    comment_chars: int = 1500,
+    concurrency: int = 8,
+    events_per_run: int = 3000,
+) -> dict[str, Any]:
+    """The consultation phase of `make bench`: its own dev server and ledger, one consultation to its end."""
     with tempfile.TemporaryDirectory(prefix="aisafe-bench-consultation-") as scratch:
         engine = make_engine(f"sqlite:///{Path(scratch) / 'ledger.db'}")
         init_db(engine)
@@ -302,20 +300,48 @@ async def main(argv: list[str] | None = None) -> int:
             figures = await run_consultation(
                 env.client,
                 engine,
-                comments=args.comments,
-                stakeholders=args.stakeholders,
-                comment_chars=args.chars,
-                concurrency=args.concurrency,
-                events_per_run=args.events_per_run,
-                progress=lambda step: print(f"  {step}", file=sys.stderr, flush=True),
+                comments=comments,
+                stakeholders=stakeholders,
+                comment_chars=comment_chars,
+                concurrency=concurrency,
+                events_per_run=events_per_run,
+                progress=lambda step: say(f"consultation: {step}"),
             )
         finally:
             await env.shutdown()
             engine.dispose()
-    report = asdict(figures)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
-    return 1 if figures.failures else 0
+    say(
+        f"consultation: {figures.comments} comments in {figures.runs} runs, at most "
+        f"{max(figures.events_per_run, default=0)} events a run, largest payload {figures.largest_payload_bytes} "
+        f"bytes, {figures.wall_seconds:.0f}s, peak RSS {figures.peak_rss_mib:.0f} MiB"
+        + (f"; FAILED: {'; '.join(figures.failures)}" if figures.failures else "")
+    )
+    return {"consultation": asdict(figures)}
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.consultation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--comments", type=int, default=5000)
+    parser.add_argument("--stakeholders", type=int, default=1000)
+    parser.add_argument("--chars", type=int, default=1500, help="characters in each comment")
+    # The server takes at most 10 Updates in flight per workflow; more senders only wait and retry.
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--events-per-run", type=int, default=3000)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    if min(args.comments, args.stakeholders, args.chars, args.concurrency) < 1:
+        parser.error("every count must be at least 1")
+    report = await run_consultation_bench(
+        lambda line: print(line, file=sys.stderr, flush=True),
+        comments=args.comments,
+        stakeholders=args.stakeholders,
+        comment_chars=args.chars,
+        concurrency=args.concurrency,
+        events_per_run=args.events_per_run,
+    )
+    args.out.write_text(json.dumps(report["consultation"], indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report["consultation"], indent=2))
+    return 1 if report["consultation"]["failures"] else 0
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ class BenchConfig:
     out: Path = DEFAULT_OUT
     review_rounds: int = 10  # for the history-size and audit figures; 0 skips them
     fanout_repeats: int = 5  # rounds started for the fan-out figure (median reported); 0 skips it
+    consultation_comments: int = 5000  # comments of the public-scale consultation (bench/consultation.py); 0 skips
     profile: Path | None = None  # py-spy output for the timed clicks (bench/profile.py)
 
 
@@ -72,7 +73,7 @@ class BenchConfig:
 # median run of each is reported. Single runs of the same calls varied by a quarter on the 2-core machine.
 BASELINE_TURNS = 3
 
-SMOKE = BenchConfig(positions=11, concurrency=4, review_rounds=0, fanout_repeats=0)
+SMOKE = BenchConfig(positions=11, concurrency=4, review_rounds=0, fanout_repeats=0, consultation_comments=0)
 
 
 @dataclass
@@ -630,6 +631,10 @@ async def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> 
         from bench.fanout import run_fanout_bench
 
         results |= await run_fanout_bench(say, repeats=config.fanout_repeats)
+    if config.consultation_comments:
+        from bench.consultation import run_consultation_bench
+
+        results |= await run_consultation_bench(say, comments=config.consultation_comments)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     partial_file = config.out.with_name(config.out.name + ".tmp")  # a reader never sees half a file
     partial_file.write_text(json.dumps(results, indent=2) + "\n")
@@ -697,4 +702,5 @@ def succeeded(results: dict[str, Any]) -> bool:
         not any(figure["errors"] for figure in figures.values())
         and results["ours"]["receipts"] == positions
         and results["ours"]["ledger_positions"] == positions
+        and not results.get("consultation", {}).get("failures")
     )

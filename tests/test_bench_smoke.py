@@ -38,8 +38,10 @@ def test_smoke_flag_picks_the_tiny_run_and_keeps_explicit_values(tmp_path: Path)
         out=tmp_path / "r.json",
         review_rounds=0,
         fanout_repeats=0,
+        consultation_comments=0,
     )
     assert parse_args(["--smoke", "--fanout-repeats", "2"]).fanout_repeats == 2
+    assert parse_args(["--smoke", "--consultation-comments", "300"]).consultation_comments == 300
     assert parse_args(["--smoke", "--concurrency", "2"]).concurrency == 2
     assert parse_args(["--smoke", "--review-rounds", "3"]).review_rounds == 3
     assert parse_args([]).positions == 220 and parse_args([]).review_rounds == 10

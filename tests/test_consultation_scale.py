@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -15,6 +18,7 @@ from temporalio.worker import Worker
 from bench.consultation import MAX_EVENTS, MAX_PAYLOAD, run_consultation
 from models.ledger import document_hash
 from models.tables import CommentBlob, LedgerEntry
+from tests.integration import cli
 from tests.test_web import Site, form_of, site, worker  # noqa: F401  (fixtures)
 
 __all__ = ["site", "worker"]
@@ -110,3 +114,18 @@ async def test_a_large_consultation_continues_as_new_and_runs_to_its_end(
     assert figures.largest_payload_bytes < 3000
     assert figures.comments_in_ledger == figures.dispositions_in_ledger == figures.comment_count_returned == 240
     assert figures.extensions >= 1  # the deadline was extended while the runs handed over
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["d-1", "d-2", "maybe"], "'maybe' is not a disposition"),
+        (["d-1", "noted", "--all-open"], "not both"),
+        (["noted"], "name the comments"),
+    ],
+)
+def test_aisafe_respond_names_what_is_wrong_with_a_bulk_answer(tmp_path: Path, args: list[str], says: str) -> None:
+    env = {**os.environ, "AISAFE_DATA_DIR": str(tmp_path)}
+    done = cli("respond", "operational-framework-1a2b3c4d", *args, "--reason", "outside the scope", env=env)
+    assert done.code == 2
+    assert says in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -14,10 +14,11 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.documents import store_document
+from activities.ledger import LEDGER_INTEGRITY
 from models.db import write_session
 from models.files import InputFileError, format_validation_error, load_yaml
 from models.messages import (
@@ -46,6 +47,13 @@ T = TypeVar("T")
 
 class OperationError(Exception):
     """An operation refused for a reason the user can act on (unknown id, wrong stage...)."""
+
+
+class LedgerRefused(OperationError):
+    """The ledger refused the step's entry (its key already holds other content): the step did not happen.
+
+    Not the user's input at fault but the record's integrity, so the CLI exits 1, not 2.
+    """
 
 
 def import_roster(engine: Engine, roster: RosterFile) -> tuple[int, int, int]:
@@ -240,6 +248,16 @@ async def _open_child(client: Client, proposal_id: str, marker: str, what: str) 
     return child
 
 
+def _refusal(cause: BaseException | None) -> OperationError:
+    """The error a failed Update reaches the user with: the workflow's own refusal, or the activity's within."""
+    while isinstance(cause, ActivityError):  # a handler's activity failed: what the activity said counts
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        kind = LedgerRefused if cause.type == LEDGER_INTEGRITY else OperationError
+        return kind(cause.message)
+    return OperationError(str(cause))
+
+
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(p) for p in error["loc"])
@@ -253,8 +271,7 @@ async def _update(client: Client, proposal_id: str, name: str, arg: object, resu
             return await handle.execute_update(name, result_type=result_type)
         return await handle.execute_update(name, arg, result_type=result_type)
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        raise OperationError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+        raise _refusal(exc.cause) from None
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             raise OperationError(f"{proposal_id!r} is not running (unknown, or already closed)") from None

@@ -117,6 +117,8 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(work())  # type: ignore[arg-type]
     except InputFileError as exc:
         raise Failure(str(exc), 2) from None
+    except operations.LedgerRefused as exc:
+        raise Failure(str(exc), 1) from None
     except operations.OperationError as exc:
         raise Failure(str(exc), 2) from None
     except TimeoutError as exc:

@@ -14,6 +14,9 @@ with workflow.unsafe.imports_passed_through():
     from models.states import MemberState
     from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger
 
+# Meetings that take a record since this patch take it under the workflow's lock (see `record_meeting`).
+SERIAL_RECORD = "serial-meeting-record"
+
 
 @workflow.defn
 class MeetingWorkflow:
@@ -23,6 +26,7 @@ class MeetingWorkflow:
         self._record: MeetingRecord | None = None
         self._held = False
         self._closed = False
+        self._lock = asyncio.Lock()
 
     @workflow.run
     async def run(self, meeting: MeetingInput) -> MeetingOutcome:
@@ -90,6 +94,16 @@ class MeetingWorkflow:
 
     @workflow.update
     async def record_meeting(self, record: MeetingRecord) -> MeetingRecord:
+        """The meeting's record, once. Records sent at the same moment all pass the validator (none is set yet);
+        under the lock the first is written and the others are refused, instead of each overwriting the last
+        under the ledger's one key for the record."""
+        if not workflow.patched(SERIAL_RECORD):
+            return await self._record_meeting(record)
+        async with self._lock:
+            self._check_record(record)
+            return await self._record_meeting(record)
+
+    async def _record_meeting(self, record: MeetingRecord) -> MeetingRecord:
         await ledger(
             self._input.proposal_id,
             "meeting_recorded",

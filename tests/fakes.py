@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from models.ledger import GENESIS_HASH, canonical_json, entry_hash
 from models.messages import (
@@ -24,7 +25,7 @@ from models.messages import (
 
 @dataclass
 class FakeBackend:
-    """An in-memory ledger and outbox that behave like the real ones (idempotent, chained)."""
+    """An in-memory ledger and outbox that behave like the real ones (idempotent, strict, chained)."""
 
     entries: list[LedgerAppend] = field(default_factory=list)
     receipts: dict[str, LedgerReceipt] = field(default_factory=dict)
@@ -36,6 +37,12 @@ class FakeBackend:
 
     def _append(self, entry: LedgerAppend) -> LedgerReceipt:
         if entry.idempotency_key in self.receipts:
+            earlier = next(e for e in self.entries if e.idempotency_key == entry.idempotency_key)
+            if (earlier.kind, canonical_json(earlier.payload)) != (entry.kind, canonical_json(entry.payload)):
+                # As the real ledger does (activities/ledger.py): other content under a known key is refused.
+                raise ApplicationError(
+                    f"ledger integrity: {entry.idempotency_key}", type="LedgerIntegrity", non_retryable=True
+                )
             return self.receipts[entry.idempotency_key]
         chain = [e for e in self.entries if e.proposal_id == entry.proposal_id]
         prev = self.receipts[chain[-1].idempotency_key].entry_hash if chain else GENESIS_HASH

@@ -817,12 +817,13 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     Exits 0 when the proposal is adopted.
     """
     from devstack.demo import run_demo
+    from devstack.private import make_private
     from devstack.services import free_port, port_open, split_address
     from devstack.stack import EmbeddedStack, StackPorts
 
     settings = settings_for(data_dir)
-    # The demo's own lines are its output; the stack's logs go to a file beside its data.
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The demo's own lines are its output; the stack's logs go to a file beside its data (owner-only, as all of it).
+    make_private(settings.data_dir)
     log_to_file(settings.data_dir / "demo.log")
 
     async def work(say: Callable[[str], None]) -> Any:

@@ -4,8 +4,8 @@ cookie is kept; sign-in takes only this site's own form (its Origin and a token 
 from __future__ import annotations
 
 import uuid
-from contextlib import aclosing
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

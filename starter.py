@@ -942,6 +942,19 @@ def users_revoke(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = 
     out.print(f"user {name!r} revoked", highlight=False)
 
 
+@users_app.command("signout", epilog=examples('aisafe users signout "Audit Office"'))
+def users_signout(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = None) -> None:
+    """End every web session of an account at once (a lost laptop); its API token stays valid."""
+    from models.users import UserError
+    from models.web_sessions import revoke_sessions
+
+    try:
+        ended = revoke_sessions(engine_for(settings_for(data_dir)), name)
+    except UserError as exc:
+        raise Failure(str(exc), 2) from None
+    out.print(f"{ended} session{'' if ended == 1 else 's'} of {name!r} ended", highlight=False)
+
+
 # --- audit ------------------------------------------------------------------------------------------
 
 

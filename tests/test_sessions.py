@@ -22,6 +22,7 @@ from models.settings import Settings
 from models.tables import WebSession
 from models.users import UserError, UserRole, add_user, revoke_user
 from models.web_sessions import revoke_sessions
+from tests.integration import acli
 from tests.signin import sign_in, signin_form_token
 from web.app import create_app
 from web.auth import SESSION_COOKIE
@@ -205,3 +206,19 @@ def test_the_allowed_origins_are_the_public_url_and_in_dev_the_loopback_port() -
     assert origin_allowed(DEV, "http://[::1]:8000") and not origin_allowed(DEV, "http://[::1]:8001")
     assert not origin_allowed(PROD, "http://localhost:8000")  # loopback is not this site outside dev mode
     assert not origin_allowed(PROD, "https://aisafe.example.org:99999")  # a bad port, no traceback
+
+
+async def test_the_operator_ends_a_users_sessions_from_the_command_line(app: App, tmp_path: Path) -> None:
+    token = add_user(app.engine, "Aminah", UserRole.COORDINATOR)
+    browser, cookie = await signed_in(app, token)
+    await browser.aclose()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AISAFE_DATA_DIR": str(tmp_path / "cli"),
+        "AISAFE_DATABASE_URL": str(app.engine.url),
+    }
+    ended = await acli("users", "signout", "Aminah", env=env)
+    assert ended.code == 0 and "1 session of 'Aminah' ended" in ended.stdout, ended.stderr
+    assert await audit_status(app, cookie) == 401
+    unknown = await acli("users", "signout", "Nobody", env=env)
+    assert unknown.code == 2 and unknown.stderr.strip().count("\n") == 0 and "no user named 'Nobody'" in unknown.stderr

@@ -543,3 +543,26 @@ async def test_a_mail_scanner_pressing_the_first_button_records_nothing(world: W
         "status", result_type=RoundStatus
     )
     assert live.is_open and MemberState.VN not in live.positions
+
+
+async def test_another_site_cannot_sign_a_browser_in(world: World, browse: Browsing) -> None:
+    """Login CSRF: a page elsewhere posts the sign-in form with the attacker's own token; the browser stays
+    signed out (the Origin is another site's, and the form carries no token bound to this browser)."""
+    attacker = "http://attacker.example"
+    page = await browse.page()
+    form = f"""<!doctype html><title>Win a prize</title>
+      <form method="post" action="{browse.origin}/signin">
+      <input type="hidden" name="token" value="{world.coordinator_token}">
+      <input type="hidden" name="next" value="/"><button type="submit">Claim</button></form>"""
+    await page.route(f"{attacker}/**", lambda route: route.fulfill(status=200, content_type="text/html", body=form))
+    await page.goto(f"{attacker}/prize")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Claim").click()
+    assert await page.locator("main > h1").inner_text() == "Sign-in refused"
+    await page.goto(browse.origin + "/")
+    assert "/signin" in page.url  # still signed out: sent to sign in
+    assert [c["name"] for c in await page.context.cookies(browse.origin) if c["name"] == "aisafe_session"] == []
+    # What the browser logged on the way: the attacker's page and the refusal, nothing else.
+    expected = [p for p in browse.problems if p.startswith(attacker) or "status of 403 (Forbidden)" in p]
+    assert len([p for p in expected if "403" in p]) == 1, browse.problems
+    browse.problems[:] = [p for p in browse.problems if p not in expected]

@@ -31,7 +31,7 @@ from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
 from models.messages import RoundStatus
-from models.positions import Position
+from models.positions import REVIEW_POSITIONS, Position
 from models.roster import load_roster_file
 from models.states import MemberState
 from models.tokens import verify_action
@@ -390,6 +390,14 @@ async def test_a_delegate_answers_from_the_emailed_link(world: World, browse: Br
     assert (await added.first.inner_text()).startswith("+")
     assert await page.locator("article.document").is_visible()
 
+    # The answers: one group named by its legend, nothing chosen, every choice a target of at least 24px.
+    group = page.get_by_role("group", name=re.compile("^Position of Philippines"))
+    choices = group.get_by_role("radio")
+    assert await choices.count() == len(REVIEW_POSITIONS) and await group.locator(":checked").count() == 0
+    for number in range(await choices.count()):
+        for target in (choices.nth(number), group.locator("label").nth(number)):
+            box = await target.bounding_box()
+            assert box is not None and box["width"] >= 24 and box["height"] >= 24, (number, box)
     await page.get_by_label(Position.REQUEST_CHANGES.label, exact=True).check()
     await page.fill("#reason", "Add a data-protection safeguard for sharing incident information.")
     async with page.expect_navigation():

@@ -819,12 +819,13 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     Exits 0 when the proposal is adopted.
     """
     from devstack.demo import run_demo
+    from devstack.private import make_private
     from devstack.services import free_port, port_open, split_address
     from devstack.stack import EmbeddedStack, StackPorts
 
     settings = settings_for(data_dir)
-    # The demo's own lines are its output; the stack's logs go to a file beside its data.
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The demo's own lines are its output; the stack's logs go to a file beside its data (owner-only, as all of it).
+    make_private(settings.data_dir)
     log_to_file(settings.data_dir / "demo.log")
 
     async def work(say: Callable[[str], None]) -> Any:
@@ -941,6 +942,19 @@ def users_revoke(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = 
     except UserError as exc:
         raise Failure(str(exc), 2) from None
     out.print(f"user {name!r} revoked", highlight=False)
+
+
+@users_app.command("signout", epilog=examples('aisafe users signout "Audit Office"'))
+def users_signout(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = None) -> None:
+    """End every web session of an account at once (a lost laptop); its API token stays valid."""
+    from models.users import UserError
+    from models.web_sessions import revoke_sessions
+
+    try:
+        ended = revoke_sessions(engine_for(settings_for(data_dir)), name)
+    except UserError as exc:
+        raise Failure(str(exc), 2) from None
+    out.print(f"{ended} session{'' if ended == 1 else 's'} of {name!r} ended", highlight=False)
 
 
 # --- audit ------------------------------------------------------------------------------------------

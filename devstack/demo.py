@@ -1,5 +1,6 @@
 """`aisafe demo`: the whole default process on a running stack, delegates and stakeholders simulated by
-opening their emailed links over HTTP (GET the page, then press a button), the coordinator by operations.
+opening their emailed links over HTTP (GET the page, then choose an answer and send the form), the
+coordinator by operations.
 
 drafting -> consultation (comments, an extension, dispositions) -> member review (a change request, a
 revised version, a second round) -> ADGSOM ad referendum (silence procedure) -> ADGMIN meeting (dated a few
@@ -142,7 +143,7 @@ async def open_form(http: httpx.AsyncClient, link: str) -> str:
 
 
 async def answer(http: httpx.AsyncClient, link: str, position: str, reason: str = "", amount: str | None = None) -> str:
-    """What a delegate does: open the link (nothing recorded), then press a position button."""
+    """What a delegate does: open the link (nothing recorded), then choose a position and send the form."""
     form = {"csrf": await open_form(http, link), "position": position, "reason": reason}
     if amount is not None:
         form["amount"] = amount

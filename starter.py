@@ -350,7 +350,7 @@ def propose(
     async def work() -> str:
         from models.process import load_proposal_file
 
-        load_proposal_file(file)  # refuse a bad file before connecting anywhere
+        load_proposal_file(file, settings.max_document_bytes)  # refuse a bad file before connecting anywhere
         return await operations.propose(await client_for(settings), engine_for(settings), settings, file)
 
     proposal_id = run(work)
@@ -479,7 +479,9 @@ def revise(
     settings = settings_for(data_dir)
 
     async def work() -> Any:
-        return await operations.revise(await client_for(settings), engine_for(settings), proposal_id, file)
+        return await operations.revise(
+            await client_for(settings), engine_for(settings), proposal_id, file, settings.max_document_bytes
+        )
 
     document = run(work)
     if as_json:

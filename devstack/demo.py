@@ -30,6 +30,7 @@ from models.roster import Role, load_roster_file
 from models.settings import Settings
 from models.states import MemberState
 from models.tokens import round_workflow_id
+from models.yamlfile import read_yaml
 from web.mailbox import read_mailbox
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -186,7 +187,7 @@ async def answer_round(
 
 def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> Path:
     """The demo's proposal file: the example's full default process, with deadlines of seconds, not weeks."""
-    funding = yaml.safe_load((EXAMPLES / "funding-model.yaml").read_text())["process"]["stages"][-1]
+    funding = read_yaml(EXAMPLES / "funding-model.yaml")[0]["process"]["stages"][-1]  # type: ignore[index]
     spec: dict[str, Any] = {
         "title": "ASEAN AI SAFE Operational Framework (demo)",
         "kind": "operational_framework",

@@ -63,7 +63,8 @@ def parse(source: str, shown: str) -> object:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        raise YamlFileError(f"{shown}:{at} not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        said = ", ".join(filter(None, [getattr(exc, "context", None), getattr(exc, "problem", None)])) or str(exc)
+        raise YamlFileError(f"{shown}:{at} not valid YAML: {' '.join(said.split())}") from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise YamlFileError(f"{shown}: not valid YAML: {exc}") from None
     finally:

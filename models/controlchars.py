@@ -60,3 +60,20 @@ def one_line(value: T) -> T:
             "which must be one line of visible characters"
         )
     return value
+
+
+def json_visible(text: str) -> str:
+    """JSON text with every acting character inside its strings as a `\\uXXXX` escape (surrogate pairs beyond
+    the BMP). `json.dumps` escapes only C0 unless it escapes all non-ASCII, which would make names unreadable;
+    raw newlines are left, since in `json.dumps` output they are only ever indentation."""
+    if text.isprintable():
+        return text
+    return "".join(_json_escape(c) if acts(c) and c != "\n" else c for c in text)
+
+
+def _json_escape(character: str) -> str:
+    code = ord(character)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"

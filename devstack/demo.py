@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -192,7 +193,7 @@ def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> P
         "title": "ASEAN AI SAFE Operational Framework (demo)",
         "kind": "operational_framework",
         "lead_state": "MY",
-        "document": str(EXAMPLES / "operational-framework.md"),
+        "document": "operational-framework.md",  # copied beside it: a proposal reads only from its own folder
         "process": {
             "stages": [
                 {"type": "drafting"},
@@ -213,6 +214,7 @@ def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> P
         },
     }
     workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EXAMPLES / "operational-framework.md", workdir / "operational-framework.md")
     path = workdir / f"demo-proposal-{int(time.time())}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -7,11 +7,17 @@ the old one as retired for as long as histories written with it are read.
 
 With encryption on, the worker and clients refuse a payload without the marking: anyone who can reach Temporal could
 otherwise send a clear-text Update (`temporal workflow update execute --input '{...}'`) and have it taken for ours.
-The refusal is not raised by the codec itself (an error there fails the whole workflow activation, and a
-non-retryable one the workflow), but delivered as a payload that no value can be read from, so the one Update or
-Signal that carried it is rejected and nothing else is touched. Reading recorded histories (the audit export, the
-codec server behind the Temporal UI) still shows clear payloads as they are: the core SDK writes its own bookkeeping
-(patch markers) in clear, and runs from before the codec have nothing else.
+The refusal is not raised by the codec itself (an error there fails the whole workflow activation, with every
+genuine Update delivered beside the forged one, and a non-retryable one fails the workflow), but delivered as a
+payload that no value can be read from: the one Update that carried it is rejected, a Signal dropped, and nothing
+else is touched. A payload marked encrypted that does not decrypt (a forged marking, a key id we do not hold) is
+refused the same way. The error raised there is deliberately not an ApplicationError: where the payload is a
+run's own input replayed from history (a key left out of the settings), the workflow task fails and is retried
+until the settings are fixed, instead of the workflow failing for good.
+
+Reading recorded histories (the audit export, the codec server behind the Temporal UI) still shows clear payloads
+as they are: the core SDK writes its own bookkeeping (patch markers) in clear, and runs from before the codec have
+nothing else.
 """
 
 from __future__ import annotations
@@ -33,7 +39,6 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import History
 from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import DataConverter, EncodingPayloadConverter, PayloadCodec
-from temporalio.exceptions import ApplicationError
 
 if TYPE_CHECKING:
     from models.settings import Settings
@@ -41,7 +46,6 @@ if TYPE_CHECKING:
 ENCODING = b"binary/encrypted"
 # What the refusing codec puts in place of a payload it did not encrypt (see the module docstring).
 REFUSED = b"binary/aisafe-refused-unencrypted"
-UNENCRYPTED = "UnencryptedPayload"  # the ApplicationError type of the refusal
 REFUSAL = (
     "refused: this input was not encrypted with the engine's payload key, so it did not come from aisafe "
     "(nothing was recorded)"
@@ -54,6 +58,10 @@ _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 class CodecKeyError(ValueError):
     """A codec key setting that cannot be used; the message names the setting and what is wrong."""
+
+
+class UnreadablePayload(ValueError):
+    """Input the codec refused: not encrypted by the engine, or marked encrypted and not decrypting."""
 
 
 class UnknownKeyError(ValueError):
@@ -146,7 +154,15 @@ class EncryptionCodec(PayloadCodec):
 
     def _decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
-            return Payload(metadata={"encoding": REFUSED}) if self.refuse_clear else payload
+            return _refusal(REFUSAL) if self.refuse_clear else payload
+        try:
+            return self._open(payload)
+        except ValueError as exc:
+            if self.refuse_clear:
+                return _refusal(f"refused: {exc} (nothing was recorded)")
+            raise
+
+    def _open(self, payload: Payload) -> Payload:
         kid = payload.metadata.get(KEY_ID, b"").decode(errors="replace")
         cipher = self._ciphers.get(kid)
         if cipher is None:
@@ -160,8 +176,12 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(clear)
 
 
+def _refusal(message: str) -> Payload:
+    return Payload(metadata={"encoding": REFUSED}, data=message.encode())
+
+
 class _RefusedPayload(EncodingPayloadConverter):
-    """Reads the refusal the codec left in place of a clear payload: raises it, so the Update is rejected."""
+    """Reads the refusal the codec left in place of a payload: raises it, so the Update is rejected."""
 
     @property
     def encoding(self) -> str:
@@ -171,8 +191,7 @@ class _RefusedPayload(EncodingPayloadConverter):
         return None  # never chosen to encode a value
 
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> object:
-        # An ApplicationError passes the SDK's argument decoding unwrapped: the sender reads this message.
-        raise ApplicationError(REFUSAL, type=UNENCRYPTED, non_retryable=True)
+        raise UnreadablePayload(payload.data.decode(errors="replace") or REFUSAL)
 
 
 class RefusingPayloadConverter(PydanticPayloadConverter):

@@ -1,14 +1,16 @@
 """With encryption on, input the codec did not encrypt is refused: a clear-text Update or Signal sent straight to
-Temporal (`temporal workflow update execute --input '{...}'`) records nothing, and the round goes on; histories
-are still read in full (the audit export, the codec endpoint)."""
+Temporal (`temporal workflow update execute --input '{...}'`), or one with the codec's marking forged, records
+nothing, fails no workflow task, and the round goes on; histories are still read in full (the audit export, the
+codec endpoint)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import httpx
@@ -25,11 +27,12 @@ from devstack.services import temporal_binary
 from devstack.stack import EmbeddedStack
 from models.codec import (
     ENCODING,
+    KEY_ID,
     REFUSAL,
-    UNENCRYPTED,
     CodecKeys,
     EncryptionCodec,
     RefusingPayloadConverter,
+    UnreadablePayload,
     data_converter,
     decode_history,
     new_key_text,
@@ -57,10 +60,22 @@ async def test_the_refusing_codec_turns_clear_payloads_into_a_refusal_and_still_
     assert sealed[0].metadata["encoding"] == ENCODING
     assert await codec.decode(sealed) == [CLEAR]
     (refused,) = await codec.decode([CLEAR])
-    assert refused.data == b"" and refused != CLEAR
-    with pytest.raises(ApplicationError) as caught:
+    assert refused.data != CLEAR.data and refused.metadata != CLEAR.metadata
+    with pytest.raises(UnreadablePayload) as caught:
         RefusingPayloadConverter().from_payloads([refused], [PositionSubmission])
-    assert caught.value.type == UNENCRYPTED and caught.value.non_retryable and caught.value.message == REFUSAL
+    # Not an ApplicationError: a run's own input that cannot be read fails its task (retried), not the run.
+    assert not isinstance(caught.value, ApplicationError) and str(caught.value) == REFUSAL
+    # A forged marking, or a key id the engine does not hold, is refused the same way, saying which.
+    forged = [
+        Payload(metadata={"encoding": ENCODING, KEY_ID: b"k1"}, data=b"\x00" * 40),
+        Payload(metadata={"encoding": ENCODING, KEY_ID: b"stranger"}, data=sealed[0].data),
+    ]
+    for payload, said in zip(await codec.decode(forged), ("does not decrypt", "'stranger'"), strict=True):
+        with pytest.raises(UnreadablePayload, match=said):
+            RefusingPayloadConverter().from_payloads([payload])
+    # Reading histories still raises on them: an auditor must see a payload that does not decrypt.
+    with pytest.raises(ValueError, match="does not decrypt"):
+        await codec.tolerant().decode(forged[:1])
     # The refusal reader never encodes a value: what we send is the pydantic converter's JSON, as before.
     assert RefusingPayloadConverter().to_payloads([{"a": 1}])[0].metadata["encoding"] == b"json/plain"
     # Reading histories passes clear payloads (the core SDK's markers) through; so does the codec without refusal.
@@ -73,7 +88,7 @@ async def test_only_the_worker_and_client_path_refuses_and_only_while_encrypting
     on = Settings(data_dir=tmp_path, codec_key=key)
     converter = data_converter(on)
     assert isinstance(converter.payload_codec, EncryptionCodec) and converter.payload_codec.refuse_clear
-    with pytest.raises(ApplicationError, match="not encrypted"):
+    with pytest.raises(UnreadablePayload, match="not encrypted"):
         converter.payload_converter.from_payloads(await converter.payload_codec.decode([CLEAR]))
     server = payload_codec(on)  # the codec endpoint behind the Temporal UI shows histories as they are
     assert server is not None and not server.refuse_clear
@@ -129,21 +144,25 @@ async def test_a_clear_text_position_sent_through_temporal_is_refused_and_nothin
             reason="forged through Temporal",
         ).model_dump(mode="json")
 
-        update = await asyncio.to_thread(
-            temporal,
-            stack,
-            "workflow",
-            "update",
-            "execute",
-            "--workflow-id",
-            round_id,
-            "--name",
-            "submit_position",
-            "--input",
-            json.dumps(forged),
-        )
-        assert update.returncode != 0, update.stdout
-        assert REFUSAL in update.stderr + update.stdout
+        def update(*payload: str) -> Awaitable[subprocess.CompletedProcess[str]]:
+            args = ("workflow", "update", "execute", "--workflow-id", round_id, "--name", "submit_position")
+            return asyncio.to_thread(temporal, stack, *args, *payload)
+
+        clear = await update("--input", json.dumps(forged))
+        assert clear.returncode != 0 and REFUSAL in clear.stderr, clear.stderr
+        # The same with the codec's marking forged: our key id (readable in any history) and bytes that are not
+        # AES-GCM under it, then a key id the engine does not hold.
+        assert stack.settings.codec_keys is not None
+        garbage = base64.b64encode(b"\x00" * 64).decode()
+        for kid, said in (
+            (str(stack.settings.codec_keys.current_id), "does not decrypt"),
+            ("k-stranger", "k-stranger"),
+        ):
+            marked = await update(
+                "--input", garbage, "--input-base64", "--input-meta", f"encoding={ENCODING.decode()}",
+                "--input-meta", f"{KEY_ID}={kid}",
+            )  # fmt: skip
+            assert marked.returncode != 0 and said in marked.stderr and "refused" in marked.stderr, marked.stderr
 
         signal = await asyncio.to_thread(
             temporal,

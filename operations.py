@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.documents import store_document
 from activities.ledger import LEDGER_INTEGRITY
 from models.db import write_session
-from models.files import InputFileError, format_validation_error, load_yaml
+from models.files import MAX_DOCUMENT_BYTES, InputFileError, format_validation_error, load_yaml
 from models.messages import (
     Comment,
     ConsultationStatus,
@@ -121,7 +121,7 @@ def roster(engine: Engine) -> list[DelegateRecord]:
 
 async def propose(client: Client, engine: Engine, settings: Settings, path: Path) -> str:
     """Validate a proposal file, store its document and start its workflow; returns the proposal id."""
-    proposal, body = load_proposal_file(path)
+    proposal, body = load_proposal_file(path, settings.max_document_bytes)
     sha256 = await asyncio.to_thread(store_document, engine, body)
     proposal_id = f"{proposal.kind.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
     await client.start_workflow(
@@ -168,8 +168,10 @@ async def list_proposals(client: Client, stage: str | None = None) -> list[Propo
     return sorted(result, key=lambda s: s.started_at or utcnow(), reverse=True)
 
 
-async def revise(client: Client, engine: Engine, proposal_id: str, path: Path) -> DocumentRef:
-    body = read_document(path)
+async def revise(
+    client: Client, engine: Engine, proposal_id: str, path: Path, max_document_bytes: int = MAX_DOCUMENT_BYTES
+) -> DocumentRef:
+    body = read_document(path, max_document_bytes)
     sha256 = await asyncio.to_thread(store_document, engine, body)
     return await _update(
         client,

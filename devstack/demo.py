@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from models.roster import Role, load_roster_file
 from models.settings import Settings
 from models.states import MemberState
 from models.tokens import round_workflow_id
+from models.yamlfile import read_yaml
 from web.mailbox import read_mailbox
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -187,12 +189,12 @@ async def answer_round(
 
 def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> Path:
     """The demo's proposal file: the example's full default process, with deadlines of seconds, not weeks."""
-    funding = yaml.safe_load((EXAMPLES / "funding-model.yaml").read_text())["process"]["stages"][-1]
+    funding = read_yaml(EXAMPLES / "funding-model.yaml")[0]["process"]["stages"][-1]  # type: ignore[index]
     spec: dict[str, Any] = {
         "title": "ASEAN AI SAFE Operational Framework (demo)",
         "kind": "operational_framework",
         "lead_state": "MY",
-        "document": str(EXAMPLES / "operational-framework.md"),
+        "document": "operational-framework.md",  # copied beside it: a proposal reads only from its own folder
         "process": {
             "stages": [
                 {"type": "drafting"},
@@ -213,6 +215,7 @@ def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> P
         },
     }
     workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EXAMPLES / "operational-framework.md", workdir / "operational-framework.md")
     path = workdir / f"demo-proposal-{int(time.time())}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

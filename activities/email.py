@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, parseaddr
+from email.parser import BytesHeaderParser
+from email.policy import EmailPolicy, compat32, default
+from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,7 @@ DEFERRAL_PATIENCE = timedelta(minutes=30)
 _BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
 _REPLY_LIMIT = 300
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 .'-]*")
 COORDINATOR_ID = "coordinator"  # the outbox's delegate id for mail to the coordinator (the sender address)
 
 
@@ -206,6 +209,43 @@ def address_problem(address: str) -> str | None:
     if name or parsed != address or "@" not in parsed or " " in parsed or "," in parsed:
         return "the address on the roster is not a single plain address"
     return None
+
+
+def addressed_only_to(flat: bytes, address: str) -> bool:
+    """Whether a flattened message, read back as mail clients read it (the old and the new parser of the standard
+    library), is addressed to `address` alone."""
+    head = flat.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    wanted = [address.lower()]
+    try:
+        for read in (compat32, default):
+            headers = BytesHeaderParser(policy=read).parsebytes(head)
+            if any(headers.get_all(name) for name in ("Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")):
+                return False
+            to = headers.get_all("To") or []
+            if len(to) != 1 or [a.lower() for _, a in getaddresses([str(to[0])])] != wanted:
+                return False
+            if read is default and [a.addr_spec.lower() for a in to[0].addresses] != wanted:
+                return False
+    except (AttributeError, ValueError, IndexError, email.errors.MessageError):
+        return False  # a header the parser itself trips over is no address a reader can trust
+    return True
+
+
+def flatten_for(message: EmailMessage, name: str, address: str, wire: EmailPolicy) -> bytes:
+    """The message as sent, checked to be addressed to `address` alone.
+
+    The standard library can refold a quoted name so that it reads as a list (a non-ASCII name with a comma loses
+    its quotes under the SMTPUTF8 policy): such a message goes out with the bare address instead of the name.
+    A name of plain letters needs no check (reading the headers back costs about as much as building them)."""
+    flat = message.as_bytes(policy=wire)
+    if _PLAIN_NAME.fullmatch(name) or addressed_only_to(flat, address):
+        return flat
+    del message["To"]
+    message["To"] = address
+    flat = message.as_bytes(policy=wire)
+    if not addressed_only_to(flat, address):
+        raise ValueError("the message cannot be addressed to its recipient alone")
+    return flat
 
 
 def scrubbed_reply(reply: str, address: str) -> str:
@@ -499,7 +539,7 @@ class MailActivities:
         wire = wire_policy(utf8=utf8, eight_bit=eight_bit)
         try:
             message = compose(delegate, idempotency_key)
-            flat = message.as_bytes(policy=wire)
+            flat = flatten_for(message, delegate.name, delegate.email, wire)
         except (ValueError, email.errors.MessageError) as exc:
             # One recipient's text that no header can carry must not stop everyone else's invitation.
             reply = f"the message could not be built ({type(exc).__name__})"

@@ -52,6 +52,7 @@ class FakeBackend:
     outcomes: list[OutcomeMailing] = field(default_factory=list)
     alerts: list[CoordinatorAlert] = field(default_factory=list)
     nobody: set[MemberState] = field(default_factory=set)  # states with nobody on the fake roster
+    refused: set[MemberState] = field(default_factory=set)  # states whose every address the fake relay refuses
 
     def _append(self, entry: LedgerAppend) -> LedgerReceipt:
         if entry.idempotency_key in self.receipts:
@@ -119,8 +120,14 @@ class FakeBackend:
             self.mailings.append(mailing)
             state_of = {i: s for s in mailing.states for i in fake_delegates(s)}
             ids = state_of if mailing.delegate_ids is None else [i for i in mailing.delegate_ids if i in state_of]
-            sent = [RecipientOutcome(state=state_of[i], delegate_id=i, outcome=MailOutcome.SENT) for i in ids]
-            return MailingResult(sent=len(sent), already_sent=0, recipients=sent)
+            outcomes = [
+                RecipientOutcome(state=state_of[i], delegate_id=i, outcome=MailOutcome.REFUSED, code=550, reply="5.1.1")
+                if state_of[i] in self.refused
+                else RecipientOutcome(state=state_of[i], delegate_id=i, outcome=MailOutcome.SENT)
+                for i in ids
+            ]
+            sent = sum(o.outcome is MailOutcome.SENT for o in outcomes)
+            return MailingResult(sent=sent, already_sent=0, recipients=outcomes)
 
         @activity.defn(name="send_coordinator_alert")
         async def send_coordinator_alert(alert: CoordinatorAlert) -> MailingResult:

@@ -440,8 +440,6 @@ class ReviewRoundWorkflow:
         """Invite one state again (after the roster was fixed), optionally with a fresh deadline of its own."""
         update = workflow.current_update_info()
         update_id = update.id if update else str(workflow.uuid4())
-        self._resends += 1  # reserved before the first await: concurrent resends mail under their own steps
-        step = f"resend-{self._resends}"
         state = request.state
         deadline = self._deadline_of(state)
         if request.deadline is not None:
@@ -452,12 +450,21 @@ class ReviewRoundWorkflow:
             # Nothing was sent, so nothing is recorded: the coordinator fixes the roster and tries again.
             reason = found.nobody[0].reason
             raise ApplicationError(f"{state.value} still has nobody to write to ({reason})", type="NotInvited")
+        self._resends += 1  # taken with no await before its use: concurrent resends mail under their own steps
+        step = f"resend-{self._resends}"
+        # The fresh deadline stands before the state counts as invited: a round past its deadline that saw the
+        # state invited without it would close at once and deem it silent.
+        earlier = self._state_deadlines.get(state)
+        if request.deadline is not None:
+            self._state_deadlines[state] = max(deadline, earlier or deadline)
         missing = await self._invite(step, [state], deadline, found)
         if missing:
+            if earlier is None:
+                self._state_deadlines.pop(state, None)
+            else:
+                self._state_deadlines[state] = earlier
             reason = missing[0].reason
             raise ApplicationError(f"{state.value} is still not invited ({reason})", type="NotInvited")
-        if request.deadline is not None:
-            self._state_deadlines[state] = max(deadline, self._state_deadlines.get(state, deadline))
         assert self._invited is not None
         newly = sorted(self._invited[state] - before)
         self._changes += 1

@@ -77,6 +77,7 @@ class ReviewRoundWorkflow:
         self._not_invited: dict[MemberState, str] = {}  # state: why nobody was written to
         self._state_deadlines: dict[MemberState, datetime] = {}  # fresh deadlines given by `resend`
         self._resends = 0
+        self._resending: dict[MemberState, int] = {}  # resends in flight, per state: the round waits for them
         self._past_deadline = False
         self._changes = 0  # counts answers and resends, so a wait past the deadline wakes for each
 
@@ -336,10 +337,12 @@ class ReviewRoundWorkflow:
             if not awaiting:
                 return True
             now = workflow.now()
-            still_open = [s for s in awaiting if s in self._not_invited or self._deadline_of(s) > now]
+            still_open = [
+                s for s in awaiting if s in self._not_invited or self._resending.get(s) or self._deadline_of(s) > now
+            ]
             if not still_open:
                 return False
-            timers = [self._deadline_of(s) for s in still_open if s not in self._not_invited]
+            timers = [self._deadline_of(s) for s in still_open if self._deadline_of(s) > now]
             seen = self._changes
             timeout = (min(timers) - now).total_seconds() if timers else None
             try:
@@ -371,9 +374,9 @@ class ReviewRoundWorkflow:
         for state, ids in found.delegates.items():
             added[state] = set(ids) - self._invited.get(state, set())
             self._invited.setdefault(state, set()).update(ids)
-        reachable = [s for s in states if found.delegates.get(s)]
-        ids = sorted(i for s in reachable for i in found.delegates[s])
-        result = await self._mail(step, reachable, delegate_ids=ids, deadline=deadline)
+        ids = sorted(i for s in states for i in found.delegates.get(s, ()))
+        # Every state goes to the mailing, so that its result (and the worker's log) names those with nobody too.
+        result = await self._mail(step, states, delegate_ids=ids, deadline=deadline)
         # Whoever the relay refused (or whose message could not be built) never got a link.
         for outcome in result.recipients:
             if outcome.outcome is not MailOutcome.SENT and outcome.state in added:
@@ -441,10 +444,29 @@ class ReviewRoundWorkflow:
         update = workflow.current_update_info()
         update_id = update.id if update else str(workflow.uuid4())
         state = request.state
+        # Before the first await: a deadline passing meanwhile must not close the round under this handler, nor
+        # deem the state silent the moment it counts as invited.
+        earlier = self._state_deadlines.get(state)
         deadline = self._deadline_of(state)
         if request.deadline is not None:
             deadline = max(deadline, workflow.now() + request.deadline)
-        before = set((self._invited or {}).get(state, set()))
+            self._state_deadlines[state] = deadline
+        self._resending[state] = self._resending.get(state, 0) + 1
+        try:
+            return await self._resend(state, deadline, update_id)
+        except ApplicationError:
+            if earlier is None:
+                self._state_deadlines.pop(state, None)
+            else:
+                self._state_deadlines[state] = earlier
+            raise
+        finally:
+            self._resending[state] -= 1
+            self._changes += 1
+
+    async def _resend(self, state: MemberState, deadline: datetime, update_id: str) -> ResendReceipt:
+        assert self._invited is not None
+        before = set(self._invited.get(state, set()))
         found = await self._recipients([state])
         if found.nobody:
             # Nothing was sent, so nothing is recorded: the coordinator fixes the roster and tries again.
@@ -452,22 +474,11 @@ class ReviewRoundWorkflow:
             raise ApplicationError(f"{state.value} still has nobody to write to ({reason})", type="NotInvited")
         self._resends += 1  # taken with no await before its use: concurrent resends mail under their own steps
         step = f"resend-{self._resends}"
-        # The fresh deadline stands before the state counts as invited: a round past its deadline that saw the
-        # state invited without it would close at once and deem it silent.
-        earlier = self._state_deadlines.get(state)
-        if request.deadline is not None:
-            self._state_deadlines[state] = max(deadline, earlier or deadline)
         missing = await self._invite(step, [state], deadline, found)
         if missing:
-            if earlier is None:
-                self._state_deadlines.pop(state, None)
-            else:
-                self._state_deadlines[state] = earlier
             reason = missing[0].reason
             raise ApplicationError(f"{state.value} is still not invited ({reason})", type="NotInvited")
-        assert self._invited is not None
         newly = sorted(self._invited[state] - before)
-        self._changes += 1
         receipt = await ledger(
             self._input.proposal_id,
             "invitation_resent",
@@ -490,14 +501,14 @@ class ReviewRoundWorkflow:
     @resend.validator
     def _check_resend(self, request: ResendInput) -> None:
         state = request.state
-        if self._invited is None:
-            raise ApplicationError("this round predates invitations by resend", type="ResendUnsupported")
         if self._closed:
             raise ApplicationError("this round is closed", type="RoundClosed")
         if state not in self._input.participants:
             raise ApplicationError(f"{state.value} is not a participant in this round", type="NotParticipant")
         if not self._invitation_sent:
             raise ApplicationError("the round is still sending its invitations; try again shortly", type="Busy")
+        if self._invited is None:
+            raise ApplicationError("this round predates invitations by resend", type="ResendUnsupported")
         if state in self._positions:
             raise ApplicationError(f"{state.official_name} has already answered in this round", type="AlreadyAnswered")
         if request.deadline is None and workflow.now() >= self._deadline_of(state):

@@ -31,6 +31,8 @@ from models.messages import (
     Pledge,
     ProposalInput,
     ProposalStatus,
+    ResendInput,
+    ResendReceipt,
     RevisionInput,
     WithdrawInput,
 )
@@ -38,6 +40,7 @@ from models.positions import Disposition
 from models.process import load_proposal_file, read_document
 from models.roster import RosterFile
 from models.settings import Settings
+from models.states import MemberState
 from models.tables import DelegateRecord, utcnow
 from models.temporal_client import proposal_status
 
@@ -211,6 +214,32 @@ async def respond(client: Client, proposal_id: str, comment_id: str, disposition
         raise OperationError(_first_error(exc)) from None
     child = await _open_child(client, proposal_id, ".consultation-", "consultation")
     return await _update(client, child, "respond", answer, Comment)
+
+
+def _duration(duration: str) -> timedelta:
+    """An ISO 8601 duration as the coordinator typed it (P7D, PT48H), or a one-line error."""
+    if not duration.upper().startswith("P"):
+        raise OperationError(f"{duration!r} is not an ISO 8601 duration such as P7D")
+    try:
+        return TypeAdapter(timedelta).validate_python(duration)
+    except ValidationError as exc:
+        raise OperationError(f"{duration!r}: {_first_error(exc)} (write an ISO 8601 duration such as P7D)") from None
+
+
+async def resend(client: Client, proposal_id: str, state: str, deadline: str | None = None) -> ResendReceipt:
+    """Invite one state of the open round again, after its delegates were put on the roster."""
+    try:
+        member = MemberState(state.strip().upper())
+    except ValueError:
+        raise OperationError(f"{state!r} is not a member state code such as TL") from None
+    try:
+        request = ResendInput(state=member, deadline=_duration(deadline) if deadline is not None else None)
+    except ValidationError as exc:
+        raise OperationError(f"{deadline!r}: {_first_error(exc)}") from None
+    current = await status(client, proposal_id)
+    if not current.round_workflow_id:
+        raise OperationError(f"{proposal_id} has no open round (it is in stage {current.stage})")
+    return await _update(client, current.round_workflow_id, "resend", request, ResendReceipt)
 
 
 async def extend(client: Client, proposal_id: str, duration: str) -> datetime:

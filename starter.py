@@ -419,11 +419,13 @@ def status(
             (
                 [
                     f"{state.value} {state.official_name}",
-                    Text(p.label, POSITION_STYLES[p]) if p else Text("awaited", "dim"),
+                    _position_cell(p, current.not_invited.get(state)),
                 ]
                 for state, p in answered
             ),
         )
+    if current.waiting:
+        out.print(Text.assemble(("waiting: ", "bold red"), current.waiting), highlight=False)
     for outcome in current.rounds:
         out.print(
             visible(
@@ -432,6 +434,49 @@ def status(
             highlight=False,
             markup=False,
         )
+
+
+def _position_cell(position: Position | None, not_invited: str | None) -> Text:
+    """A state's cell in `status`: its position, awaited, or (standing out) not invited and why."""
+    if not_invited:
+        return Text.assemble(("NOT INVITED", "bold red"), f" — {not_invited}")
+    return Text(position.label, POSITION_STYLES[position]) if position else Text("awaited", "dim")
+
+
+@app.command(
+    epilog=examples(
+        "aisafe resend operational-framework-1a2b3c4d --state TL  # after the roster lists TL's delegates",
+        "aisafe resend operational-framework-1a2b3c4d --state TL --deadline P7D  # and a fresh deadline for TL",
+    )
+)
+def resend(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    state: Annotated[str, typer.Option("--state", help="The member state to invite again, e.g. TL.")],
+    deadline: Annotated[
+        str | None, typer.Option("--deadline", help="A fresh deadline for that state, from now (ISO 8601, e.g. P7D).")
+    ] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Invite one state of the open round again (after fixing the roster); the ledger records it."""
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.resend(await client_for(settings), proposal_id, state, deadline)
+
+    try:
+        receipt = run(work)
+    except Failure as failure:
+        raise Failure(str(failure), 1) from None
+    if as_json:
+        emit_json(receipt.model_dump(mode="json"))
+        return
+    out.print(
+        f"{receipt.state.value} invited to round {receipt.round}: {len(receipt.delegate_ids)} delegate(s) written to,"
+        f" deadline {receipt.deadline.isoformat()} (ledger #{receipt.ledger_seq})",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command(

@@ -13,14 +13,31 @@ from models.ledger import GENESIS_HASH, canonical_json, entry_hash
 from models.messages import (
     AnswerNotice,
     ConsultationMailing,
+    CoordinatorAlert,
     LedgerAppend,
     LedgerReceipt,
     MailingResult,
+    MailOutcome,
     MeetingMailing,
+    NotInvitedState,
     OutcomeMailing,
     ProposalInput,
+    RecipientOutcome,
+    RecipientsQuery,
     RoundMailing,
+    RoundRecipients,
 )
+from models.states import MemberState
+
+
+def fake_delegates(state: MemberState) -> list[str]:
+    """The delegate ids the fake roster has for a state (the ids the workflow tests answer with)."""
+    return [
+        f"{state.value}-delegate",
+        f"{state.value.lower()}-focal-point",
+        f"{state.value.lower()}-alternate",
+        f"{state.value}-0000000000000001",
+    ]
 
 
 @dataclass
@@ -34,6 +51,9 @@ class FakeBackend:
     consultation_mailings: list[ConsultationMailing] = field(default_factory=list)
     meeting_mailings: list[MeetingMailing] = field(default_factory=list)
     outcomes: list[OutcomeMailing] = field(default_factory=list)
+    alerts: list[CoordinatorAlert] = field(default_factory=list)
+    nobody: set[MemberState] = field(default_factory=set)  # states with nobody on the fake roster
+    refused: set[MemberState] = field(default_factory=set)  # states whose every address the fake relay refuses
 
     def _append(self, entry: LedgerAppend) -> LedgerReceipt:
         if entry.idempotency_key in self.receipts:
@@ -91,10 +111,35 @@ class FakeBackend:
         async def record_version(entry: LedgerAppend) -> LedgerReceipt:
             return self._append(entry)
 
+        @activity.defn(name="find_round_recipients")
+        async def find_round_recipients(query: RecipientsQuery) -> RoundRecipients:
+            return RoundRecipients(
+                delegates={s: fake_delegates(s) for s in query.states if s not in self.nobody},
+                nobody=[
+                    NotInvitedState(state=s, reason="no delegate in role focal_point")
+                    for s in query.states
+                    if s in self.nobody
+                ],
+            )
+
         @activity.defn(name="send_round_mail")
         async def send_round_mail(mailing: RoundMailing) -> MailingResult:
             self.mailings.append(mailing)
-            return MailingResult(sent=2 * len(mailing.states), already_sent=0)
+            state_of = {i: s for s in mailing.states for i in fake_delegates(s)}
+            ids = state_of if mailing.delegate_ids is None else [i for i in mailing.delegate_ids if i in state_of]
+            outcomes = [
+                RecipientOutcome(state=state_of[i], delegate_id=i, outcome=MailOutcome.REFUSED, code=550, reply="5.1.1")
+                if state_of[i] in self.refused
+                else RecipientOutcome(state=state_of[i], delegate_id=i, outcome=MailOutcome.SENT)
+                for i in ids
+            ]
+            sent = sum(o.outcome is MailOutcome.SENT for o in outcomes)
+            return MailingResult(sent=sent, already_sent=0, recipients=outcomes)
+
+        @activity.defn(name="send_coordinator_alert")
+        async def send_coordinator_alert(alert: CoordinatorAlert) -> MailingResult:
+            self.alerts.append(alert)
+            return MailingResult(sent=1, already_sent=0)
 
         @activity.defn(name="send_answer_notice")
         async def send_answer_notice(notice: AnswerNotice) -> MailingResult:
@@ -120,7 +165,9 @@ class FakeBackend:
             append_ledger,
             register_proposal,
             record_version,
+            find_round_recipients,
             send_round_mail,
+            send_coordinator_alert,
             send_answer_notice,
             send_consultation_mail,
             send_meeting_mail,

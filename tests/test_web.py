@@ -325,7 +325,11 @@ async def site(tmp_path: Path, dev_env: WorkflowEnvironment) -> AsyncIterator[Si
 @pytest.fixture
 async def worker(site: Site) -> AsyncIterator[Worker]:
     """The real round and consultation workflows and the real ledger; mail is faked under its real names."""
-    mail = [a for a in FakeBackend().activities() if getattr(a, "__name__", "").startswith("send_")]
+    mail = [
+        a
+        for a in FakeBackend().activities()
+        if getattr(a, "__name__", "").startswith(("send_", "find_round_recipients"))
+    ]
     with ThreadPoolExecutor(max_workers=4) as executor:
         running = Worker(
             site.client,

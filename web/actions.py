@@ -67,6 +67,8 @@ _REJECTIONS: dict[str, tuple[int, str, str]] = {
     "RoundClosed": (409, "This round is closed", "Answers can no longer be given in this round."),
     "WrongRound": (409, "This link is for another round", "Use the link in the most recent email."),
     "NotParticipant": (403, "Not a participant", "Your state is not a participant in this round."),
+    "NotInvited": (403, "Not invited", "This round did not invite you to answer for your state."),
+    "DeadlinePassed": (409, "The deadline has passed", "The deadline for your state's answer has passed."),
     "DocumentMismatch": (
         409,
         "The document has changed",

@@ -294,6 +294,9 @@ async def test_concurrent_meeting_records_keep_the_first_and_refuse_the_others(
     recorded, refused = accepted_and_refused(results)
     assert len(recorded) == 1 and len(refused) == AT_ONCE - 1, results
     assert all("already settled" in r for r in refused), refused
+    (invited,) = kinds(stack, proposal_id, "mail_outcome")  # who the meeting's invitation reached is recorded
+    outcomes = json.loads(invited.payload_json)["recipients"]
+    assert outcomes and {o["outcome"] for o in outcomes} == {"sent"} and "@" not in invited.payload_json
     (entry,) = kinds(stack, proposal_id, "meeting_recorded")
     assert json.loads(entry.payload_json)["summary"] == recorded[0].summary
     await stack.client.get_workflow_handle(proposal_id).result()

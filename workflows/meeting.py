@@ -16,6 +16,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Meetings that take a record since this patch take it under the workflow's lock (see `record_meeting`).
 SERIAL_RECORD = "serial-meeting-record"
+# Meetings since this patch record the invitation's outcome per recipient in the ledger.
+MEETING_MAIL_OUTCOME = "meeting-mail-outcome"
 
 
 @workflow.defn
@@ -42,7 +44,7 @@ class MeetingWorkflow:
                 "document": meeting.document.model_dump(mode="json"),
             },
         )
-        await workflow.execute_activity(
+        invited = await workflow.execute_activity(
             "send_meeting_mail",
             MeetingMailing(
                 proposal_id=meeting.proposal_id,
@@ -62,6 +64,20 @@ class MeetingWorkflow:
             heartbeat_timeout=MAIL_HEARTBEAT,
             retry_policy=MAIL_RETRY,
         )
+        if workflow.patched(MEETING_MAIL_OUTCOME):
+            # Who was actually written to is part of the record, as for a round's invitations.
+            await ledger(
+                meeting.proposal_id,
+                "mail_outcome",
+                f"{workflow.info().workflow_id}:mail:invitation",
+                {
+                    "step": "invitation",
+                    "round": None,
+                    "stage_index": meeting.stage_index,
+                    "recipients": [o.model_dump(mode="json") for o in invited.recipients],
+                    "not_invited": [n.model_dump(mode="json") for n in invited.not_invited],
+                },
+            )
         try:
             until_meeting = (meeting.date - workflow.now()).total_seconds()
             if until_meeting > 0:

@@ -14,13 +14,14 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.comments import consultation_comments
 from activities.documents import store_document
+from activities.ledger import LEDGER_INTEGRITY
 from models.db import write_session
-from models.files import InputFileError, format_validation_error, load_yaml
+from models.files import MAX_DOCUMENT_BYTES, InputFileError, format_validation_error, load_yaml
 from models.messages import (
     Comment,
     ConsultationStatus,
@@ -31,6 +32,8 @@ from models.messages import (
     Pledge,
     ProposalInput,
     ProposalStatus,
+    ResendInput,
+    ResendReceipt,
     RespondManyInput,
     RespondManyResult,
     RevisionInput,
@@ -40,6 +43,7 @@ from models.positions import Disposition
 from models.process import load_proposal_file, read_document
 from models.roster import RosterFile
 from models.settings import Settings
+from models.states import MemberState
 from models.tables import DelegateRecord, utcnow
 from models.temporal_client import proposal_status
 from models.update_retry import retrying
@@ -51,6 +55,13 @@ T = TypeVar("T")
 
 class OperationError(Exception):
     """An operation refused for a reason the user can act on (unknown id, wrong stage...)."""
+
+
+class LedgerRefused(OperationError):
+    """The ledger refused the step's entry (its key already holds other content): the step did not happen.
+
+    Not the user's input at fault but the record's integrity, so the CLI exits 1, not 2.
+    """
 
 
 def import_roster(engine: Engine, roster: RosterFile) -> tuple[int, int, int]:
@@ -118,7 +129,7 @@ def roster(engine: Engine) -> list[DelegateRecord]:
 
 async def propose(client: Client, engine: Engine, settings: Settings, path: Path) -> str:
     """Validate a proposal file, store its document and start its workflow; returns the proposal id."""
-    proposal, body = load_proposal_file(path)
+    proposal, body = load_proposal_file(path, settings.max_document_bytes)
     sha256 = await asyncio.to_thread(store_document, engine, body)
     proposal_id = f"{proposal.kind.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
     await client.start_workflow(
@@ -165,8 +176,10 @@ async def list_proposals(client: Client, stage: str | None = None) -> list[Propo
     return sorted(result, key=lambda s: s.started_at or utcnow(), reverse=True)
 
 
-async def revise(client: Client, engine: Engine, proposal_id: str, path: Path) -> DocumentRef:
-    body = read_document(path)
+async def revise(
+    client: Client, engine: Engine, proposal_id: str, path: Path, max_document_bytes: int = MAX_DOCUMENT_BYTES
+) -> DocumentRef:
+    body = read_document(path, max_document_bytes)
     sha256 = await asyncio.to_thread(store_document, engine, body)
     return await _update(
         client,
@@ -227,6 +240,32 @@ async def respond_many(
     return await _update(client, child, "respond_many", request, RespondManyResult)
 
 
+def _duration(duration: str) -> timedelta:
+    """An ISO 8601 duration as the coordinator typed it (P7D, PT48H), or a one-line error."""
+    if not duration.upper().startswith("P"):
+        raise OperationError(f"{duration!r} is not an ISO 8601 duration such as P7D")
+    try:
+        return TypeAdapter(timedelta).validate_python(duration)
+    except ValidationError as exc:
+        raise OperationError(f"{duration!r}: {_first_error(exc)} (write an ISO 8601 duration such as P7D)") from None
+
+
+async def resend(client: Client, proposal_id: str, state: str, deadline: str | None = None) -> ResendReceipt:
+    """Invite one state of the open round again, after its delegates were put on the roster."""
+    try:
+        member = MemberState(state.strip().upper())
+    except ValueError:
+        raise OperationError(f"{state!r} is not a member state code such as TL") from None
+    try:
+        request = ResendInput(state=member, deadline=_duration(deadline) if deadline is not None else None)
+    except ValidationError as exc:
+        raise OperationError(f"{deadline!r}: {_first_error(exc)}") from None
+    current = await status(client, proposal_id)
+    if not current.round_workflow_id:
+        raise OperationError(f"{proposal_id} has no open round (it is in stage {current.stage})")
+    return await _update(client, current.round_workflow_id, "resend", request, ResendReceipt)
+
+
 async def extend(client: Client, proposal_id: str, duration: str) -> datetime:
     try:
         by = TypeAdapter(timedelta).validate_python(duration)
@@ -264,6 +303,16 @@ async def _open_child(client: Client, proposal_id: str, marker: str, what: str) 
     return child
 
 
+def _refusal(cause: BaseException | None) -> OperationError:
+    """The error a failed Update reaches the user with: the workflow's own refusal, or the activity's within."""
+    while isinstance(cause, ActivityError):  # a handler's activity failed: what the activity said counts
+        cause = cause.cause
+    if isinstance(cause, ApplicationError):
+        kind = LedgerRefused if cause.type == LEDGER_INTEGRITY else OperationError
+        return kind(cause.message)
+    return OperationError(str(cause))
+
+
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(p) for p in error["loc"])
@@ -283,8 +332,7 @@ async def _update(client: Client, proposal_id: str, name: str, arg: object, resu
     try:
         return await retrying(send, for_seconds=RETRY_FOR)
     except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        raise OperationError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+        raise _refusal(exc.cause) from None
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             raise OperationError(f"{proposal_id!r} is not running (unknown, or already closed)") from None

@@ -24,6 +24,7 @@ from rich.text import Text
 from temporalio.service import RPCError
 
 import operations
+from models.controlchars import json_visible, visible
 from models.messages import ProposalState, RespondManyResult
 from models.positions import Disposition, Position
 from models.process import InputFileError
@@ -117,6 +118,8 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(work())  # type: ignore[arg-type]
     except InputFileError as exc:
         raise Failure(str(exc), 2) from None
+    except operations.LedgerRefused as exc:
+        raise Failure(str(exc), 1) from None
     except operations.OperationError as exc:
         raise Failure(str(exc), 2) from None
     except TimeoutError as exc:
@@ -179,7 +182,11 @@ def log_to_file(path: Path) -> None:
 
 
 def emit_json(value: Any) -> None:
-    out.print_json(json.dumps(value, default=str))
+    """JSON on stdout, coloured on a terminal; names stay readable, acting characters are \\u escapes."""
+    from rich.highlighter import JSONHighlighter
+
+    text = Text(json_visible(json.dumps(value, default=str, ensure_ascii=False, indent=2)))
+    out.print(JSONHighlighter()(text) if out.is_terminal else text, soft_wrap=True)
 
 
 def key_column(header: str) -> Column:
@@ -193,7 +200,13 @@ def print_table(columns: Sequence[str | Column], rows: Iterable[Sequence[str | T
         table = Table(*columns, header_style="bold")
         for row in rows:
             # Text, not markup: a title may hold brackets. Folded, not cut, when a column has to be squeezed.
-            cells = [Text(cell) if isinstance(cell, str) else cell.copy() for cell in row]
+            # Escaped: a comment's ESC or CR must not reach the terminal (a newline stays inside its cell).
+            cells = [
+                Text(visible(cell, keep_newlines=True))
+                if isinstance(cell, str)
+                else Text(visible(cell.plain, keep_newlines=True), style=cell.style)
+                for cell in row
+            ]
             for cell in cells:
                 cell.no_wrap, cell.overflow = False, "fold"
             table.add_row(*cells)
@@ -202,8 +215,9 @@ def print_table(columns: Sequence[str | Column], rows: Iterable[Sequence[str | T
     headers = [column.header if isinstance(column, Column) else column for column in columns]
     for row in [headers, *rows]:
         cells = (cell.plain if isinstance(cell, Text) else str(cell) for cell in row)
-        # Written as is: rich would expand the tabs into spaces.
-        out.file.write("\t".join(" ".join(cell.split()) for cell in cells) + "\n")
+        # Written as is: rich would expand the tabs into spaces. Whitespace (tabs, CR, separators) becomes one
+        # space, so a cell cannot fake a column or a row; any other acting character is shown escaped.
+        out.file.write("\t".join(visible(" ".join(cell.split())) for cell in cells) + "\n")
 
 
 POSITION_STYLES = {
@@ -248,7 +262,7 @@ def milestones(caption: str, names: Sequence[str]) -> Iterator[Callable[[str], N
             passed = next((i for i, name in enumerate(names) if line.startswith(name)), None)
             if passed is not None:
                 bar.update(task, completed=max(passed, bar.tasks[0].completed))
-            bar.update(task, description=line.strip(), refresh=True)
+            bar.update(task, description=visible(line.strip()), refresh=True)
 
         yield reached
         bar.update(task, completed=len(names))
@@ -327,7 +341,8 @@ def roster_revoke(
     except operations.OperationError as exc:
         raise Failure(str(exc), 2) from None
     for record in revoked:
-        out.print(f"revoked {record.name} ({record.state or record.sector}, {record.role})", highlight=False)
+        shown = visible(f"revoked {record.name} ({record.state or record.sector}, {record.role})")
+        out.print(shown, highlight=False, markup=False)
 
 
 # --- proposals --------------------------------------------------------------------------------------
@@ -350,14 +365,14 @@ def propose(
     async def work() -> str:
         from models.process import load_proposal_file
 
-        load_proposal_file(file)  # refuse a bad file before connecting anywhere
+        load_proposal_file(file, settings.max_document_bytes)  # refuse a bad file before connecting anywhere
         return await operations.propose(await client_for(settings), engine_for(settings), settings, file)
 
     proposal_id = run(work)
     if as_json:
         emit_json({"id": proposal_id})
     else:
-        out.print(proposal_id)
+        out.print(visible(proposal_id), highlight=False, markup=False)
 
 
 @app.command(
@@ -379,20 +394,24 @@ def status(
     if as_json:
         emit_json(current.model_dump(mode="json"))
         return
-    out.print(Text.assemble((current.title, "bold"), f"  ({current.id})"), highlight=False)
+    out.print(Text.assemble((visible(current.title), "bold"), visible(f"  ({current.id})")), highlight=False)
     out.print(
         Text.assemble(
-            f"stage: {current.stage}   status: ",
-            (current.status.value, STATUS_STYLES.get(current.status, "")),
+            visible(f"stage: {current.stage}   status: "),
+            (visible(current.status.value), STATUS_STYLES.get(current.status, "")),
             f"   round: {current.round}",
         ),
         highlight=False,
     )
-    out.print(f"document: version {current.document.version}, sha256 {current.document.sha256}", highlight=False)
+    out.print(
+        visible(f"document: version {current.document.version}, sha256 {current.document.sha256}"),
+        highlight=False,
+        markup=False,
+    )
     if current.deadline:
         out.print(f"deadline: {current.deadline.isoformat()}", highlight=False)
     if current.closed_reason:
-        out.print(f"outcome: {current.closed_reason}", highlight=False, markup=False)
+        out.print(visible(f"outcome: {current.closed_reason}"), highlight=False, markup=False)
     if current.positions:
         answered = [(state, current.positions[state]) for state in MemberState if state in current.positions]
         print_table(
@@ -400,17 +419,64 @@ def status(
             (
                 [
                     f"{state.value} {state.official_name}",
-                    Text(p.label, POSITION_STYLES[p]) if p else Text("awaited", "dim"),
+                    _position_cell(p, current.not_invited.get(state)),
                 ]
                 for state, p in answered
             ),
         )
+    if current.waiting:
+        out.print(Text.assemble(("waiting: ", "bold red"), current.waiting), highlight=False)
     for outcome in current.rounds:
         out.print(
-            f"round {outcome.round}: {outcome.verdict.value} — {outcome.reason} (closed: {outcome.closed_because})",
+            visible(
+                f"round {outcome.round}: {outcome.verdict.value} — {outcome.reason} (closed: {outcome.closed_because})"
+            ),
             highlight=False,
             markup=False,
         )
+
+
+def _position_cell(position: Position | None, not_invited: str | None) -> Text:
+    """A state's cell in `status`: its position, awaited, or (standing out) not invited and why."""
+    if not_invited:
+        return Text.assemble(("NOT INVITED", "bold red"), f" — {not_invited}")
+    return Text(position.label, POSITION_STYLES[position]) if position else Text("awaited", "dim")
+
+
+@app.command(
+    epilog=examples(
+        "aisafe resend operational-framework-1a2b3c4d --state TL  # after the roster lists TL's delegates",
+        "aisafe resend operational-framework-1a2b3c4d --state TL --deadline P7D  # and a fresh deadline for TL",
+    )
+)
+def resend(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    state: Annotated[str, typer.Option("--state", help="The member state to invite again, e.g. TL.")],
+    deadline: Annotated[
+        str | None, typer.Option("--deadline", help="A fresh deadline for that state, from now (ISO 8601, e.g. P7D).")
+    ] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Invite one state of the open round again (after fixing the roster); the ledger records it."""
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.resend(await client_for(settings), proposal_id, state, deadline)
+
+    try:
+        receipt = run(work)
+    except Failure as failure:
+        raise Failure(str(failure), 1) from None
+    if as_json:
+        emit_json(receipt.model_dump(mode="json"))
+        return
+    out.print(
+        f"{receipt.state.value} invited to round {receipt.round}: {len(receipt.delegate_ids)} delegate(s) written to,"
+        f" deadline {receipt.deadline.isoformat()} (ledger #{receipt.ledger_seq})",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command(
@@ -449,7 +515,7 @@ def list_command(
         )
         return
     if not found and out.is_terminal:
-        err.print(f"no proposals{f' in {stage}' if stage else ''}", highlight=False, markup=False)
+        err.print(visible(f"no proposals{f' in {stage}' if stage else ''}"), highlight=False, markup=False)
         return
     print_table(
         [
@@ -479,13 +545,15 @@ def revise(
     settings = settings_for(data_dir)
 
     async def work() -> Any:
-        return await operations.revise(await client_for(settings), engine_for(settings), proposal_id, file)
+        return await operations.revise(
+            await client_for(settings), engine_for(settings), proposal_id, file, settings.max_document_bytes
+        )
 
     document = run(work)
     if as_json:
         emit_json(document.model_dump(mode="json"))
     else:
-        out.print(f"version {document.version} uploaded (sha256 {document.sha256})")
+        out.print(visible(f"version {document.version} uploaded (sha256 {document.sha256})"), markup=False)
 
 
 @app.command(epilog=examples("aisafe submit operational-framework-1a2b3c4d"))
@@ -502,7 +570,7 @@ def submit(
     if as_json:
         emit_json({"id": proposal_id, "submitted_sha256": sha256})
     else:
-        out.print(f"submitted (sha256 {sha256})")
+        out.print(visible(f"submitted (sha256 {sha256})"), markup=False)
 
 
 @app.command(epilog=examples('aisafe withdraw operational-framework-1a2b3c4d --reason "Superseded by v2"'))
@@ -522,7 +590,7 @@ def withdraw(
     if as_json:
         emit_json(current.model_dump(mode="json"))
     else:
-        out.print(f"{proposal_id} withdrawn")
+        out.print(visible(f"{proposal_id} withdrawn"), highlight=False, markup=False)
 
 
 @app.command(
@@ -599,7 +667,7 @@ def respond(
     elif isinstance(result, RespondManyResult):
         out.print(f"{result.answered} comment(s): {disposition}; {result.still_open} still unanswered")
     else:
-        out.print(f"comment {result.comment_id}: {result.disposition}")
+        out.print(visible(f"comment {result.comment_id}: {result.disposition}"), highlight=False, markup=False)
 
 
 @app.command(
@@ -692,7 +760,7 @@ def pledge(
     if as_json:
         emit_json(recorded.model_dump(mode="json"))
     else:
-        out.print(f"pledge recorded: {recorded.partner} {recorded.amount:,.2f}")
+        out.print(visible(f"pledge recorded: {recorded.partner} {recorded.amount:,.2f}"), highlight=False, markup=False)
 
 
 # --- processes --------------------------------------------------------------------------------------
@@ -841,12 +909,13 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     Exits 0 when the proposal is adopted.
     """
     from devstack.demo import run_demo
+    from devstack.private import make_private
     from devstack.services import free_port, port_open, split_address
     from devstack.stack import EmbeddedStack, StackPorts
 
     settings = settings_for(data_dir)
-    # The demo's own lines are its output; the stack's logs go to a file beside its data.
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The demo's own lines are its output; the stack's logs go to a file beside its data (owner-only, as all of it).
+    make_private(settings.data_dir)
     log_to_file(settings.data_dir / "demo.log")
 
     async def work(say: Callable[[str], None]) -> Any:
@@ -868,7 +937,7 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
             reached(line)
             if not as_json:
                 # Beside a live bar on the same terminal, lines go through the bar's console so they stay above it.
-                (err if err.is_terminal and out.is_terminal else out).print(line)
+                (err if err.is_terminal and out.is_terminal else out).print(visible(line), markup=False)
 
         result = run(lambda: work(say))
     adopted = result.status.status.value == "adopted"
@@ -932,7 +1001,7 @@ def users_add(
     if as_json:
         emit_json({"name": name, "role": chosen.value, "token": token})
         return
-    out.print(f"user {name!r} ({chosen.value}) added. Their API token, shown only now:", highlight=False)
+    out.print(visible(f"user {name!r} ({chosen.value}) added. Their API token, shown only now:"), markup=False)
     out.print(token, highlight=False, markup=False)
     out.print("Sign in at /signin with it, or send it as 'Authorization: Bearer <token>'.", highlight=False)
 
@@ -962,7 +1031,20 @@ def users_revoke(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = 
         revoke_user(engine_for(settings_for(data_dir)), name)
     except UserError as exc:
         raise Failure(str(exc), 2) from None
-    out.print(f"user {name!r} revoked", highlight=False)
+    out.print(visible(f"user {name!r} revoked"), highlight=False, markup=False)
+
+
+@users_app.command("signout", epilog=examples('aisafe users signout "Audit Office"'))
+def users_signout(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt = None) -> None:
+    """End every web session of an account at once (a lost laptop); its API token stays valid."""
+    from models.users import UserError
+    from models.web_sessions import revoke_sessions
+
+    try:
+        ended = revoke_sessions(engine_for(settings_for(data_dir)), name)
+    except UserError as exc:
+        raise Failure(str(exc), 2) from None
+    out.print(f"{ended} session{'' if ended == 1 else 's'} of {name!r} ended", highlight=False)
 
 
 # --- audit ------------------------------------------------------------------------------------------
@@ -1002,7 +1084,7 @@ def audit_keygen(
     if key_out is None:
         out.print(f"private key (keep it secret; set it as AISAFE_AUDIT_KEY): {private}", highlight=False)
     else:
-        out.print(f"private key written to {key_out}; set AISAFE_AUDIT_KEY_FILE={key_out}", highlight=False)
+        out.print(visible(f"private key written to {key_out}; set AISAFE_AUDIT_KEY_FILE={key_out}"), markup=False)
     out.print(f"public key (publish it beside your bundles): {public}", highlight=False)
     out.print(f"fingerprint: {keys.fingerprint(public)}", highlight=False)
 
@@ -1050,9 +1132,12 @@ def audit_export(
         emit_json({**result.__dict__, "path": str(result.path)})
         return
     out.print(
-        f"bundle written to {result.path}: {result.ledger_entries} ledger entries, {result.histories} histories, "
-        f"{result.documents} document versions, {result.files} files",
+        visible(
+            f"bundle written to {result.path}: {result.ledger_entries} ledger entries, {result.histories} histories, "
+            f"{result.documents} document versions, {result.files} files"
+        ),
         highlight=False,
+        markup=False,
     )
     out.print(f"signed with public key {result.public_key}", highlight=False)
 
@@ -1100,13 +1185,13 @@ def audit_verify(
     else:
         counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in result.counts.items())
         if result.ok:
-            out.print(f"OK: {bundle} verifies ({counts})", highlight=False)
+            out.print(visible(f"OK: {bundle} verifies ({counts})"), highlight=False, markup=False)
         else:
-            out.print(f"FAILED: {len(result.findings)} finding(s) in {bundle}", highlight=False)
-            for finding in result.findings:
-                out.print(f"  {finding}", highlight=False, markup=False)
+            out.print(visible(f"FAILED: {len(result.findings)} finding(s) in {bundle}"), highlight=False, markup=False)
+            for finding in result.findings:  # a finding may quote a bundle's text: the bundle is untrusted input
+                out.print(visible(f"  {finding}"), highlight=False, markup=False)
         for note in result.notes:
-            out.print(f"note: {note}", highlight=False, markup=False)
+            out.print(visible(f"note: {note}"), highlight=False, markup=False)
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -1161,7 +1246,7 @@ def audit_report(
             run(lambda: _export(settings, proposal_id, Path(scratch) / "bundle", reached))
             verification = write(Path(scratch) / "bundle")
     verdict = "verified" if verification.ok else f"verification FAILED ({len(verification.findings)} findings)"
-    out.print(f"report written to {target} ({verdict})", highlight=False)
+    out.print(visible(f"report written to {target} ({verdict})"), highlight=False, markup=False)
 
 
 @audit_app.command(
@@ -1186,8 +1271,10 @@ def audit_ledger(
     # One plain line an entry, full hashes: auditors compare them with other copies, so nothing is cut short.
     for line in lines:
         out.print(
-            f"{line.seq:>5}  {line.recorded_at}  {line.kind:<22} {line.entry_hash}  prev {line.prev_hash}  "
-            f"{line.idempotency_key}",
+            visible(
+                f"{line.seq:>5}  {line.recorded_at}  {line.kind:<22} {line.entry_hash}  prev {line.prev_hash}  "
+                f"{line.idempotency_key}"
+            ),
             highlight=False,
             markup=False,
             soft_wrap=True,
@@ -1294,7 +1381,7 @@ def main(argv: list[str] | None = None) -> None:
         result = typer.main.get_command(app).main(args=argv, prog_name="aisafe", standalone_mode=False)
         code = result if isinstance(result, int) else 0
     except Failure as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
+        err.print(f"error: {visible(str(exc), keep_newlines=True)}", highlight=False, markup=False)
         code = exc.code
     except typer.Exit as exc:
         code = exc.exit_code

@@ -8,12 +8,16 @@ beside this file. Logs name delegates by id, never by address.
 from __future__ import annotations
 
 import asyncio
+import email.errors
 import hashlib
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.parser import BytesHeaderParser
+from email.policy import EmailPolicy, compat32, default
+from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,13 +40,19 @@ from models.messages import (
     ROUND_ANSWERS,
     AnswerNotice,
     ConsultationMailing,
+    CoordinatorAlert,
     FundingTerms,
     MailingResult,
+    MailOutcome,
     MeetingMailing,
+    NotInvitedState,
     OutcomeMailing,
     ProposalState,
+    RecipientOutcome,
+    RecipientsQuery,
     RoundMailing,
     RoundPurpose,
+    RoundRecipients,
 )
 from models.process import FundingModel, StageType
 from models.roster import REVIEW_ROLES, Role, Sector
@@ -85,6 +95,7 @@ class MailKind(StrEnum):
     CONSULTATION = "consultation"
     MEETING = "meeting"
     OUTCOME = "outcome"
+    ALERT = "alert"
 
 
 BODY_ABBREVIATIONS: dict[StageType, str] = {
@@ -110,6 +121,17 @@ OUTCOME_NAMES: dict[ProposalState, str] = {
 }
 
 Recipient = tuple[DelegateRecord, str]  # a delegate and the idempotency key of their copy
+Recipients = Callable[[Session], tuple[list[DelegateRecord], list[MemberState]]]
+
+# A relay that keeps deferring one address (4xx) is retried for this long, then recorded as refusing it: one
+# greylisting or full mailbox must not hold the whole round's invitation back for ever.
+DEFERRAL_PATIENCE = timedelta(minutes=30)
+# Characters that end a line somewhere (CR, LF, NEL, U+2028, U+2029...) or are controls: never in a header.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
+_REPLY_LIMIT = 300
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 .'-]*")
+COORDINATOR_ID = "coordinator"  # the outbox's delegate id for mail to the coordinator (the sender address)
 
 
 def message_id(idempotency_key: str) -> str:
@@ -146,6 +168,92 @@ def state_delegates(
     return chosen, sorted(missing)
 
 
+def nobody_reason(roles: Sequence[Role]) -> str:
+    """Why a state has nobody to write to, as the ledger's `not_invited` entry says it."""
+    named = ", ".join(r.value for r in roles)
+    if {r.value for r in roles} <= {r.value for r in REVIEW_ROLES}:
+        return f"no delegate in role {named}"
+    return f"no delegate in role {named}, nor a focal point or alternate"
+
+
+EVERY_RECIPIENT_FAILED = "every recipient was refused or bounced"
+
+
+def not_invited(
+    states: Sequence[MemberState],
+    missing: Sequence[MemberState],
+    outcomes: Sequence[RecipientOutcome],
+    roles: Sequence[Role],
+) -> list[NotInvitedState]:
+    """The states of a mailing that nobody was written to: nobody on the roster, or every message failed."""
+    reached = {o.state for o in outcomes if o.outcome is MailOutcome.SENT}
+    found = []
+    for state in sorted(dict.fromkeys(states)):
+        if state in missing:
+            found.append(NotInvitedState(state=state, reason=nobody_reason(roles)))
+        elif state not in reached:
+            found.append(NotInvitedState(state=state, reason=EVERY_RECIPIENT_FAILED))
+    return found
+
+
+def one_line(text: str) -> str:
+    """Header text on one line: a control character or line separator becomes a space (a name, a title)."""
+    return _BREAKS.sub(" ", text)
+
+
+def address_problem(address: str) -> str | None:
+    """Why an address from the roster cannot be written to, or None; an address is never repaired."""
+    if _BREAKS.search(address):
+        return "the address on the roster contains control characters"
+    name, parsed = parseaddr(address)
+    if name or parsed != address or "@" not in parsed or " " in parsed or "," in parsed:
+        return "the address on the roster is not a single plain address"
+    return None
+
+
+def addressed_only_to(flat: bytes, address: str) -> bool:
+    """Whether a flattened message, read back as mail clients read it (the old and the new parser of the standard
+    library), is addressed to `address` alone."""
+    head = flat.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    wanted = [address.lower()]
+    try:
+        for read in (compat32, default):
+            headers = BytesHeaderParser(policy=read).parsebytes(head)
+            if any(headers.get_all(name) for name in ("Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")):
+                return False
+            to = headers.get_all("To") or []
+            if len(to) != 1 or [a.lower() for _, a in getaddresses([str(to[0])])] != wanted:
+                return False
+            if read is default and [a.addr_spec.lower() for a in to[0].addresses] != wanted:
+                return False
+    except (AttributeError, ValueError, IndexError, email.errors.MessageError):
+        return False  # a header the parser itself trips over is no address a reader can trust
+    return True
+
+
+def flatten_for(message: EmailMessage, name: str, address: str, wire: EmailPolicy) -> bytes:
+    """The message as sent, checked to be addressed to `address` alone.
+
+    The standard library can refold a quoted name so that it reads as a list (a non-ASCII name with a comma loses
+    its quotes under the SMTPUTF8 policy): such a message goes out with the bare address instead of the name.
+    A name of plain letters needs no check (reading the headers back costs about as much as building them)."""
+    flat = message.as_bytes(policy=wire)
+    if _PLAIN_NAME.fullmatch(name) or addressed_only_to(flat, address):
+        return flat
+    del message["To"]
+    message["To"] = address
+    flat = message.as_bytes(policy=wire)
+    if not addressed_only_to(flat, address):
+        raise ValueError("the message cannot be addressed to its recipient alone")
+    return flat
+
+
+def scrubbed_reply(reply: str, address: str) -> str:
+    """The relay's reply text for the record: one line, short, with no address in it (delegate ids only)."""
+    text = one_line(reply).replace(address, "<address>")
+    return _ADDRESS.sub("<address>", text)[:_REPLY_LIMIT]
+
+
 class MailActivities:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self._settings = settings
@@ -157,22 +265,71 @@ class MailActivities:
 
     # --- activities -----------------------------------------------------------------------------------------
 
+    @activity.defn(name="find_round_recipients")
+    async def find_round_recipients(self, query: RecipientsQuery) -> RoundRecipients:
+        """The delegate ids a round will invite per state, before it writes to them: the round accepts only these."""
+
+        def look_up() -> RoundRecipients:
+            with Session(self._engine) as session:
+                delegates, missing = state_delegates(session, query.states, query.roles)
+            found: dict[MemberState, list[str]] = {}
+            for delegate in delegates:
+                found.setdefault(MemberState(delegate.state), []).append(delegate.id)
+            return RoundRecipients(
+                delegates=found, nobody=[NotInvitedState(state=s, reason=nobody_reason(query.roles)) for s in missing]
+            )
+
+        return await asyncio.to_thread(look_up)
+
     @activity.defn(name="send_round_mail")
     async def send_round_mail(self, mailing: RoundMailing) -> MailingResult:
         """Email each delegate of `mailing.states` their own signed action link for one step of a round."""
         workflow_id = round_workflow_id(mailing.proposal_id, mailing.round)
-        return await self._fan_out(
+        only = None if mailing.delegate_ids is None else set(mailing.delegate_ids)
+
+        def recipients(session: Session) -> tuple[list[DelegateRecord], list[MemberState]]:
+            chosen, missing = state_delegates(session, mailing.states, mailing.roles)
+            if only is None:
+                return chosen, missing
+            # The round accepts answers from the delegates it looked up; a delegate added since is not written to.
+            chosen = [d for d in chosen if d.id in only]
+            covered = {d.state for d in chosen}
+            return chosen, sorted({*missing, *(s for s in mailing.states if s.value not in covered)})
+
+        result = await self._fan_out(
             proposal_id=mailing.proposal_id,
             step=mailing.step,
             kind=MailKind.ROUND,
-            recipients=lambda session: state_delegates(session, mailing.states, mailing.roles),
+            recipients=recipients,
             key=lambda d: f"{workflow_id}:{mailing.step}:{d.id}",
             compose=lambda d, key: self._round_message(mailing, d, key),
+        )
+        result.not_invited = not_invited(
+            mailing.states, result.states_without_delegates, result.recipients, mailing.roles
+        )
+        return result
+
+    @activity.defn(name="send_coordinator_alert")
+    async def send_coordinator_alert(self, alert: CoordinatorAlert) -> MailingResult:
+        """Tell the coordinator (the secretariat's sender address) at once which states a round could not invite."""
+        name, address = parseaddr(self._settings.mail_from)
+        coordinator = DelegateRecord(
+            id=COORDINATOR_ID, state=None, role="coordinator", name=name or "Coordinator", email=address, timezone="UTC"
+        )
+        step = f"not-invited:{alert.step}"
+        return await self._fan_out(
+            proposal_id=alert.proposal_id,
+            step=step,
+            kind=MailKind.ALERT,
+            recipients=lambda _session: ([coordinator], []),
+            key=lambda d: f"{alert.workflow_id}:{step}:{d.id}",
+            compose=lambda d, key: self._alert_message(alert, d, key),
         )
 
     @activity.defn(name="send_answer_notice")
     async def send_answer_notice(self, notice: AnswerNotice) -> MailingResult:
-        """Tell a state's other delegates that one of them has answered for it."""
+        """Tell a state's other delegates that one of them has answered for it, and the one who answered that the
+        answer was recorded (a receipt, once per decision: a scanner that pressed a button is caught this way)."""
         workflow_id = round_workflow_id(notice.proposal_id, notice.round)
         step = f"notice-{notice.decision_id}"
         answered_by: str | None = None
@@ -183,7 +340,9 @@ class MailActivities:
             answering = next((d for d in group if d.id == notice.delegate_id), None)
             answering = answering or session.get(DelegateRecord, notice.delegate_id)
             answered_by = answering.name if answering is not None else None
-            return [d for d in group if d.id != notice.delegate_id], missing
+            others = [d for d in group if d.id != notice.delegate_id]
+            receipt = [answering] if answering is not None and answering.active else []
+            return receipt + others, missing
 
         return await self._fan_out(
             proposal_id=notice.proposal_id,
@@ -271,16 +430,22 @@ class MailActivities:
         proposal_id: str,
         step: str,
         kind: MailKind,
-        recipients: Callable[[Session], tuple[list[DelegateRecord], list[MemberState]]],
+        recipients: Recipients,
         key: Callable[[DelegateRecord], str],
         compose: Callable[[DelegateRecord, str], EmailMessage],
     ) -> MailingResult:
-        """Send one message to each recipient not yet written to for this step, over one SMTP connection."""
+        """Send one message to each recipient not yet written to for this step, over one SMTP connection.
+
+        Each recipient's outcome is its own: a refused address, a bounced message or a message that cannot be
+        built is recorded and the mailing goes on. Only a deferral (4xx) retries the activity, for a while."""
         sent = 0
+        outcomes: list[RecipientOutcome] = []
+        deferred: list[RecipientOutcome] = []
         # Heartbeats come from a ticker for as long as the activity runs: under load a database call or the relay's
         # reply can take longer than the heartbeat timeout, and the server would cancel a mailing that is alive.
         async with _heartbeating(lambda: sent):
             pending, already_sent, missing = await asyncio.to_thread(self._pending, recipients, key)
+            outcomes.extend(_outcome(d, MailOutcome.SENT) for d in already_sent)
             if pending:
                 async with aiosmtplib.SMTP(
                     hostname=self._settings.smtp_host,
@@ -291,30 +456,51 @@ class MailActivities:
                     timeout=30,
                 ) as smtp:
                     for delegate, idempotency_key in pending:
-                        message = compose(delegate, idempotency_key)
-                        outbox = SentEmail(
-                            idempotency_key=idempotency_key,
-                            message_id=str(message["Message-ID"]),
-                            proposal_id=proposal_id,
-                            delegate_id=delegate.id,
-                            step=step,
+                        outcome, later = await self._deliver(
+                            smtp, delegate, idempotency_key, proposal_id, step, compose
                         )
-                        if await self._deliver(smtp, message, delegate, outbox):
-                            sent += 1
+                        (deferred if later else outcomes).append(outcome)
+                        sent += outcome.outcome is MailOutcome.SENT
+        if deferred and _patience_left():
+            # The server's text names the address: the failure Temporal records must not.
+            raise ApplicationError(
+                "the mail server deferred the message to "
+                + ", ".join(f"delegate {o.delegate_id} (SMTP {o.code})" for o in deferred),
+                type="RecipientDeferred",
+            )
+        outcomes.extend(deferred)
         if missing:
             activity.logger.warning(
                 "no delegates on the roster for %s (%s mail, step %s)", ", ".join(missing), kind.value, step
             )
+        failed = [o for o in outcomes if o.outcome is not MailOutcome.SENT]
+        for outcome in failed:
+            activity.logger.warning(
+                "%s mail for %s, step %s: delegate %s %s (SMTP %s)",
+                kind.value,
+                proposal_id,
+                step,
+                outcome.delegate_id,
+                outcome.outcome.value,
+                outcome.code,
+            )
         activity.logger.info(
-            "%s mail for %s, step %s: %d sent, %d already sent", kind.value, proposal_id, step, sent, already_sent
+            "%s mail for %s, step %s: %d sent, %d already sent, %d not delivered",
+            kind.value,
+            proposal_id,
+            step,
+            sent,
+            len(already_sent),
+            len(failed),
         )
-        return MailingResult(sent=sent, already_sent=already_sent, states_without_delegates=missing)
+        outcomes.sort(key=lambda o: (o.state or "", o.delegate_id))
+        return MailingResult(
+            sent=sent, already_sent=len(already_sent), states_without_delegates=missing, recipients=outcomes
+        )
 
     def _pending(
-        self,
-        recipients: Callable[[Session], tuple[list[DelegateRecord], list[MemberState]]],
-        key: Callable[[DelegateRecord], str],
-    ) -> tuple[list[Recipient], int, list[MemberState]]:
+        self, recipients: Recipients, key: Callable[[DelegateRecord], str]
+    ) -> tuple[list[Recipient], list[DelegateRecord], list[MemberState]]:
         with Session(self._engine) as session:
             delegates, missing = recipients(session)
             keys = {d.id: key(d) for d in delegates}
@@ -326,13 +512,23 @@ class MailActivities:
                 ).all()
             )
         pending = [(d, keys[d.id]) for d in delegates if keys[d.id] not in sent]
-        return pending, len(sent), missing
+        return pending, [d for d in delegates if keys[d.id] in sent], missing
 
     async def _deliver(
-        self, smtp: aiosmtplib.SMTP, message: EmailMessage, delegate: DelegateRecord, outbox: SentEmail
-    ) -> bool:
-        """Send one message, written to the outbox as the relay takes it (activities/smtp.py says why);
-        False if the server refuses the address for good (retrying would not help)."""
+        self,
+        smtp: aiosmtplib.SMTP,
+        delegate: DelegateRecord,
+        idempotency_key: str,
+        proposal_id: str,
+        step: str,
+        compose: Callable[[DelegateRecord, str], EmailMessage],
+    ) -> tuple[RecipientOutcome, bool]:
+        """Send one message, written to the outbox as the relay takes it (activities/smtp.py says why).
+
+        Returns the recipient's outcome, and True if the relay only deferred it (worth retrying)."""
+        problem = address_problem(delegate.email)
+        if problem is not None:
+            return _outcome(delegate, MailOutcome.REFUSED, reply=problem), False
         sender = parseaddr(self._settings.mail_from)[1]
         utf8 = not (sender + delegate.email).isascii()
         if smtp.is_ehlo_or_helo_needed:
@@ -342,28 +538,42 @@ class MailActivities:
         # Flattened here rather than by aiosmtplib, whose 78-column policy folds subjects (see `wire_policy`).
         wire = wire_policy(utf8=utf8, eight_bit=eight_bit)
         try:
+            message = compose(delegate, idempotency_key)
+            flat = flatten_for(message, delegate.name, delegate.email, wire)
+        except (ValueError, email.errors.MessageError) as exc:
+            # One recipient's text that no header can carry must not stop everyone else's invitation.
+            reply = f"the message could not be built ({type(exc).__name__})"
+            return _outcome(delegate, MailOutcome.REFUSED, reply=reply), False
+        outbox = SentEmail(
+            idempotency_key=idempotency_key,
+            message_id=str(message["Message-ID"]),
+            proposal_id=proposal_id,
+            delegate_id=delegate.id,
+            step=step,
+        )
+        try:
             await send_recorded(
                 smtp,
                 sender,
                 delegate.email,
-                message.as_bytes(policy=wire),
+                flat,
                 options,
                 record=lambda: asyncio.to_thread(self._record_sent, outbox),
                 unrecord=lambda: asyncio.to_thread(self._unrecord_sent, outbox.idempotency_key),
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = sorted({refusal.code for refusal in exc.recipients})
-            if all(code >= 500 for code in codes):
-                activity.logger.warning(
-                    "the mail server refused the address of delegate %s (SMTP %s); not sent", delegate.id, codes
-                )
-                return False
-            # The server's text names the address: the failure Temporal records must not.
-            raise ApplicationError(
-                f"the mail server deferred the message to delegate {delegate.id} (SMTP {codes})",
-                type="RecipientDeferred",
-            ) from None
-        return True
+            refusal = exc.recipients[0]
+            outcome = _outcome(
+                delegate, MailOutcome.REFUSED, code=refusal.code, reply=scrubbed_reply(refusal.message, delegate.email)
+            )
+            return outcome, refusal.code < 500
+        except aiosmtplib.SMTPDataError as exc:
+            await _reset(smtp)
+            outcome = _outcome(
+                delegate, MailOutcome.BOUNCED, code=exc.code, reply=scrubbed_reply(exc.message, delegate.email)
+            )
+            return outcome, exc.code < 500
+        return _outcome(delegate, MailOutcome.SENT), False
 
     def _record_sent(self, outbox: SentEmail) -> None:
         with write_session(self._engine) as session:
@@ -393,9 +603,10 @@ class MailActivities:
         """A multipart/alternative message (text, then HTML) with the X-Aisafe-* headers that apply."""
         context = {"delegate": delegate, "signature": SIGNATURE, "subject": subject, **context}
         message = EmailMessage(policy=MESSAGE_POLICY)
-        message["Subject"] = subject
+        message["Subject"] = one_line(subject)
         message["From"] = self._settings.mail_from
-        message["To"] = f"{delegate.name} <{delegate.email}>"
+        # formataddr quotes a name with a comma, angle brackets or quotes, so a name never adds a recipient.
+        message["To"] = formataddr((one_line(delegate.name), delegate.email))
         message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = message_id(key)
         for name, value in headers.items():
@@ -461,19 +672,26 @@ class MailActivities:
     def _notice_message(
         self, notice: AnswerNotice, step: str, answered_by: str | None, delegate: DelegateRecord, key: str
     ) -> EmailMessage:
+        """The notice to a state's other delegates, or the receipt to the delegate who answered."""
         state = notice.state
+        receipt = delegate.id == notice.delegate_id
         context = {
             "notice": notice,
             "state_name": state.official_name,
             "answered_by": answered_by or f"A delegate of {state.official_name}",
             "position_label": notice.position.label,
-            "body_name": "Position recorded",
+            "deadline_local": both(notice.deadline, delegate.timezone) if notice.deadline else None,
+            "body_name": "Your answer was recorded" if receipt else "Position recorded",
         }
+        if receipt:
+            subject = f"[ASEAN AI SAFE] Your answer for {state.official_name} was recorded: {notice.title}"
+        else:
+            subject = f"[ASEAN AI SAFE] {state.official_name} has answered: {notice.title} (round {notice.round})"
         return self._message(
             delegate,
             key,
-            subject=(f"[ASEAN AI SAFE] {state.official_name} has answered: {notice.title} (round {notice.round})"),
-            template="answer_notice",
+            subject=subject,
+            template="answer_receipt" if receipt else "answer_notice",
             context=context,
             headers={
                 "Proposal": notice.proposal_id,
@@ -481,6 +699,22 @@ class MailActivities:
                 "Round": str(notice.round),
                 "State": state.value,
                 "Kind": MailKind.NOTICE.value,
+            },
+        )
+
+    def _alert_message(self, alert: CoordinatorAlert, delegate: DelegateRecord, key: str) -> EmailMessage:
+        states = ", ".join(item.state.value for item in alert.not_invited)
+        return self._message(
+            delegate,
+            key,
+            subject=f"[ASEAN AI SAFE] Not invited: {states} in round {alert.round} of {alert.title}",
+            template="not_invited_alert",
+            context={"alert": alert, "body_name": "States not invited"},
+            headers={
+                "Proposal": alert.proposal_id,
+                "Step": alert.step,
+                "Round": str(alert.round),
+                "Kind": MailKind.ALERT.value,
             },
         )
 
@@ -606,6 +840,27 @@ class MailActivities:
                 "Outcome": mailing.status.value,
             },
         )
+
+
+def _outcome(
+    delegate: DelegateRecord, outcome: MailOutcome, *, code: int | None = None, reply: str | None = None
+) -> RecipientOutcome:
+    state = MemberState(delegate.state) if delegate.state else None
+    return RecipientOutcome(state=state, delegate_id=delegate.id, outcome=outcome, code=code, reply=reply)
+
+
+def _patience_left() -> bool:
+    """Whether a deferred recipient is still worth another attempt of the whole mailing (see DEFERRAL_PATIENCE)."""
+    return datetime.now(UTC) - activity.info().scheduled_time < DEFERRAL_PATIENCE
+
+
+async def _reset(smtp: aiosmtplib.SMTP) -> None:
+    """End the refused transaction so the next recipient's starts clean (a relay that hung up is reopened later)."""
+    try:
+        await smtp.rset()
+    except aiosmtplib.SMTPException:
+        smtp.close()
+        await smtp.connect()
 
 
 @asynccontextmanager

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, bindparam, insert, text
 from sqlmodel import Session, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from models.db import write_session
 from models.ledger import GENESIS_HASH, as_utc, canonical_json, entry_hash
 from models.messages import DocumentRef, LedgerAppend, LedgerReceipt, ProposalInput
 from models.tables import DocumentVersion, LedgerEntry, ProposalRecord
 
+log = logging.getLogger("aisafe.ledger")
+
+# The ApplicationError type a refused entry reaches the workflow (and, through an Update, the coordinator) with.
+LEDGER_INTEGRITY = "LedgerIntegrity"
+
 # Built once: the delegate waits on this write, and building the statements (and loading ORM objects) for
 # every entry took three times the CPU of running them.
-_BY_KEY = select(LedgerEntry.seq, LedgerEntry.entry_hash, LedgerEntry.recorded_at).where(
-    LedgerEntry.idempotency_key == bindparam("key")
-)
+_BY_KEY = select(
+    LedgerEntry.seq,
+    LedgerEntry.entry_hash,
+    LedgerEntry.recorded_at,
+    LedgerEntry.proposal_id,
+    LedgerEntry.kind,
+    LedgerEntry.payload_json,
+).where(LedgerEntry.idempotency_key == bindparam("key"))
 _HEAD = (
     select(LedgerEntry.seq, LedgerEntry.entry_hash)
     .where(LedgerEntry.proposal_id == bindparam("proposal_id"))
@@ -27,20 +41,47 @@ _HEAD = (
 _INSERT = insert(LedgerEntry)
 
 
+class LedgerIntegrityError(Exception):
+    """An entry whose idempotency key is already in the ledger with other content.
+
+    A key stands for one step of one workflow. The same key arriving again is a retry of that step and must
+    carry the same entry; other content under it means two steps were given one key, and answering with the
+    earlier receipt would tell the second step it was recorded when it was not.
+    """
+
+    def __init__(self, entry: LedgerAppend, seq: int) -> None:
+        self.key = entry.idempotency_key
+        super().__init__(
+            f"ledger integrity: the key {entry.idempotency_key!r} is already entry {seq} of "
+            f"{entry.proposal_id} with other content; this {entry.kind} entry was not recorded"
+        )
+
+
 def append_entry(session: Session, entry: LedgerAppend) -> LedgerReceipt:
-    """Append `entry` to its proposal's chain inside the caller's transaction; a known key returns its receipt."""
+    """Append `entry` to its proposal's chain inside the caller's transaction.
+
+    A key already in the ledger with the same entry (a retried write) returns its receipt; with other content it
+    raises `LedgerIntegrityError`.
+    """
     if session.get_bind().dialect.name == "postgresql":
         # Writers of one proposal's chain queue here (before the key check, so a concurrent retry of the
         # same entry finds it); SQLite's BEGIN IMMEDIATE already serialises writers.
         session.exec(text("SELECT pg_advisory_xact_lock(hashtextextended(:p, 0))").bindparams(p=entry.proposal_id))
+    payload_json = canonical_json(entry.payload)
     existing = session.execute(_BY_KEY, {"key": entry.idempotency_key}).first()
     if existing is not None:
+        same = (existing.proposal_id, existing.kind, existing.payload_json) == (
+            entry.proposal_id,
+            entry.kind,
+            payload_json,
+        )
+        if not same:
+            raise LedgerIntegrityError(entry, existing.seq)
         return LedgerReceipt(seq=existing.seq, entry_hash=existing.entry_hash, recorded_at=as_utc(existing.recorded_at))
     head = session.execute(_HEAD, {"proposal_id": entry.proposal_id}).first()
     seq = head.seq + 1 if head else 1
     prev_hash = head.entry_hash if head else GENESIS_HASH
     recorded_at = datetime.now(UTC)
-    payload_json = canonical_json(entry.payload)
     digest = entry_hash(
         proposal_id=entry.proposal_id,
         seq=seq,
@@ -66,6 +107,17 @@ def append_entry(session: Session, entry: LedgerAppend) -> LedgerReceipt:
     return LedgerReceipt(seq=seq, entry_hash=digest, recorded_at=recorded_at)
 
 
+@contextmanager
+def refusing_conflicts() -> Iterator[None]:
+    """Turn a conflicting entry into a non-retryable failure: retrying cannot make it right, and a workflow
+    or coordinator told "recorded" would be told something false."""
+    try:
+        yield
+    except LedgerIntegrityError as exc:
+        log.error("ledger entry refused: %s", exc, extra={"idempotency_key": exc.key})
+        raise ApplicationError(str(exc), {"idempotency_key": exc.key}, type=LEDGER_INTEGRITY, non_retryable=True) from None
+
+
 class LedgerActivities:
     """Activities that write the ledger (and the tables it vouches for) in one transaction each."""
 
@@ -73,6 +125,7 @@ class LedgerActivities:
         self._engine = engine
 
     @activity.defn(name="append_ledger")
+    @refusing_conflicts()
     def append_ledger(self, entry: LedgerAppend) -> LedgerReceipt:
         with write_session(self._engine) as session:
             receipt = append_entry(session, entry)
@@ -80,6 +133,7 @@ class LedgerActivities:
             return receipt
 
     @activity.defn(name="register_proposal")
+    @refusing_conflicts()
     def register_proposal(self, proposal: ProposalInput) -> LedgerReceipt:
         """Record a new proposal, its first document version and its process definition."""
         with write_session(self._engine) as session:
@@ -106,6 +160,7 @@ class LedgerActivities:
             return receipt
 
     @activity.defn(name="record_version")
+    @refusing_conflicts()
     def record_version(self, entry: LedgerAppend) -> LedgerReceipt:
         """Record an uploaded document version (its body is already stored under its hash)."""
         document = DocumentRef.model_validate(entry.payload["document"])

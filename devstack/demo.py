@@ -1,5 +1,6 @@
 """`aisafe demo`: the whole default process on a running stack, delegates and stakeholders simulated by
-opening their emailed links over HTTP (GET the page, then press a button), the coordinator by operations.
+opening their emailed links over HTTP (GET the page, then choose an answer and send the form), the
+coordinator by operations.
 
 drafting -> consultation (comments, an extension, dispositions) -> member review (a change request, a
 revised version, a second round) -> ADGSOM ad referendum (silence procedure) -> ADGMIN meeting (dated a few
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from models.roster import Role, load_roster_file
 from models.settings import Settings
 from models.states import MemberState
 from models.tokens import round_workflow_id
+from models.yamlfile import read_yaml
 from web.mailbox import read_mailbox
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -142,7 +145,7 @@ async def open_form(http: httpx.AsyncClient, link: str) -> str:
 
 
 async def answer(http: httpx.AsyncClient, link: str, position: str, reason: str = "", amount: str | None = None) -> str:
-    """What a delegate does: open the link (nothing recorded), then press a position button."""
+    """What a delegate does: open the link (nothing recorded), then choose a position and send the form."""
     form = {"csrf": await open_form(http, link), "position": position, "reason": reason}
     if amount is not None:
         form["amount"] = amount
@@ -186,12 +189,12 @@ async def answer_round(
 
 def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> Path:
     """The demo's proposal file: the example's full default process, with deadlines of seconds, not weeks."""
-    funding = yaml.safe_load((EXAMPLES / "funding-model.yaml").read_text())["process"]["stages"][-1]
+    funding = read_yaml(EXAMPLES / "funding-model.yaml")[0]["process"]["stages"][-1]  # type: ignore[index]
     spec: dict[str, Any] = {
         "title": "ASEAN AI SAFE Operational Framework (demo)",
         "kind": "operational_framework",
         "lead_state": "MY",
-        "document": str(EXAMPLES / "operational-framework.md"),
+        "document": "operational-framework.md",  # copied beside it: a proposal reads only from its own folder
         "process": {
             "stages": [
                 {"type": "drafting"},
@@ -212,6 +215,7 @@ def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> P
         },
     }
     workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(EXAMPLES / "operational-framework.md", workdir / "operational-framework.md")
     path = workdir / f"demo-proposal-{int(time.time())}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

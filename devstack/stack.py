@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from devstack.private import make_private
 from devstack.services import QuietServer, SmtpSink, StackError, TemporalDevServer, port_open, serve_web, split_address
 from models.db import init_db, make_engine
 from models.settings import Settings
@@ -52,6 +54,7 @@ class EmbeddedStack:
         self._web: QuietServer | None = None
         self._web_task: asyncio.Task[None] | None = None
         self.reused_temporal = False
+        self._umask: int | None = None
 
     @property
     def web_url(self) -> str:
@@ -62,7 +65,8 @@ class EmbeddedStack:
         return self.temporal.ui_url if self.temporal else None
 
     async def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything is written: the data dir holds keys, tokens and every emailed link.
+        self._umask = make_private(self.data_dir)
         address = self._requested_address
         if address and port_open(*split_address(address)):
             self.reused_temporal = True
@@ -128,6 +132,9 @@ class EmbeddedStack:
         if self.temporal is not None:
             await asyncio.to_thread(self.temporal.stop)
             self.temporal = None
+        if self._umask is not None:  # an embedding process (a test run) gets its own umask back
+            os.umask(self._umask)
+            self._umask = None
 
     async def __aenter__(self) -> EmbeddedStack:
         await self.start()

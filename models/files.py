@@ -7,6 +7,12 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from models.localfile import LocalFileError, read_text
+from models.yamlfile import YamlFileError, compose, read_yaml
+
+# The default of AISAFE_MAX_DOCUMENT_BYTES (models.settings).
+MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
+
 
 class InputFileError(Exception):
     """A coordinator's file is unreadable or invalid; the message names the file, line and field."""
@@ -16,7 +22,7 @@ def format_validation_error(path: Path, error: ValidationError, source: str | No
     lines = [f"{path}: {error.error_count()} problem(s):"]
     for item in error.errors():
         where = _location(item["loc"])
-        line_no = _line_of(source, item["loc"]) if source else None
+        line_no = line_of(source, item["loc"]) if source else None
         at = f" (line {line_no})" if line_no else ""
         lines.append(f"  - {where or '(top level)'}{at}: {item['msg']}")
     return "\n".join(lines)
@@ -41,11 +47,11 @@ def _is_tag(part: int | str) -> bool:
 _STAGE_TAGS = {"drafting", "consultation", "member_review", "senior_officials", "ministerial", "funding"}
 
 
-def _line_of(source: str, loc: tuple[int | str, ...]) -> int | None:
+def line_of(source: str, loc: tuple[int | str, ...]) -> int | None:
     """The line of the YAML node that `loc` names (segments the file has no node for, such as a stage's
     type tag, are skipped); None when the source cannot be walked."""
     try:
-        node = yaml.compose(source)
+        node = compose(source)
     except yaml.YAMLError:
         return None
     line = None
@@ -62,28 +68,19 @@ def _line_of(source: str, loc: tuple[int | str, ...]) -> int | None:
 
 
 def load_yaml(path: Path) -> tuple[object, str]:
+    """A coordinator's YAML file through the one bounded, alias-free loader (models.yamlfile)."""
     try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: cannot read: {exc}") from None
-    try:
-        return yaml.safe_load(source), source
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputFileError(f"{path}:{at} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        return read_yaml(path)
+    except YamlFileError as exc:
+        raise InputFileError(str(exc)) from None
 
 
-def read_document(path: Path) -> str:
-    """Read a Markdown document version; refuses empty or non-UTF-8 files."""
+def read_document(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> str:
+    """Read a Markdown document version: a regular file of at most `limit` bytes; refuses empty or non-UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: document not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path}: cannot read document as UTF-8 text: {exc}") from None
+        text = read_text(path, limit, "document")
+    except LocalFileError as exc:
+        raise InputFileError(str(exc)) from None
     if not text.strip():
         raise InputFileError(f"{path}: document is empty")
     return text

@@ -160,6 +160,10 @@ class RoundStatus(BaseModel):
     allowed: list[Position] = Field(default_factory=list)
     previous_document: DocumentRef | None = None
     funding: FundingTerms | None = None
+    not_invited: dict[MemberState, str] = Field(default_factory=dict, description="state: why nobody was written to")
+    invited: dict[MemberState, list[str]] = Field(default_factory=dict, description="delegate ids whose answer counts")
+    state_deadlines: dict[MemberState, datetime] = Field(default_factory=dict, description="fresh deadlines (resend)")
+    waiting: str | None = Field(default=None, description="why a round past its deadline is still open")
 
 
 class RoundOutcome(BaseModel):
@@ -239,6 +243,10 @@ class ProposalStatus(BaseModel):
     stage_workflow_id: str | None = Field(default=None, description="the open consultation or meeting")
     pledges: list[Pledge] = Field(default_factory=list)
     consultation: ConsultationStatus | None = Field(default=None, description="filled in by the caller, if open")
+    not_invited: dict[MemberState, str] = Field(
+        default_factory=dict, description="states of the open round nobody was written to, and why (from the round)"
+    )
+    waiting: str | None = Field(default=None, description="why the open round is still open (from the round)")
 
 
 class LedgerAppend(BaseModel):
@@ -268,6 +276,58 @@ class RoundMailing(BaseModel):
     stage_type: StageType = StageType.MEMBER_REVIEW
     roles: list[Role] = Field(default_factory=lambda: [Role.FOCAL_POINT, Role.ALTERNATE])
     funding: FundingTerms | None = None
+    delegate_ids: list[str] | None = Field(
+        default=None, description="write only to these delegates (the round's invited ones); None: every delegate"
+    )
+
+
+class RecipientsQuery(BaseModel):
+    """Whom a round would write to: the active delegates of `states` in `roles` (falling back as mail does)."""
+
+    states: list[MemberState]
+    roles: list[Role]
+
+
+class NotInvitedState(BaseModel):
+    state: MemberState
+    reason: str
+
+
+class RoundRecipients(BaseModel):
+    delegates: dict[MemberState, list[str]] = Field(default_factory=dict)
+    nobody: list[NotInvitedState] = Field(default_factory=list)
+
+
+class ResendInput(BaseModel):
+    """`aisafe resend ID --state XX [--deadline P7D]`: invite one state of the open round again."""
+
+    state: MemberState
+    deadline: timedelta | None = Field(default=None, description="a fresh deadline for this state, from now")
+
+    @model_validator(mode="after")
+    def _positive(self) -> ResendInput:
+        if self.deadline is not None and self.deadline <= timedelta(0):
+            raise ValueError("a fresh deadline must be a positive duration such as P7D")
+        return self
+
+
+class ResendReceipt(BaseModel):
+    round: int
+    state: MemberState
+    delegate_ids: list[str]
+    deadline: datetime
+    ledger_seq: int
+
+
+class CoordinatorAlert(BaseModel):
+    """Tells the coordinator at once that a round could not invite some states."""
+
+    proposal_id: str
+    title: str
+    round: int
+    step: str
+    workflow_id: str
+    not_invited: list[NotInvitedState]
 
 
 class AnswerNotice(BaseModel):
@@ -281,12 +341,33 @@ class AnswerNotice(BaseModel):
     decision_id: str
     position: Position
     roles: list[Role]
+    deadline: datetime | None = Field(default=None, description="the state's deadline, for the delegate's receipt")
+
+
+class MailOutcome(StrEnum):
+    SENT = "sent"
+    REFUSED = "refused"  # the relay refused the address (its reply code), or the message could not be built
+    BOUNCED = "bounced"  # the relay refused the finished message
+
+
+class RecipientOutcome(BaseModel):
+    """What became of one recipient's message; delegate ids only, never addresses (this goes to the ledger)."""
+
+    state: MemberState | None
+    delegate_id: str
+    outcome: MailOutcome
+    code: int | None = None
+    reply: str | None = None
 
 
 class MailingResult(BaseModel):
     sent: int
     already_sent: int
     states_without_delegates: list[MemberState] = Field(default_factory=list)
+    recipients: list[RecipientOutcome] = Field(default_factory=list)
+    not_invited: list[NotInvitedState] = Field(
+        default_factory=list, description="states asked for with nobody to write to, or nobody written to"
+    )
 
 
 # --- consultation ---------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from models.files import InputFileError, format_validation_error, load_yaml, read_document
+from models.controlchars import one_line
+from models.files import MAX_DOCUMENT_BYTES, InputFileError, format_validation_error, line_of, load_yaml, read_document
+from models.localfile import LocalFileError, confined
 from models.positions import DecisionRule, SilencePolicy
 from models.roster import Role, Sector
 from models.states import MemberState
@@ -144,6 +146,8 @@ class _Endorsement(_StatesDecide):
     grace: timedelta = Field(default=timedelta(days=7), description="after the meeting, to record its outcome")
     on_no_record: NoRecordPolicy = NoRecordPolicy.AD_REFERENDUM
 
+    _one_line_venue = field_validator("venue")(one_line)  # the calendar invitation's LOCATION
+
     @field_validator("grace", mode="before")
     @classmethod
     def _iso_grace(cls, value: object) -> object:
@@ -241,12 +245,19 @@ class ProposalFile(_Strict):
     title: str = Field(min_length=3, max_length=200)
     kind: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", description="e.g. operational_framework")
     lead_state: MemberState = MemberState.MY
-    document: str = Field(min_length=1, description="Markdown file, relative to the proposal file")
+    document: str = Field(
+        min_length=1, max_length=4096, description="Markdown file in the proposal file's folder (or below it)"
+    )
     process: ProcessDefinition
 
+    # The title is in every email's Subject: one line of visible characters, refused at import, not at mailing.
+    _one_line_title = field_validator("title")(one_line)
 
-def load_proposal_file(path: Path) -> tuple[ProposalFile, str]:
-    """Read and validate a proposal file; returns it with its document's Markdown text."""
+
+def load_proposal_file(path: Path, max_document_bytes: int = MAX_DOCUMENT_BYTES) -> tuple[ProposalFile, str]:
+    """Read and validate a proposal file; returns it with its document's Markdown text.
+
+    The document must be a regular file inside the proposal file's folder, of at most `max_document_bytes`."""
     data, source = load_yaml(path)
     if not isinstance(data, dict):
         raise InputFileError(f"{path}: expected a mapping with title, kind, document and process")
@@ -254,5 +265,9 @@ def load_proposal_file(path: Path) -> tuple[ProposalFile, str]:
         proposal = ProposalFile.model_validate(data)
     except ValidationError as exc:
         raise InputFileError(format_validation_error(path, exc, source)) from None
-    document_path = path.parent / proposal.document
-    return proposal, read_document(document_path)
+    line = line_of(source, ("document",))
+    where = f"{path} (line {line})" if line else str(path)
+    try:
+        return proposal, read_document(confined(path.parent, proposal.document, "document"), max_document_bytes)
+    except (LocalFileError, InputFileError) as exc:
+        raise InputFileError(f"{where}: {exc}") from None

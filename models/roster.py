@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.controlchars import one_line
 from models.files import InputFileError, format_validation_error, load_yaml
 from models.states import MemberState
 
@@ -58,6 +59,10 @@ class DelegateIn(BaseModel):
         elif self.sector is not None:
             raise ValueError("only stakeholders have a sector")
         return self
+
+    # Name and address make the To header, the organisation is shown beside them: one line of visible
+    # characters, refused here with the file's line rather than failing every mailing later.
+    _one_line = field_validator("name", "email", "organisation", "timezone", mode="before")(one_line)
 
     @field_validator("email")
     @classmethod

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     codec: bool = Field(default=True, description="encrypt payloads in Temporal; AISAFE_CODEC=off turns it off")
     codec_key: str | None = Field(default=None, description="KID:BASE64 (32 bytes): the key that encrypts payloads")
     codec_retired_keys: str | None = Field(default=None, description="KID:BASE64,... retired keys that still decrypt")
+    codec_accept_clear: bool = Field(
+        default=False,
+        description="accept payloads the codec did not encrypt (only for runs started before encryption was on: "
+        "anyone who can reach Temporal could then send input as if it came from aisafe)",
+    )
+    max_document_bytes: int = Field(
+        default=5 * 1024 * 1024, gt=0, description="largest document a proposal file or a revision may name"
+    )
     ui_origins: str | None = Field(default=None, description="Temporal UI origins allowed to call /codec (CORS)")
 
     @field_validator(

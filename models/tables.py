@@ -1,4 +1,5 @@
-"""SQLModel tables: the roster, proposals, content-addressed documents and comments, the ledger, the outbox, users.
+"""SQLModel tables: the roster, proposals, content-addressed documents and comments, the ledger, the email outbox,
+users, and their web sessions.
 
 Table objects and sessions stay inside activities, the web layer and the CLI; workflows see plain models.
 """
@@ -104,6 +105,19 @@ class UserAccount(SQLModel, table=True):
     token_hash: str = Field(unique=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser's session. The cookie carries a random id and only its SHA-256 is kept here, so a copy
+    of the database signs nobody in; sign-out or an operator's revocation ends it at once."""
+
+    __tablename__ = "web_session"
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="user_account.id", index=True)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class CommentBlob(SQLModel, table=True):

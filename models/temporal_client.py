@@ -86,6 +86,7 @@ async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:
         if live is not None:
             status.positions = {state: None for state in live.participants}
             status.positions.update({state: p.position for state, p in live.positions.items()})
+            status.not_invited, status.waiting = live.not_invited, live.waiting
     return status
 
 

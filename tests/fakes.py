@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.comments import disposition_entries, fold_comments, lookup
 from models.ledger import GENESIS_HASH, canonical_json, document_hash, entry_hash
@@ -17,21 +18,38 @@ from models.messages import (
     CommentLookup,
     CommentQuery,
     ConsultationMailing,
+    CoordinatorAlert,
     DispositionBatch,
     DispositionsRecorded,
     LedgerAppend,
     LedgerReceipt,
     MailingResult,
+    MailOutcome,
     MeetingMailing,
+    NotInvitedState,
     OutcomeMailing,
     ProposalInput,
+    RecipientOutcome,
+    RecipientsQuery,
     RoundMailing,
+    RoundRecipients,
 )
+from models.states import MemberState
+
+
+def fake_delegates(state: MemberState) -> list[str]:
+    """The delegate ids the fake roster has for a state (the ids the workflow tests answer with)."""
+    return [
+        f"{state.value}-delegate",
+        f"{state.value.lower()}-focal-point",
+        f"{state.value.lower()}-alternate",
+        f"{state.value}-0000000000000001",
+    ]
 
 
 @dataclass
 class FakeBackend:
-    """An in-memory ledger and outbox that behave like the real ones (idempotent, chained)."""
+    """An in-memory ledger and outbox that behave like the real ones (idempotent, strict, chained)."""
 
     entries: list[LedgerAppend] = field(default_factory=list)
     receipts: dict[str, LedgerReceipt] = field(default_factory=dict)
@@ -42,9 +60,18 @@ class FakeBackend:
     outcomes: list[OutcomeMailing] = field(default_factory=list)
     comment_bodies: dict[str, str] = field(default_factory=dict)
     comment_limits: CommentLimits = field(default_factory=lambda: CommentLimits(per_link=20, max_chars=10000))
+    alerts: list[CoordinatorAlert] = field(default_factory=list)
+    nobody: set[MemberState] = field(default_factory=set)  # states with nobody on the fake roster
+    refused: set[MemberState] = field(default_factory=set)  # states whose every address the fake relay refuses
 
     def _append(self, entry: LedgerAppend) -> LedgerReceipt:
         if entry.idempotency_key in self.receipts:
+            earlier = next(e for e in self.entries if e.idempotency_key == entry.idempotency_key)
+            if (earlier.kind, canonical_json(earlier.payload)) != (entry.kind, canonical_json(entry.payload)):
+                # As the real ledger does (activities/ledger.py): other content under a known key is refused.
+                raise ApplicationError(
+                    f"ledger integrity: {entry.idempotency_key}", type="LedgerIntegrity", non_retryable=True
+                )
             return self.receipts[entry.idempotency_key]
         chain = [e for e in self.entries if e.proposal_id == entry.proposal_id]
         prev = self.receipts[chain[-1].idempotency_key].entry_hash if chain else GENESIS_HASH
@@ -112,10 +139,35 @@ class FakeBackend:
         async def record_version(entry: LedgerAppend) -> LedgerReceipt:
             return self._append(entry)
 
+        @activity.defn(name="find_round_recipients")
+        async def find_round_recipients(query: RecipientsQuery) -> RoundRecipients:
+            return RoundRecipients(
+                delegates={s: fake_delegates(s) for s in query.states if s not in self.nobody},
+                nobody=[
+                    NotInvitedState(state=s, reason="no delegate in role focal_point")
+                    for s in query.states
+                    if s in self.nobody
+                ],
+            )
+
         @activity.defn(name="send_round_mail")
         async def send_round_mail(mailing: RoundMailing) -> MailingResult:
             self.mailings.append(mailing)
-            return MailingResult(sent=2 * len(mailing.states), already_sent=0)
+            state_of = {i: s for s in mailing.states for i in fake_delegates(s)}
+            ids = state_of if mailing.delegate_ids is None else [i for i in mailing.delegate_ids if i in state_of]
+            outcomes = [
+                RecipientOutcome(state=state_of[i], delegate_id=i, outcome=MailOutcome.REFUSED, code=550, reply="5.1.1")
+                if state_of[i] in self.refused
+                else RecipientOutcome(state=state_of[i], delegate_id=i, outcome=MailOutcome.SENT)
+                for i in ids
+            ]
+            sent = sum(o.outcome is MailOutcome.SENT for o in outcomes)
+            return MailingResult(sent=sent, already_sent=0, recipients=outcomes)
+
+        @activity.defn(name="send_coordinator_alert")
+        async def send_coordinator_alert(alert: CoordinatorAlert) -> MailingResult:
+            self.alerts.append(alert)
+            return MailingResult(sent=1, already_sent=0)
 
         @activity.defn(name="send_answer_notice")
         async def send_answer_notice(notice: AnswerNotice) -> MailingResult:
@@ -163,7 +215,9 @@ class FakeBackend:
             append_ledger,
             register_proposal,
             record_version,
+            find_round_recipients,
             send_round_mail,
+            send_coordinator_alert,
             send_answer_notice,
             send_consultation_mail,
             send_meeting_mail,

@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,3 +115,22 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+@asynccontextmanager
+async def embedded_stack(data_dir: Path, temporal_address: str) -> AsyncIterator[EmbeddedStack]:
+    """The embedded stack (web, SMTP sink, worker, codec on) on a running Temporal server, a task queue of its own."""
+    from devstack.services import free_port
+    from devstack.stack import StackPorts
+
+    running = EmbeddedStack(
+        data_dir,
+        StackPorts(web=free_port(), temporal=0, ui=None, smtp=free_port()),
+        temporal_address=temporal_address,
+        task_queue=f"aisafe-{uuid.uuid4().hex[:8]}",
+    )
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()

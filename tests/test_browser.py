@@ -30,10 +30,14 @@ from devstack.demo import EXAMPLES, open_form
 from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
-from models.positions import Position
+from models.messages import RoundStatus
+from models.positions import REVIEW_POSITIONS, Position
 from models.roster import load_roster_file
+from models.states import MemberState
+from models.tokens import verify_action
 from models.users import dev_coordinator_token
 from tests.integration import ledger_entries
+from web.actions import NO_CHOICE
 from web.mailbox import read_mailbox
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -140,10 +144,6 @@ def test_text_and_buttons_meet_wcag_aa_contrast() -> None:
         "primary buttons": (
             _colour(rules, ".buttons button.primary", "color"),
             _colour(rules, ".buttons button.primary", "background"),
-        ),
-        "approve buttons": (
-            _colour(rules, ".buttons button.pos-approve", "color"),
-            _colour(rules, ".buttons button.pos-approve", "background"),
         ),
         "errors": (_colour(rules, ".error", "color"), page),
         "notices": (_colour(rules, "body", "color"), _colour(rules, ".notice", "background")),
@@ -390,9 +390,18 @@ async def test_a_delegate_answers_from_the_emailed_link(world: World, browse: Br
     assert (await added.first.inner_text()).startswith("+")
     assert await page.locator("article.document").is_visible()
 
+    # The answers: one group named by its legend, nothing chosen, every choice a target of at least 24px.
+    group = page.get_by_role("group", name=re.compile("^Position of Philippines"))
+    choices = group.get_by_role("radio")
+    assert await choices.count() == len(REVIEW_POSITIONS) and await group.locator(":checked").count() == 0
+    for number in range(await choices.count()):
+        for target in (choices.nth(number), group.locator("label").nth(number)):
+            box = await target.bounding_box()
+            assert box is not None and box["width"] >= 24 and box["height"] >= 24, (number, box)
+    await page.get_by_label(Position.REQUEST_CHANGES.label, exact=True).check()
     await page.fill("#reason", "Add a data-protection safeguard for sharing incident information.")
     async with page.expect_navigation():
-        await page.get_by_role("button", name=Position.REQUEST_CHANGES.label, exact=True).click()
+        await page.get_by_role("button", name="Record this position").click()
     await browse.check(page)
     assert await page.locator("main > h1").inner_text() == "Position recorded"
     assert await page.locator("strong.position").inner_text() == Position.REQUEST_CHANGES.label
@@ -443,9 +452,10 @@ async def test_every_page_fits_a_360_pixel_phone(world: World, browse: Browsing)
     page = await browse.page(PHONE)
     await browse.open(page, world.action_links["PH"])
     await browse.fits(page)
+    await page.get_by_label(Position.REQUEST_CHANGES.label, exact=True).check()
     await page.fill("#reason", "Add a data-protection safeguard for sharing incident information.")
     async with page.expect_navigation():
-        await page.get_by_role("button", name=Position.REQUEST_CHANGES.label, exact=True).click()
+        await page.get_by_role("button", name="Record this position").click()
     assert await page.locator("main > h1").inner_text() == "Position recorded"
     await browse.check(page)
     await browse.fits(page)
@@ -480,9 +490,18 @@ async def test_the_form_can_be_completed_with_the_keyboard_alone(world: World, b
                 return focused  # type: ignore[no-any-return]
         raise AssertionError(f"Tab never reached {what}")
 
+    # The positions are one radio group: Tab reaches it, the arrow keys choose within it.
+    await tab_to(lambda f: f["id"].startswith("position-"), "the positions")
+    for _ in range(len(Position)):
+        focused = await page.evaluate(FOCUSED)
+        if focused["value"] == Position.APPROVE_WITH_RESERVATION.value:
+            break
+        await page.keyboard.press("ArrowDown")
+    assert focused["value"] == Position.APPROVE_WITH_RESERVATION.value, focused
+    assert await page.get_by_label(Position.APPROVE_WITH_RESERVATION.label, exact=True).is_checked()
     await tab_to(lambda f: f["id"] == "reason", "the reason box")
     await page.keyboard.type("Testing approaches should stay interoperable with national schemes.")
-    await tab_to(lambda f: f["value"] == Position.APPROVE_WITH_RESERVATION.value, "the reservation button")
+    await tab_to(lambda f: f["tag"] == "BUTTON", "the button that sends the answer")
     async with page.expect_navigation():
         await page.keyboard.press("Space")
     await browse.check(page)
@@ -491,3 +510,67 @@ async def test_the_form_can_be_completed_with_the_keyboard_alone(world: World, b
     recorded = [e for e in ledger_entries(world.stack, world.review_id) if e.kind == "position"]
     answers = [json.loads(e.payload_json) for e in recorded]
     assert any(a["state"] == "SG" and "interoperable" in a["reason"] for a in answers)
+
+
+async def test_a_mail_scanner_pressing_the_first_button_records_nothing(world: World, browse: Browsing) -> None:
+    """Link scanners (Outlook Safe Links among them) open the link and submit the form they find. Viet Nam's
+    link is opened as a scanner would; Viet Nam never answers in this module, so anything recorded is the
+    scanner's."""
+    link = world.action_links["VN"]
+
+    def viet_nam_positions() -> list[Any]:
+        entries = ledger_entries(world.stack, world.review_id)
+        return [e for e in entries if e.kind == "position" and json.loads(e.payload_json)["state"] == "VN"]
+
+    page = await browse.page()
+    await browse.open(page, link)
+    # Pressing the first button: the browser will not send a form with no answer chosen.
+    await page.locator("button, input[type=submit]").first.click()
+    assert page.url == link and await page.locator("form.position-form").count() == 1
+    # Submitting it anyway, as a scanner that calls form.submit() does: the page comes back, nothing recorded.
+    async with page.expect_navigation():
+        await page.evaluate("document.querySelector('form.position-form').submit()")
+    assert await page.locator("p.error[role=alert]").inner_text() == NO_CHOICE
+    assert await page.locator("input[type=radio]:checked").count() == 0
+    await browse.check(page)
+    # And again from the page it was given back.
+    await page.locator("button, input[type=submit]").first.click()
+    async with page.expect_navigation():
+        await page.evaluate("document.querySelector('form.position-form').submit()")
+    assert await page.locator("p.error[role=alert]").inner_text() == NO_CHOICE
+
+    # The browser reports each refused submission's 400 on its console: those two are expected, nothing else.
+    refusals = [p for p in browse.problems if "status of 400 (Bad Request)" in p]
+    assert len(refusals) == 2, browse.problems
+    browse.problems[:] = [p for p in browse.problems if p not in refusals]
+
+    assert viet_nam_positions() == []
+    assert world.stack.client is not None and world.stack.settings is not None
+    claims = verify_action(world.stack.settings.signing_keys, link.rsplit("/", 1)[1])
+    live = await world.stack.client.get_workflow_handle(claims.round_workflow_id).query(
+        "status", result_type=RoundStatus
+    )
+    assert live.is_open and MemberState.VN not in live.positions
+
+
+async def test_another_site_cannot_sign_a_browser_in(world: World, browse: Browsing) -> None:
+    """Login CSRF: a page elsewhere posts the sign-in form with the attacker's own token; the browser stays
+    signed out (the Origin is another site's, and the form carries no token bound to this browser)."""
+    attacker = "http://attacker.example"
+    page = await browse.page()
+    form = f"""<!doctype html><title>Win a prize</title>
+      <form method="post" action="{browse.origin}/signin">
+      <input type="hidden" name="token" value="{world.coordinator_token}">
+      <input type="hidden" name="next" value="/"><button type="submit">Claim</button></form>"""
+    await page.route(f"{attacker}/**", lambda route: route.fulfill(status=200, content_type="text/html", body=form))
+    await page.goto(f"{attacker}/prize")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Claim").click()
+    assert await page.locator("main > h1").inner_text() == "Sign-in refused"
+    await page.goto(browse.origin + "/")
+    assert "/signin" in page.url  # still signed out: sent to sign in
+    assert [c["name"] for c in await page.context.cookies(browse.origin) if c["name"] == "aisafe_session"] == []
+    # What the browser logged on the way: the attacker's page and the refusal, nothing else.
+    expected = [p for p in browse.problems if p.startswith(attacker) or "status of 403 (Forbidden)" in p]
+    assert len([p for p in expected if "403" in p]) == 1, browse.problems
+    browse.problems[:] = [p for p in browse.problems if p not in expected]

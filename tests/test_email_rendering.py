@@ -93,7 +93,8 @@ KINDS = {
     "reminder": Kind(frozenset({YANGON, GENEVA}), DEADLINE, "act"),
     "ad-referendum": Kind(frozenset({YANGON, GENEVA}), DEADLINE, "act"),
     "funding": Kind(frozenset({YANGON, GENEVA}), DEADLINE, "act"),
-    "notice": Kind(frozenset({GENEVA}), None, None, names_document=False),
+    # The other delegate is told; the one who answered (YANGON) gets a receipt.
+    "notice": Kind(frozenset({YANGON, GENEVA}), None, None, names_document=False),
     "consultation": Kind(frozenset({BANGKOK}), DEADLINE, "comment"),
     "meeting": Kind(frozenset({YANGON, GENEVA}), MEETING, None),
     "outcome": Kind(frozenset({YANGON, GENEVA, BANGKOK}), None, None),

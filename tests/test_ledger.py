@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, select
+from temporalio.exceptions import ApplicationError
 
 from activities.documents import store_document
 from activities.ledger import LedgerActivities
@@ -134,13 +137,38 @@ def test_same_idempotency_key_twice_returns_the_same_receipt_and_stores_one_row(
     ledger.append_ledger(entry(proposal_id, "before"))
 
     first = ledger.append_ledger(entry(proposal_id, "retried", state="PH", position="object"))
-    # A retried activity may carry a rebuilt payload; the first write stands.
-    again = ledger.append_ledger(entry(proposal_id, "retried", state="PH", position="approve"))
+    again = ledger.append_ledger(entry(proposal_id, "retried", state="PH", position="object"))  # a retried write
 
     assert same_entry(again) == same_entry(first) == (2, first.entry_hash)
     assert count(any_engine, LedgerEntry, idempotency_key=f"{proposal_id}:retried") == 1
     assert [e.seq for e in chain(any_engine, proposal_id)] == [1, 2]
-    assert json.loads(chain(any_engine, proposal_id)[1].payload_json)["position"] == "object"
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"payload": {"state": "PH", "position": "approve"}},  # another answer under the key
+        {"payload": {"state": "PH", "position": "object", "reason": "x"}},  # one field more
+        {"kind": "comment"},  # another kind of entry
+    ],
+)
+def test_a_key_repeated_with_other_content_is_refused_loudly_and_nothing_is_written(
+    any_engine: Engine, changed: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = LedgerActivities(any_engine)
+    proposal_id = new_proposal_id()
+    first = ledger.append_ledger(entry(proposal_id, "step", state="PH", position="object"))
+    conflicting = entry(proposal_id, "step", state="PH", position="object").model_copy(update=changed)
+
+    with caplog.at_level(logging.ERROR, logger="aisafe.ledger"), pytest.raises(ApplicationError) as refused:
+        ledger.append_ledger(conflicting)
+
+    assert refused.value.non_retryable and refused.value.type == "LedgerIntegrity"
+    assert f"{proposal_id}:step" in refused.value.message and "was not recorded" in refused.value.message
+    assert [r.idempotency_key for r in caplog.records] == [f"{proposal_id}:step"]  # type: ignore[attr-defined]
+    stored = chain(any_engine, proposal_id)
+    assert [(e.seq, e.entry_hash) for e in stored] == [(1, first.entry_hash)]
+    assert json.loads(stored[0].payload_json) == {"state": "PH", "position": "object"}
 
 
 def test_a_retried_append_reports_the_same_recorded_time_in_utc(any_engine: Engine) -> None:

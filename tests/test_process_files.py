@@ -253,7 +253,7 @@ def test_missing_document_names_the_document_path(tmp_path: Path) -> None:
 
     message = refusal(load_proposal_file, path)
 
-    assert message == f"{tmp_path / 'funding-model-v9.md'}: document not found"
+    assert message == f"{path} (line 4): document 'funding-model-v9.md': no such file in {tmp_path.resolve()}"
 
 
 @pytest.mark.parametrize("body", ["", "  \n\n\t\n"], ids=["empty", "whitespace"])
@@ -262,7 +262,7 @@ def test_empty_document_is_refused(tmp_path: Path, body: str) -> None:
 
     message = refusal(load_proposal_file, path)
 
-    assert message == f"{tmp_path / 'funding-model.md'}: document is empty"
+    assert message == f"{path} (line 4): {tmp_path.resolve() / 'funding-model.md'}: document is empty"
 
 
 def test_document_that_is_not_utf8_is_refused(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ from workflows.review_round import ReviewRoundWorkflow
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _ENTRY_HASH = re.compile(r'id="entry-hash">([0-9a-f]{64})<')
 _COMMENT_ID = re.compile(r'id="comment-id">([^<]+)<')
-_BUTTON = re.compile(r'<button type="submit" name="position" value="([a-z_]+)"')
+_CHOICE = re.compile(r'<input type="radio" id="position-[a-z_]+" name="position" value="([a-z_]+)" required>')
 
 _HEAD = "# Operational Framework\n\n## 1. Purpose\n\nThe network coordinates AI safety work.\n\n## 2. Scope\n\n"
 VERSION_1 = _HEAD + "All members.\n"
@@ -326,7 +326,11 @@ async def site(tmp_path: Path, dev_env: WorkflowEnvironment) -> AsyncIterator[Si
 @pytest.fixture
 async def worker(site: Site) -> AsyncIterator[Worker]:
     """The real round and consultation workflows and the real ledger; mail is faked under its real names."""
-    mail = [a for a in FakeBackend().activities() if getattr(a, "__name__", "").startswith("send_")]
+    mail = [
+        a
+        for a in FakeBackend().activities()
+        if getattr(a, "__name__", "").startswith(("send_", "find_round_recipients"))
+    ]
     with ThreadPoolExecutor(max_workers=4) as executor:
         running = Worker(
             site.client,
@@ -410,7 +414,7 @@ async def test_review_page_shows_the_changes_from_the_previous_version(site: Sit
     assert '<span class="diff-add">+All members, including Timor-Leste.</span>' in page.text
     assert '<span class="diff-del">-All members.</span>' in page.text
     assert "&lt;script&gt;alert" in page.text and "<script" not in page.text  # no inline script, ever
-    assert _BUTTON.findall(page.text) == [p.value for p in REVIEW_POSITIONS]
+    assert _CHOICE.findall(page.text) == [p.value for p in REVIEW_POSITIONS]
     assert page.text.count('<form method="post"') == 1
     assert "position" not in site.ledger_kinds()
 
@@ -423,7 +427,7 @@ async def test_ad_referendum_page_words_the_silence_procedure(site: Site, worker
     text = " ".join(page.text.split())
     assert "deemed endorsed at the deadline unless Philippines objects" in text
     assert "ASEAN Digital Senior Officials' Meeting (ADGSOM)" in text.replace("&#39;", "'")
-    assert _BUTTON.findall(page.text) == [p.value for p in AD_REFERENDUM_POSITIONS]
+    assert _CHOICE.findall(page.text) == [p.value for p in AD_REFERENDUM_POSITIONS]
     # An answer this round does not take is refused with the form shown again; nothing is recorded.
     refused = await site.http.post(
         link, data={"csrf": await form_of(site, link), "position": "request_changes", "reason": "x"}
@@ -448,7 +452,7 @@ async def test_funding_page_shows_the_expected_share_and_confirms_it(site: Site,
     page = await site.http.get(link)
     assert page.status_code == 200
     assert 'id="expected-amount">USD 123,456.50<' in page.text and "USD 1,500,000.00" in page.text
-    assert _BUTTON.findall(page.text) == ["confirm", "decline"]
+    assert _CHOICE.findall(page.text) == ["confirm", "decline"]
     assert 'name="amount"' not in page.text  # the share is set; nothing to type
 
     form = {"csrf": await form_of(site, link), "position": "confirm", "reason": ""}

@@ -41,8 +41,8 @@ from models.process import FundingModel, StageType
 from models.tables import DelegateRecord, LedgerEntry, ProposalRecord
 from models.timefmt import both, in_utc
 from models.tokens import ActionClaims, TokenError, check_csrf, csrf_token, decision_id, verify_action
+from web.document_cache import rendered_diff, rendered_document
 from web.pages import (
-    document_body,
     document_version_number,
     error_page,
     form_expired_page,
@@ -55,17 +55,20 @@ from web.pages import (
     unavailable_page,
 )
 from web.ratelimit import RateLimitedRoute
-from web.rendering import AmountError, document_diff, markdown_to_html, parse_amount
+from web.rendering import AmountError, parse_amount
 
 router = APIRouter(route_class=RateLimitedRoute)
 
 NOT_RECORDED = "Your answer was not recorded"
+NO_CHOICE = "Nothing was recorded: choose one of the answers below, then press the button to send it."
 
 # Validator rejections from the round workflow that no re-shown form can fix, as the delegate should read them.
 _REJECTIONS: dict[str, tuple[int, str, str]] = {
     "RoundClosed": (409, "This round is closed", "Answers can no longer be given in this round."),
     "WrongRound": (409, "This link is for another round", "Use the link in the most recent email."),
     "NotParticipant": (403, "Not a participant", "Your state is not a participant in this round."),
+    "NotInvited": (403, "Not invited", "This round did not invite you to answer for your state."),
+    "DeadlinePassed": (409, "The deadline has passed", "The deadline for your state's answer has passed."),
     "DocumentMismatch": (
         409,
         "The document has changed",
@@ -77,6 +80,11 @@ REASON_LABELS = {
     RoundPurpose.REVIEW: "Reason or comment (required for a reservation, a change request or an objection)",
     RoundPurpose.AD_REFERENDUM: "Reason or comment (required for a reservation or an objection)",
     RoundPurpose.FUNDING: "Comment (optional)",
+}
+SUBMIT_LABELS = {
+    RoundPurpose.REVIEW: "Record this position",
+    RoundPurpose.AD_REFERENDUM: "Send this answer",
+    RoundPurpose.FUNDING: "Send this answer",
 }
 RECEIPT_TITLES = {
     RoundPurpose.REVIEW: "Position recorded",
@@ -154,13 +162,16 @@ async def record_action(
     if context.recorded is not None:
         return _receipt_page(request, context, *context.recorded)
 
-    async def again(error: str) -> Response:
-        return await _reshow(request, context, error, reason=reason, amount=amount)
+    async def again(error: str, keep_choice: bool = True) -> Response:
+        checked = position if keep_choice else ""
+        return await _reshow(request, context, error, reason=reason, amount=amount, checked=checked)
 
+    # No default and no guess: a form sent without a deliberate choice (a mail scanner pressing the only button,
+    # or a value this page never offered) records nothing and is shown again.
     try:
         chosen = Position(position)
     except ValueError:
-        return await again("Choose one of the positions below.")
+        return await again(NO_CHOICE, keep_choice=False)
     pledged: Decimal | None = None
     if chosen is Position.CONFIRM:
         try:
@@ -190,7 +201,10 @@ async def record_action(
         kind = rejection_type(exc)
         state_name = context.claims.state.official_name
         if kind == "PositionNotAllowed":
-            return await again(f"“{chosen.label}” is not an answer this round takes; choose one of the answers below.")
+            return await again(
+                f"“{chosen.label}” is not an answer this round takes; choose one of the answers below.",
+                keep_choice=False,
+            )
         if kind == "AmountRequired":
             return await again(f"Enter the amount {state_name} pledges (above zero) before confirming.")
         status_code, title, message = _REJECTIONS.get(
@@ -349,27 +363,23 @@ async def _form_page(
     status_code: int = 200,
     reason: str = "",
     amount: str = "",
+    checked: str = "",
 ) -> Response:
     settings = request.app.state.settings
     state = context.claims.state
     current = live.positions.get(state)
     funding = live.funding
-    changes = None
     engine: Engine = request.app.state.engine
-    body = await asyncio.to_thread(document_body, engine, context.claims.document_sha256) or ""
+    sha256 = context.claims.document_sha256
+    # Rendered once per version, in a worker thread: a large document never stalls the other requests.
+    document_html = await rendered_document(engine, sha256)
     previous = live.previous_document
-    if previous is not None and previous.sha256 != context.claims.document_sha256:
-        old = await asyncio.to_thread(document_body, engine, previous.sha256)
-        if old is not None:
-            changes = document_diff(
-                old,
-                body,
-                old_name=f"version {previous.version}",
-                new_name=f"version {context.version}",
-            )
+    changes = None
+    if previous is not None and previous.sha256 != sha256:
+        changes = await rendered_diff(engine, previous.sha256, previous.version, sha256, context.version)
     expected = funding.expected.get(state) if funding else None
     page = _page_context(context, live.purpose, live.stage_type) | {
-        "document_html": markdown_to_html(body),
+        "document_html": document_html,
         "positions": live.allowed or ROUND_ANSWERS[live.purpose],
         "reason_label": REASON_LABELS[live.purpose],
         "csrf": csrf_token(settings.signing_keys, context.token),
@@ -385,19 +395,25 @@ async def _form_page(
         "error": error,
         "reason": reason,
         "amount": amount,
+        "checked": checked,
+        "submit_label": SUBMIT_LABELS[live.purpose],
     }
     return templates.TemplateResponse(request, "action.html", page, status_code=status_code)
 
 
-async def _reshow(request: Request, context: ActionContext, error: str, *, reason: str, amount: str) -> Response:
-    """The form again with what the delegate typed and why it was not taken (400)."""
+async def _reshow(
+    request: Request, context: ActionContext, error: str, *, reason: str, amount: str, checked: str
+) -> Response:
+    """The form again with what the delegate typed and chose, and why it was not taken (400)."""
     try:
         live = await live_status(request.app.state.client, context.claims.round_workflow_id, RoundStatus)
     except RPCError:
         return error_page(request, 400, "Answer not recorded", error, "Open the link again and retry.")
     if live is None or not live.is_open:
         return await _closed_page(request, context)
-    return await _form_page(request, context, live, error=error, status_code=400, reason=reason, amount=amount)
+    return await _form_page(
+        request, context, live, error=error, status_code=400, reason=reason, amount=amount, checked=checked
+    )
 
 
 async def _closed_page(request: Request, context: ActionContext) -> Response:

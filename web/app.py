@@ -1,15 +1,14 @@
-"""The FastAPI application: wiring, health, and the dev mailbox."""
+"""The FastAPI application: wiring and health (the dev mailbox is in web.devmail)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,11 +26,10 @@ from web.codec import CodecCors, own_origin
 from web.codec import router as codec_router
 from web.comments import router as comment_router
 from web.dashboard import router as dashboard_router
+from web.devmail import router as dev_router
 from web.headers import SecurityHeaders
-from web.mailbox import read_mailbox
 from web.observability import install as install_observability
 from web.pages import error_page, templates, unavailable_page
-from web.rendering import linkify_text
 
 HERE = Path(__file__).parent
 # Idle keep-alive connections stay open longer than a reverse proxy keeps its own (nginx: 60 s), so a
@@ -83,20 +81,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     if settings.dev:
-
-        @app.get("/dev/mail", response_class=HTMLResponse)
-        async def dev_mail(request: Request) -> Response:
-            items = await asyncio.to_thread(read_mailbox, settings.mail_dir)
-            return templates.TemplateResponse(request, "dev_mail.html", {"items": items})
-
-        @app.get("/dev/mail/{key}", response_class=HTMLResponse)
-        async def dev_mail_item(request: Request, key: str) -> Response:
-            items = await asyncio.to_thread(read_mailbox, settings.mail_dir)
-            item = next((i for i in items if i.key == key), None)
-            if item is None:
-                raise HTTPException(404, "No such message in the dev mailbox.")
-            return templates.TemplateResponse(
-                request, "dev_mail_item.html", {"item": item, "body": linkify_text(item.text)}
-            )
+        app.include_router(dev_router)
 
     return app

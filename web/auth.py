@@ -1,27 +1,41 @@
 """Sign-in for coordinators and auditors, and the roles every non-link route requires.
 
 A person signs in with their API token (`aisafe users add NAME --role …` prints it once) and gets a session
-cookie; scripts and the Temporal CLI send the token as `Authorization: Bearer …`. Delegates and stakeholders
-never sign in: their signed email links are their identity.
+cookie naming a server-side session (models.web_sessions), which sign-out ends; scripts and the Temporal CLI
+send the token as `Authorization: Bearer …`. Delegates and stakeholders never sign in: their signed email links
+are their identity.
+
+The sign-in form is protected against login CSRF (another site signing a victim in to the attacker's account):
+its POST must carry this site's Origin and a token bound to a pre-session cookie set with the form.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+import secrets
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from models.tables import UserAccount
-from models.users import find_user, user_by_id
+from models.users import find_user
+from models.web_sessions import SESSION_MAX_AGE, end_session, open_session, session_user
 from web.pages import error_page, templates
+from web.site import origin_allowed
 
 SESSION_COOKIE = "aisafe_session"
-SESSION_MAX_AGE = 12 * 3600
-_SESSION_SALT = "aisafe.session.v1"
+# The pre-session cookie the sign-in form's token is bound to: another site can neither read nor set it.
+SIGNIN_COOKIE = "aisafe_signin"
+_SIGNIN_MAX_AGE = 2 * 3600
+_SIGNIN_CSRF = b"aisafe.signin-csrf.v1:"
+# The sign-in page's URL holds no secret, so its form may send this site's Origin (under "no-referrer" a
+# browser sends `Origin: null` even to the same site, and the Origin check could not tell us from an attacker).
+SIGNIN_REFERRER_POLICY = "same-origin"
 
 router = APIRouter()
 
@@ -38,25 +52,14 @@ class RoleForbidden(Exception):
         self.user, self.roles = user, roles
 
 
-def _serializer(request: Request) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(request.app.state.settings.signing_key, salt=_SESSION_SALT)
-
-
 def current_user(request: Request) -> UserAccount | None:
     engine = request.app.state.engine
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return find_user(engine, header[7:].strip())
     cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
-        return None
-    try:
-        claims = _serializer(request).loads(cookie, max_age=SESSION_MAX_AGE)
-        user = user_by_id(engine, int(claims["u"]))
-    except (BadSignature, KeyError, TypeError, ValueError):
-        return None
-    # A revoked account, or one whose token was replaced, ends its sessions too.
-    return user if user is not None and user.token_hash.startswith(str(claims.get("h"))) else None
+    # A revoked account ends its sessions too (session_user checks the account).
+    return session_user(engine, cookie) if cookie else None
 
 
 def require_role(*roles: str) -> Callable[[Request], UserAccount]:
@@ -101,35 +104,85 @@ def _safe_next(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
 
 
+def _signin_token(request: Request, presession: str) -> str:
+    key = request.app.state.settings.signing_key.encode()
+    return hmac.new(key, _SIGNIN_CSRF + presession.encode(), hashlib.sha256).hexdigest()
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https" or request.app.state.settings.base_url.startswith("https:")
+
+
+def _signin_page(request: Request, next_path: str, problem: str | None, status_code: int = 200) -> Response:
+    """The sign-in form with a token bound to this browser's pre-session cookie (set here when it has none)."""
+    presession = request.cookies.get(SIGNIN_COOKIE, "")
+    fresh = not (20 <= len(presession) <= 64 and presession.replace("-", "").replace("_", "").isalnum())
+    if fresh:
+        presession = secrets.token_urlsafe(32)
+    context = {"next": _safe_next(next_path), "problem": problem, "csrf": _signin_token(request, presession)}
+    response = templates.TemplateResponse(request, "signin.html", context, status_code=status_code)
+    response.headers["Referrer-Policy"] = SIGNIN_REFERRER_POLICY
+    if fresh:
+        response.set_cookie(
+            SIGNIN_COOKIE,
+            presession,
+            max_age=_SIGNIN_MAX_AGE,
+            httponly=True,
+            samesite="strict",
+            secure=_secure(request),
+        )
+    return response
+
+
 @router.get("/signin", response_class=HTMLResponse)
 async def signin_form(request: Request, next: str = "/") -> Response:  # noqa: A002  (the query's name)
-    return templates.TemplateResponse(request, "signin.html", {"next": _safe_next(next), "problem": None})
+    return _signin_page(request, next, None)
 
 
 @router.post("/signin")
-async def signin(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:  # noqa: A002
-    user = find_user(request.app.state.engine, token) if token else None
-    if user is None:
-        return templates.TemplateResponse(
+async def signin(
+    request: Request,
+    token: str = Form(""),
+    next: str = Form("/"),  # noqa: A002
+    csrf: str = Form(""),
+) -> Response:
+    settings = request.app.state.settings
+    if not origin_allowed(settings, request.headers.get("origin")):
+        return error_page(
             request,
-            "signin.html",
-            {"next": _safe_next(next), "problem": "That token is not valid (or was revoked)."},
-            status_code=401,
+            403,
+            "Sign-in refused",
+            "This sign-in was not sent from this site's own sign-in page, so it was refused.",
+            f"Open {settings.base_url}/signin and sign in there.",
         )
+    presession = request.cookies.get(SIGNIN_COOKIE, "")
+    if not presession or not hmac.compare_digest(csrf, _signin_token(request, presession)):
+        return _signin_page(
+            request, next, "The sign-in form had expired or was not this site's; sign in again below.", 403
+        )
+    engine = request.app.state.engine
+    user = await asyncio.to_thread(find_user, engine, token) if token else None
+    if user is None:
+        return _signin_page(request, next, "That token is not valid (or was revoked).", 401)
+    session_id = await asyncio.to_thread(open_session, engine, user)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        _serializer(request).dumps({"u": user.id, "h": user.token_hash[:16]}),
-        max_age=SESSION_MAX_AGE,
+        session_id,
+        max_age=int(SESSION_MAX_AGE.total_seconds()),
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https" or request.app.state.settings.base_url.startswith("https:"),
+        secure=_secure(request),
     )
+    response.delete_cookie(SIGNIN_COOKIE)  # one form, one sign-in
     return response
 
 
 @router.post("/signout")
-async def signout() -> Response:
+async def signout(request: Request) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        await asyncio.to_thread(end_session, request.app.state.engine, cookie)
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

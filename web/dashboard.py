@@ -48,7 +48,7 @@ class Cell:
     label: str
     note: str = ""
     reason: str = ""
-    kind: str = "answered"  # answered, deemed, awaiting, silent, absent
+    kind: str = "answered"  # answered, deemed, awaiting, silent, absent, not_invited
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class ProposalView:
     open_deadline: str | None
     consultation: tuple[bool, int, int] | None  # open?, comments, comments answered
     matrix: list[tuple[MemberState, list[Cell]]]
+    not_invited: dict[MemberState, str]  # states of the open round nobody was written to, and why
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -104,6 +105,7 @@ def proposal_view(proposal: ProposalRecord, lines: list[LedgerLine], number: int
     open_round = next((c for c in reversed(record.rounds) if c.closed_at is None), None)
     if record.status != "running":
         open_round = None
+    uninvited = not_invited_by_round(lines)
     return ProposalView(
         proposal=proposal,
         record=record,
@@ -112,8 +114,29 @@ def proposal_view(proposal: ProposalRecord, lines: list[LedgerLine], number: int
         open_round=open_round,
         open_deadline=in_utc(open_round.deadline) if open_round and open_round.deadline else None,
         consultation=_consultation(record),
-        matrix=[(state, [cell(record, state, column) for column in record.rounds]) for state in _rows(record)],
+        matrix=[
+            (state, [cell(record, state, column, uninvited.get(column.round, {})) for column in record.rounds])
+            for state in _rows(record)
+        ],
+        not_invited=uninvited.get(open_round.round, {}) if open_round else {},
     )
+
+
+def not_invited_by_round(lines: list[LedgerLine]) -> dict[int, dict[MemberState, str]]:
+    """Per round, the states recorded as not invited and not invited again since (`invitation_resent`)."""
+    found: dict[int, dict[MemberState, str]] = defaultdict(dict)
+    for line in lines:
+        if line.kind not in ("not_invited", "invitation_resent"):
+            continue
+        try:
+            round_number, state = int(line.payload["round"]), MemberState(line.payload["state"])
+        except (KeyError, TypeError, ValueError):
+            continue  # not an entry this page can read: the audit report says what is wrong with it
+        if line.kind == "not_invited":
+            found[round_number][state] = str(line.payload.get("reason") or "not invited")
+        else:
+            found[round_number].pop(state, None)
+    return found
 
 
 def _stage_lines(record: AuditRecord, planned: list[str]) -> list[StageLine]:
@@ -154,8 +177,12 @@ def _rows(record: AuditRecord) -> list[MemberState]:
     return record.states if record.rounds else []
 
 
-def cell(record: AuditRecord, state: MemberState, column: RoundColumn) -> Cell:
+def cell(
+    record: AuditRecord, state: MemberState, column: RoundColumn, not_invited: dict[MemberState, str] | None = None
+) -> Cell:
     """The matrix cell of `state` in round `column`."""
+    if not_invited and state in not_invited and column.closed_at is None:
+        return Cell("Not invited", not_invited[state], kind="not_invited")
     answer = record.answer(state, column.round)
     if answer is not None and answer.deemed:
         return Cell(answer.label, "deemed: no answer by the deadline", kind="deemed")

@@ -14,6 +14,11 @@ with workflow.unsafe.imports_passed_through():
     from models.states import MemberState
     from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger
 
+# Meetings that take a record since this patch take it under the workflow's lock (see `record_meeting`).
+SERIAL_RECORD = "serial-meeting-record"
+# Meetings since this patch record the invitation's outcome per recipient in the ledger.
+MEETING_MAIL_OUTCOME = "meeting-mail-outcome"
+
 
 @workflow.defn
 class MeetingWorkflow:
@@ -23,6 +28,7 @@ class MeetingWorkflow:
         self._record: MeetingRecord | None = None
         self._held = False
         self._closed = False
+        self._lock = asyncio.Lock()
 
     @workflow.run
     async def run(self, meeting: MeetingInput) -> MeetingOutcome:
@@ -38,7 +44,7 @@ class MeetingWorkflow:
                 "document": meeting.document.model_dump(mode="json"),
             },
         )
-        await workflow.execute_activity(
+        invited = await workflow.execute_activity(
             "send_meeting_mail",
             MeetingMailing(
                 proposal_id=meeting.proposal_id,
@@ -58,6 +64,20 @@ class MeetingWorkflow:
             heartbeat_timeout=MAIL_HEARTBEAT,
             retry_policy=MAIL_RETRY,
         )
+        if workflow.patched(MEETING_MAIL_OUTCOME):
+            # Who was actually written to is part of the record, as for a round's invitations.
+            await ledger(
+                meeting.proposal_id,
+                "mail_outcome",
+                f"{workflow.info().workflow_id}:mail:invitation",
+                {
+                    "step": "invitation",
+                    "round": None,
+                    "stage_index": meeting.stage_index,
+                    "recipients": [o.model_dump(mode="json") for o in invited.recipients],
+                    "not_invited": [n.model_dump(mode="json") for n in invited.not_invited],
+                },
+            )
         try:
             until_meeting = (meeting.date - workflow.now()).total_seconds()
             if until_meeting > 0:
@@ -90,6 +110,16 @@ class MeetingWorkflow:
 
     @workflow.update
     async def record_meeting(self, record: MeetingRecord) -> MeetingRecord:
+        """The meeting's record, once. Records sent at the same moment all pass the validator (none is set yet);
+        under the lock the first is written and the others are refused, instead of each overwriting the last
+        under the ledger's one key for the record."""
+        if not workflow.patched(SERIAL_RECORD):
+            return await self._record_meeting(record)
+        async with self._lock:
+            self._check_record(record)
+            return await self._record_meeting(record)
+
+    async def _record_meeting(self, record: MeetingRecord) -> MeetingRecord:
         await ledger(
             self._input.proposal_id,
             "meeting_recorded",

@@ -7,6 +7,7 @@ single history grows without bound.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
@@ -70,6 +71,10 @@ ROUND_KEY = SearchAttributeKey.for_int("AisafeRound")
 LEAD_KEY = SearchAttributeKey.for_keyword("AisafeLeadState")
 KIND_KEY = SearchAttributeKey.for_keyword("AisafeKind")
 
+# Runs that reach a coordinator Update since this patch take the workflow's lock for the whole handler (see
+# `_serially`); older histories replay the handlers as they ran.
+SERIAL_HANDLERS = "serial-coordinator-handlers"
+
 T = TypeVar("T")
 Endorsement = SeniorOfficialsStage | MinisterialStage
 
@@ -101,6 +106,9 @@ class ProposalWorkflow:
         self._submitted = False
         self._withdrawn: str | None = None
         self._started_at = workflow.now()
+        self._revision_base = 0  # how many versions there were when the text was sent back for revision
+        # Coordinator Updates change state after awaiting their ledger write; concurrent ones take turns.
+        self._lock = asyncio.Lock()
 
     # --- the process, top to bottom -------------------------------------------------------------------------
 
@@ -381,7 +389,7 @@ class ProposalWorkflow:
 
     async def _await_revision(self) -> bool:
         self._set_stage(REVISION)
-        versions = len(self._versions)
+        self._revision_base = versions = len(self._versions)
         await workflow.wait_condition(lambda: len(self._versions) > versions or self._withdrawn is not None)
         return self._withdrawn is None
 
@@ -420,8 +428,25 @@ class ProposalWorkflow:
 
     # --- coordinator updates -----------------------------------------------------------------------------------
 
+    async def _serially(self, check: Callable[[], None], step: Callable[[], Awaitable[T]]) -> T:
+        """Run a coordinator step under the workflow's lock, checking again first that it is still allowed.
+
+        Each step awaits its ledger write before it changes state, so two steps accepted at the same moment
+        would both compute from the state before either (two "version 2"s under one ledger key). Under the
+        lock they take turns, in the order accepted, and each one sees what the ones before it did: a step the
+        earlier ones made impossible (a second withdrawal, a revision after the submission) is refused.
+        """
+        if not workflow.patched(SERIAL_HANDLERS):
+            return await step()
+        async with self._lock:
+            check()
+            return await step()
+
     @workflow.update
     async def revise(self, revision: RevisionInput) -> DocumentRef:
+        return await self._serially(lambda: self._check_revision(revision), lambda: self._revise(revision))
+
+    async def _revise(self, revision: RevisionInput) -> DocumentRef:
         document = DocumentRef(
             sha256=revision.sha256,
             version=len(self._versions) + 1,
@@ -443,10 +468,13 @@ class ProposalWorkflow:
     @revise.validator
     def _check_revision(self, revision: RevisionInput) -> None:
         self._require_running()
-        if self._stage not in (StageType.DRAFTING.value, REVISION):
+        drafting = self._stage == StageType.DRAFTING.value and not self._submitted
+        awaited = self._stage == REVISION and len(self._versions) == self._revision_base
+        if not (drafting or awaited):
+            state = "its next stage" if self._stage in (StageType.DRAFTING.value, REVISION) else self._stage
             raise ApplicationError(
                 f"a new version can be uploaded only in drafting or after changes were requested "
-                f"(the proposal is in {self._stage})",
+                f"(the proposal is in {state})",
                 type="NotRevisable",
             )
         if revision.sha256 == self._versions[-1].sha256:
@@ -454,6 +482,9 @@ class ProposalWorkflow:
 
     @workflow.update
     async def submit(self) -> str:
+        return await self._serially(self._check_submit, self._submit)
+
+    async def _submit(self) -> str:
         current = self._versions[-1]
         await ledger(
             self._proposal.proposal_id,
@@ -468,12 +499,16 @@ class ProposalWorkflow:
     def _check_submit(self) -> None:
         self._require_running()
         if self._stage != StageType.DRAFTING.value or self._submitted:
+            stage = "its next stage" if self._submitted else self._stage
             raise ApplicationError(
-                f"only a proposal in drafting can be submitted (it is in {self._stage})", type="NotInDrafting"
+                f"only a proposal in drafting can be submitted (it is in {stage})", type="NotInDrafting"
             )
 
     @workflow.update
     async def pledge(self, pledge: Pledge) -> Pledge:
+        return await self._serially(lambda: self._check_pledge(pledge), lambda: self._pledge(pledge))
+
+    async def _pledge(self, pledge: Pledge) -> Pledge:
         recorded = pledge.model_copy(update={"recorded_at": workflow.now()})
         await ledger(
             self._proposal.proposal_id,
@@ -498,6 +533,9 @@ class ProposalWorkflow:
 
     @workflow.update
     async def withdraw(self, request: WithdrawInput) -> ProposalStatus:
+        return await self._serially(lambda: self._check_withdraw(request), lambda: self._withdraw(request))
+
+    async def _withdraw(self, request: WithdrawInput) -> ProposalStatus:
         await ledger(
             self._proposal.proposal_id,
             "withdrawn",

@@ -2,6 +2,10 @@
 
 The same round serves WG-AI review, ADGSOM/ADGMIN ad referendum (a silence procedure) and funding
 confirmations; `ReviewRoundInput.purpose` says which.
+
+Only the delegates the round wrote to may answer for their state, and a state nobody could be written to is never
+counted: the round stays open past its deadline until the coordinator has invited it (`resend`) and it has answered
+or its own deadline has passed.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -17,13 +22,20 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
         AnswerNotice,
+        CoordinatorAlert,
         MailingResult,
+        MailOutcome,
+        NotInvitedState,
         PositionReceipt,
         PositionSignal,
         PositionSubmission,
+        RecipientsQuery,
+        ResendInput,
+        ResendReceipt,
         ReviewRoundInput,
         RoundMailing,
         RoundOutcome,
+        RoundRecipients,
         RoundStatus,
         StatePosition,
     )
@@ -31,9 +43,21 @@ with workflow.unsafe.imports_passed_through():
     from models.process import FundingModel
     from models.rules import decide
     from models.states import MemberState
-    from workflows.common import LEDGER_LOCAL, MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger
+    from workflows.common import (
+        LEDGER_LOCAL,
+        LEDGER_RETRY,
+        LEDGER_TIMEOUT,
+        MAIL_HEARTBEAT,
+        MAIL_RETRY,
+        MAIL_TIMEOUT,
+        ledger,
+    )
 
 AWAITING = SearchAttributeKey.for_keyword_list("AisafeAwaiting")
+# Rounds from before this patch mailed every participant's delegates, took an answer from any delegate id and
+# counted a state nobody wrote to by its silence; they replay as they ran.
+INVITED_ONLY = "round-invited-only"
+EVERY_RECIPIENT_FAILED = "every recipient was refused or bounced"
 
 
 @workflow.defn
@@ -47,10 +71,20 @@ class ReviewRoundWorkflow:
         self._notices: list[asyncio.Task[MailingResult]] = []
         self._receipts: dict[str, PositionReceipt | None] = {}  # by decision id; None while being recorded
         self._closed = False
+        # The delegate ids whose answer counts, per state; None in a round from before INVITED_ONLY.
+        self._invited: dict[MemberState, set[str]] | None = None
+        self._invitation_sent = False
+        self._not_invited: dict[MemberState, str] = {}  # state: why nobody was written to
+        self._state_deadlines: dict[MemberState, datetime] = {}  # fresh deadlines given by `resend`
+        self._resends = 0
+        self._resending: dict[MemberState, int] = {}  # resends in flight, per state: the round waits for them
+        self._past_deadline = False
+        self._changes = 0  # counts answers and resends, so a wait past the deadline wakes for each
 
     @workflow.run
     async def run(self, round_input: ReviewRoundInput) -> RoundOutcome:
         deadline = round_input.deadline
+        invited_only = workflow.patched(INVITED_ONLY)
         await ledger(
             round_input.proposal_id,
             "round_opened",
@@ -67,9 +101,17 @@ class ReviewRoundWorkflow:
             },
         )
         self._publish_awaiting()
-        await self._mail("invitation", round_input.participants)
+        if invited_only:
+            self._invited = {}
+            await self._invite("invitation", round_input.participants, deadline)
+        else:
+            await self._mail("invitation", round_input.participants)
+        self._invitation_sent = True
         try:
             all_answered = await self._collect_answers(deadline)
+            if invited_only and not all_answered:
+                self._past_deadline = True
+                all_answered = await self._past_the_deadline()
         except asyncio.CancelledError:
             # The proposal was withdrawn: let accepted answers finish recording, then stop.
             self._closed = True
@@ -100,7 +142,17 @@ class ReviewRoundWorkflow:
     async def _remind(self, number: int) -> None:
         """Email the states that have not answered yet and record in the ledger whom the reminder went to."""
         silent = self._awaiting()
-        await self._mail(f"reminder-{number}", silent)
+        if self._invited is not None:
+            # Only the delegates invited are reminded: a state nobody was written to waits for `resend`.
+            silent = [s for s in silent if s not in self._not_invited]
+            if not silent:
+                return
+            step = f"reminder-{number}"
+            ids = sorted(i for s in silent for i in self._invited.get(s, ()))
+            result = await self._mail(step, silent, delegate_ids=ids)
+            await self._record_mail_outcome(step, result, [])
+        else:
+            await self._mail(f"reminder-{number}", silent)
         # Rounds that sent reminders before they were recorded must replay without this ledger entry.
         if silent and workflow.patched("ledger-reminders"):
             await ledger(
@@ -174,25 +226,21 @@ class ReviewRoundWorkflow:
                 amount=amount,
             )
             self._publish_awaiting()
-        # The state's other delegates are told, without making this delegate wait for their emails.
-        self._notices.append(
-            workflow.start_activity(
-                "send_answer_notice",
-                AnswerNotice(
-                    proposal_id=self._input.proposal_id,
-                    title=self._input.title,
-                    round=self._input.round,
-                    state=submission.state,
-                    delegate_id=submission.delegate_id,
-                    decision_id=decision_id,
-                    position=submission.position,
-                    roles=self._input.roles,
-                ),
-                result_type=MailingResult,
-                start_to_close_timeout=MAIL_TIMEOUT,
-                heartbeat_timeout=MAIL_HEARTBEAT,
-                retry_policy=MAIL_RETRY,
-            )
+        self._changes += 1
+        # The state's other delegates are told and this one gets a receipt, without waiting for those emails.
+        self._in_background(
+            "send_answer_notice",
+            AnswerNotice(
+                proposal_id=self._input.proposal_id,
+                title=self._input.title,
+                round=self._input.round,
+                state=submission.state,
+                delegate_id=submission.delegate_id,
+                decision_id=decision_id,
+                position=submission.position,
+                roles=self._input.roles,
+                deadline=self._deadline_of(submission.state),
+            ),
         )
         recorded = PositionReceipt(
             decision_id=decision_id,
@@ -216,6 +264,14 @@ class ReviewRoundWorkflow:
             raise ApplicationError(f"this is round {self._input.round} of {self._input.proposal_id}", type="WrongRound")
         if submission.state not in self._input.participants:
             raise ApplicationError(f"{submission.state} is not a participant in this round", type="NotParticipant")
+        if self._invited is not None:
+            if submission.delegate_id not in self._invited.get(submission.state, ()):
+                raise ApplicationError(
+                    f"delegate {submission.delegate_id} was not invited to answer for {submission.state} in this round",
+                    type="NotInvited",
+                )
+            if workflow.now() >= self._deadline_of(submission.state):
+                raise ApplicationError(f"the deadline of {submission.state} has passed", type="DeadlinePassed")
         if submission.document_sha256 != self._input.document.sha256:
             raise ApplicationError(
                 "the answer names a document version that is not the one under review", type="DocumentMismatch"
@@ -245,7 +301,221 @@ class ReviewRoundWorkflow:
             allowed=self._input.allowed,
             previous_document=self._input.previous_document,
             funding=self._input.funding,
+            not_invited=dict(self._not_invited),
+            invited={s: sorted(ids) for s, ids in (self._invited or {}).items()},
+            state_deadlines=dict(self._state_deadlines),
+            waiting=self._waiting(),
         )
+
+    def _waiting(self) -> str | None:
+        """Why the round is not closing, in words, when it would otherwise have closed or cannot pass."""
+        if self._closed:
+            return None
+        if self._not_invited:
+            names = "; ".join(f"{s.official_name} ({s.value}): {why}" for s, why in sorted(self._not_invited.items()))
+            when = "past its deadline" if self._past_deadline else "at its deadline"
+            return (
+                f"not invited: {names}. The round stays open {when} until each is invited (fix the roster, then "
+                f"aisafe resend ID --state XX) and answers or its own deadline passes"
+            )
+        if self._past_deadline:
+            later = sorted((d, s) for s, d in self._state_deadlines.items() if s in self._awaiting())
+            if later:
+                return "past the round's deadline: waiting for " + ", ".join(
+                    f"{s.official_name} ({s.value}) until {d.isoformat()}" for d, s in later
+                )
+        return None
+
+    def _deadline_of(self, state: MemberState) -> datetime:
+        return self._state_deadlines.get(state, self._input.deadline)
+
+    async def _past_the_deadline(self) -> bool:
+        """After the round's deadline: wait while a state is not invited, or has a fresh deadline of its own still
+        running; True when every state has answered."""
+        while True:
+            awaiting = self._awaiting()
+            if not awaiting:
+                return True
+            now = workflow.now()
+            still_open = [
+                s for s in awaiting if s in self._not_invited or self._resending.get(s) or self._deadline_of(s) > now
+            ]
+            if not still_open:
+                return False
+            timers = [self._deadline_of(s) for s in still_open if self._deadline_of(s) > now]
+            seen = self._changes
+            timeout = (min(timers) - now).total_seconds() if timers else None
+            try:
+                await workflow.wait_condition(lambda seen=seen: self._changes != seen, timeout=timeout)
+            except TimeoutError:
+                pass
+
+    # --- invitations, and inviting a state again ---------------------------------------------------------------
+
+    async def _recipients(self, states: list[MemberState]) -> RoundRecipients:
+        return await workflow.execute_local_activity(
+            "find_round_recipients",
+            RecipientsQuery(states=states, roles=self._input.roles),
+            result_type=RoundRecipients,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=LEDGER_RETRY,
+        )
+
+    async def _invite(
+        self, step: str, states: list[MemberState], deadline: datetime, found: RoundRecipients | None = None
+    ) -> list[NotInvitedState]:
+        """Look up whom to write to, accept their answers from then on, write to them, and record what happened.
+
+        Returns the states nobody could be written to (also recorded, and the coordinator told)."""
+        assert self._invited is not None
+        found = found or await self._recipients(states)
+        # A delegate may follow the link before the mailing has returned: their answer must count already.
+        added: dict[MemberState, set[str]] = {}
+        for state, ids in found.delegates.items():
+            added[state] = set(ids) - self._invited.get(state, set())
+            self._invited.setdefault(state, set()).update(ids)
+        ids = sorted(i for s in states for i in found.delegates.get(s, ()))
+        # Every state goes to the mailing, so that its result (and the worker's log) names those with nobody too.
+        result = await self._mail(step, states, delegate_ids=ids, deadline=deadline)
+        # Whoever the relay refused (or whose message could not be built) never got a link.
+        for outcome in result.recipients:
+            if outcome.outcome is not MailOutcome.SENT and outcome.state in added:
+                if outcome.delegate_id in added[outcome.state]:
+                    self._invited[outcome.state].discard(outcome.delegate_id)
+        reasons = {item.state: item.reason for item in [*found.nobody, *result.not_invited]}
+        missing = [
+            NotInvitedState(state=s, reason=reasons.get(s, EVERY_RECIPIENT_FAILED))
+            for s in sorted(states)
+            if not self._invited.get(s)
+        ]
+        for state in states:
+            self._not_invited.pop(state, None)
+        self._not_invited.update({item.state: item.reason for item in missing})
+        self._changes += 1
+        await self._record_mail_outcome(step, result, missing)
+        for item in missing:
+            await ledger(
+                self._input.proposal_id,
+                "not_invited",
+                f"{workflow.info().workflow_id}:not-invited:{step}:{item.state.value}",
+                {"round": self._input.round, "state": item.state.value, "step": step, "reason": item.reason},
+            )
+        if missing and step == "invitation":
+            # The coordinator hears at once, without the round waiting on that email.
+            self._in_background(
+                "send_coordinator_alert",
+                CoordinatorAlert(
+                    proposal_id=self._input.proposal_id,
+                    title=self._input.title,
+                    round=self._input.round,
+                    step=step,
+                    workflow_id=workflow.info().workflow_id,
+                    not_invited=missing,
+                ),
+            )
+        return missing
+
+    def _in_background(self, activity: str, mailing: object) -> None:
+        """Start a mailing nobody waits for now; the round waits for all of them before it closes."""
+        self._notices.append(
+            workflow.start_activity(
+                activity,
+                mailing,
+                result_type=MailingResult,
+                start_to_close_timeout=MAIL_TIMEOUT,
+                heartbeat_timeout=MAIL_HEARTBEAT,
+                retry_policy=MAIL_RETRY,
+            )
+        )
+
+    async def _record_mail_outcome(self, step: str, result: MailingResult, missing: list[NotInvitedState]) -> None:
+        payload: dict[str, Any] = {
+            "step": step,
+            "round": self._input.round,
+            "stage_index": None,
+            "recipients": [o.model_dump(mode="json") for o in result.recipients],
+            "not_invited": [item.model_dump(mode="json") for item in missing],
+        }
+        await ledger(self._input.proposal_id, "mail_outcome", f"{workflow.info().workflow_id}:mail:{step}", payload)
+
+    @workflow.update
+    async def resend(self, request: ResendInput) -> ResendReceipt:
+        """Invite one state again (after the roster was fixed), optionally with a fresh deadline of its own."""
+        update = workflow.current_update_info()
+        update_id = update.id if update else str(workflow.uuid4())
+        state = request.state
+        # Before the first await: a deadline passing meanwhile must not close the round under this handler, nor
+        # deem the state silent the moment it counts as invited.
+        earlier = self._state_deadlines.get(state)
+        deadline = self._deadline_of(state)
+        if request.deadline is not None:
+            deadline = max(deadline, workflow.now() + request.deadline)
+            self._state_deadlines[state] = deadline
+        self._resending[state] = self._resending.get(state, 0) + 1
+        try:
+            return await self._resend(state, deadline, update_id)
+        except ApplicationError:
+            if earlier is None:
+                self._state_deadlines.pop(state, None)
+            else:
+                self._state_deadlines[state] = earlier
+            raise
+        finally:
+            self._resending[state] -= 1
+            self._changes += 1
+
+    async def _resend(self, state: MemberState, deadline: datetime, update_id: str) -> ResendReceipt:
+        assert self._invited is not None
+        before = set(self._invited.get(state, set()))
+        found = await self._recipients([state])
+        if found.nobody:
+            # Nothing was sent, so nothing is recorded: the coordinator fixes the roster and tries again.
+            reason = found.nobody[0].reason
+            raise ApplicationError(f"{state.value} still has nobody to write to ({reason})", type="NotInvited")
+        self._resends += 1  # taken with no await before its use: concurrent resends mail under their own steps
+        step = f"resend-{self._resends}"
+        missing = await self._invite(step, [state], deadline, found)
+        if missing:
+            reason = missing[0].reason
+            raise ApplicationError(f"{state.value} is still not invited ({reason})", type="NotInvited")
+        newly = sorted(self._invited[state] - before)
+        receipt = await ledger(
+            self._input.proposal_id,
+            "invitation_resent",
+            f"{workflow.info().workflow_id}:resent:{update_id}",
+            {
+                "round": self._input.round,
+                "state": state.value,
+                "delegate_ids": newly,
+                "deadline": self._deadline_of(state).isoformat(),
+            },
+        )
+        return ResendReceipt(
+            round=self._input.round,
+            state=state,
+            delegate_ids=newly,
+            deadline=self._deadline_of(state),
+            ledger_seq=receipt.seq,
+        )
+
+    @resend.validator
+    def _check_resend(self, request: ResendInput) -> None:
+        state = request.state
+        if self._closed:
+            raise ApplicationError("this round is closed", type="RoundClosed")
+        if state not in self._input.participants:
+            raise ApplicationError(f"{state.value} is not a participant in this round", type="NotParticipant")
+        if not self._invitation_sent:
+            raise ApplicationError("the round is still sending its invitations; try again shortly", type="Busy")
+        if self._invited is None:
+            raise ApplicationError("this round predates invitations by resend", type="ResendUnsupported")
+        if state in self._positions:
+            raise ApplicationError(f"{state.official_name} has already answered in this round", type="AlreadyAnswered")
+        if request.deadline is None and workflow.now() >= self._deadline_of(state):
+            raise ApplicationError(
+                f"the deadline of {state.official_name} has passed: give a fresh one with --deadline (e.g. P7D)",
+                type="DeadlinePassed",
+            )
 
     def _amount_for(self, submission: PositionSubmission) -> Decimal | None:
         """The contribution a confirmation commits: the state's share, or its own pledge (voluntary)."""
@@ -272,7 +542,14 @@ class ReviewRoundWorkflow:
                 pass
         return not self._awaiting()
 
-    async def _mail(self, step: str, states: list[MemberState]) -> MailingResult:
+    async def _mail(
+        self,
+        step: str,
+        states: list[MemberState],
+        *,
+        delegate_ids: list[str] | None = None,
+        deadline: datetime | None = None,
+    ) -> MailingResult:
         return await workflow.execute_activity(
             "send_round_mail",
             RoundMailing(
@@ -282,11 +559,12 @@ class ReviewRoundWorkflow:
                 step=step,
                 states=states,
                 document=self._input.document,
-                deadline=self._input.deadline,
+                deadline=deadline or self._input.deadline,
                 purpose=self._input.purpose,
                 stage_type=self._input.stage_type,
                 roles=self._input.roles,
                 funding=self._input.funding,
+                delegate_ids=delegate_ids,
             ),
             result_type=MailingResult,
             start_to_close_timeout=MAIL_TIMEOUT,
@@ -298,6 +576,8 @@ class ReviewRoundWorkflow:
         closed_at = workflow.now()
         final = dict(self._positions)
         silence = self._input.silence
+        # No silence policy counts a state nobody was written to (the round cannot get here while one is left).
+        assert not self._not_invited.keys() & set(self._awaiting()), self._not_invited
         for state in self._awaiting():
             final[state] = StatePosition(position=silence.deemed_position, recorded_at=closed_at, deemed=True)
         decision = decide(

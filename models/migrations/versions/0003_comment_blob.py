@@ -19,6 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # As in 0001: a database made by create_all from these models already has the table, and keeps it.
+    if "comment_blob" in sa.inspect(op.get_bind()).get_table_names():
+        return
     op.create_table(
         "comment_blob",
         sa.Column("sha256", sa.String(length=64), nullable=False),

@@ -102,8 +102,7 @@ class ConsultationWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             raise
         # No more comments; the stage closes once the coordinator has answered every one of them. From here on the
-        # open count is the ledger's (no comment handler can be running): a handler that ran twice (see `extend`)
-        # may have left the running count off.
+        # open count is the ledger's, which is exact now that no comment handler can be running.
         async with self._answering:
             self._open = (await self._lookup([])).still_open
         while True:
@@ -179,7 +178,7 @@ class ConsultationWorkflow:
             deadline=self._deadline,
             extensions=self._extensions,
             comments=self._comment_count,
-            per_link=self._per_link,
+            per_link={} if self._closed else self._per_link,  # no comment comes after the close
             closed=self._closed,
             open=self._open,
             run=self._runs + 1,
@@ -330,8 +329,7 @@ class ConsultationWorkflow:
                 f"{workflow.info().workflow_id}:disposition:{workflow.current_update_info().id}",  # type: ignore[union-attr]
                 answer.model_dump(mode="json"),
             )
-            # The ledger's count, not a running one: a handler can run twice (see `extend`), and its first run may
-            # already have answered the comment.
+            # The ledger's count, not a running one: the ledger is the record (see `_record_accepted`).
             self._open = lookup.still_open - (1 if before.disposition is None else 0)
             comment = before.model_copy(update={"disposition": answer.disposition, "reason": answer.reason})
             if answer.comment_id in self._comments:

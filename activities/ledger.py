@@ -115,7 +115,9 @@ def refusing_conflicts() -> Iterator[None]:
         yield
     except LedgerIntegrityError as exc:
         log.error("ledger entry refused: %s", exc, extra={"idempotency_key": exc.key})
-        raise ApplicationError(str(exc), {"idempotency_key": exc.key}, type=LEDGER_INTEGRITY, non_retryable=True) from None
+        raise ApplicationError(
+            str(exc), {"idempotency_key": exc.key}, type=LEDGER_INTEGRITY, non_retryable=True
+        ) from None
 
 
 class LedgerActivities:

@@ -30,16 +30,30 @@ LEDGER_LOCAL = "ledger-local"
 
 
 async def ledger(
-    proposal_id: str, kind: str, key: str, payload: dict[str, object], *, local: bool = False
+    proposal_id: str,
+    kind: str,
+    key: str,
+    payload: dict[str, object],
+    *,
+    local: bool = False,
+    after_accept: bool = False,
 ) -> LedgerReceipt:
-    """Append one idempotent entry to the proposal's ledger (`local` forces a local activity in an older run)."""
+    """Append one idempotent entry to the proposal's ledger (`local` forces a local activity in an older run;
+    `after_accept`, for an Update handler, a regular one: see `ledger_activity`)."""
     entry = LedgerAppend(proposal_id=proposal_id, kind=kind, idempotency_key=key, payload=payload)
-    return await ledger_activity("append_ledger", entry, local=local)
+    return await ledger_activity("append_ledger", entry, local=local, after_accept=after_accept)
 
 
-async def ledger_activity(name: str, arg: object, *, local: bool = False) -> LedgerReceipt:
-    """Run one of the ledger activities: as a local activity in this run's worker unless the run is older."""
-    if local or workflow.patched(LEDGER_LOCAL):
+async def ledger_activity(name: str, arg: object, *, local: bool = False, after_accept: bool = False) -> LedgerReceipt:
+    """Run one of the ledger activities: as a local activity in this run's worker unless the run is older.
+
+    `after_accept`: a regular activity even so. An Update handler's local activity runs inside the workflow task
+    that accepts the Update; when the server drops that task (seen on the dev server with a dozen Updates at once)
+    the entry is written for an Update the history never accepted. A regular activity is scheduled by the completed
+    task, so it writes only for an accepted Update.
+    """
+    use_local = local or workflow.patched(LEDGER_LOCAL)  # asked first in any case: the patch marker's place is fixed
+    if use_local and not after_accept:
         return await workflow.execute_local_activity(
             name, arg, result_type=LedgerReceipt, start_to_close_timeout=LEDGER_TIMEOUT, retry_policy=LEDGER_RETRY
         )

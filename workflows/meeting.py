@@ -114,17 +114,18 @@ class MeetingWorkflow:
         under the lock the first is written and the others are refused, instead of each overwriting the last
         under the ledger's one key for the record."""
         if not workflow.patched(SERIAL_RECORD):
-            return await self._record_meeting(record)
+            return await self._record_meeting(record, after_accept=False)
         async with self._lock:
             self._check_record(record)
-            return await self._record_meeting(record)
+            return await self._record_meeting(record, after_accept=True)
 
-    async def _record_meeting(self, record: MeetingRecord) -> MeetingRecord:
+    async def _record_meeting(self, record: MeetingRecord, *, after_accept: bool) -> MeetingRecord:
         await ledger(
             self._input.proposal_id,
             "meeting_recorded",
             f"{workflow.info().workflow_id}:recorded",
             record.model_dump(mode="json"),
+            after_accept=after_accept,  # written only for a record the history holds as accepted
         )
         self._record = record
         return record

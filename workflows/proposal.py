@@ -428,25 +428,26 @@ class ProposalWorkflow:
 
     # --- coordinator updates -----------------------------------------------------------------------------------
 
-    async def _serially(self, check: Callable[[], None], step: Callable[[], Awaitable[T]]) -> T:
+    async def _serially(self, check: Callable[[], None], step: Callable[[bool], Awaitable[T]]) -> T:
         """Run a coordinator step under the workflow's lock, checking again first that it is still allowed.
 
         Each step awaits its ledger write before it changes state, so two steps accepted at the same moment
         would both compute from the state before either (two "version 2"s under one ledger key). Under the
         lock they take turns, in the order accepted, and each one sees what the ones before it did: a step the
-        earlier ones made impossible (a second withdrawal, a revision after the submission) is refused.
+        earlier ones made impossible (a second withdrawal, a revision after the submission) is refused. The step
+        writes its entry with a regular activity, so only once the Update's acceptance is in the history.
         """
         if not workflow.patched(SERIAL_HANDLERS):
-            return await step()
+            return await step(False)
         async with self._lock:
             check()
-            return await step()
+            return await step(True)
 
     @workflow.update
     async def revise(self, revision: RevisionInput) -> DocumentRef:
-        return await self._serially(lambda: self._check_revision(revision), lambda: self._revise(revision))
+        return await self._serially(lambda: self._check_revision(revision), lambda after: self._revise(revision, after))
 
-    async def _revise(self, revision: RevisionInput) -> DocumentRef:
+    async def _revise(self, revision: RevisionInput, after_accept: bool) -> DocumentRef:
         document = DocumentRef(
             sha256=revision.sha256,
             version=len(self._versions) + 1,
@@ -461,6 +462,7 @@ class ProposalWorkflow:
                 idempotency_key=f"{self._proposal.proposal_id}:version-{document.version}",
                 payload={"document": document.model_dump(mode="json")},
             ),
+            after_accept=after_accept,
         )
         self._versions.append(document)
         return document
@@ -484,13 +486,14 @@ class ProposalWorkflow:
     async def submit(self) -> str:
         return await self._serially(self._check_submit, self._submit)
 
-    async def _submit(self) -> str:
+    async def _submit(self, after_accept: bool) -> str:
         current = self._versions[-1]
         await ledger(
             self._proposal.proposal_id,
             "submitted",
             f"{self._proposal.proposal_id}:submitted",
             {"version": current.version, "sha256": current.sha256},
+            after_accept=after_accept,
         )
         self._submitted = True
         return current.sha256
@@ -506,15 +509,16 @@ class ProposalWorkflow:
 
     @workflow.update
     async def pledge(self, pledge: Pledge) -> Pledge:
-        return await self._serially(lambda: self._check_pledge(pledge), lambda: self._pledge(pledge))
+        return await self._serially(lambda: self._check_pledge(pledge), lambda after: self._pledge(pledge, after))
 
-    async def _pledge(self, pledge: Pledge) -> Pledge:
+    async def _pledge(self, pledge: Pledge, after_accept: bool) -> Pledge:
         recorded = pledge.model_copy(update={"recorded_at": workflow.now()})
         await ledger(
             self._proposal.proposal_id,
             "partner_pledge",
             f"{self._proposal.proposal_id}:pledge-{len(self._pledges) + 1}",
             recorded.model_dump(mode="json"),
+            after_accept=after_accept,
         )
         self._pledges.append(recorded)
         return recorded
@@ -533,14 +537,15 @@ class ProposalWorkflow:
 
     @workflow.update
     async def withdraw(self, request: WithdrawInput) -> ProposalStatus:
-        return await self._serially(lambda: self._check_withdraw(request), lambda: self._withdraw(request))
+        return await self._serially(lambda: self._check_withdraw(request), lambda after: self._withdraw(request, after))
 
-    async def _withdraw(self, request: WithdrawInput) -> ProposalStatus:
+    async def _withdraw(self, request: WithdrawInput, after_accept: bool) -> ProposalStatus:
         await ledger(
             self._proposal.proposal_id,
             "withdrawn",
             f"{self._proposal.proposal_id}:withdrawn",
             {"reason": request.reason, "stage": self._stage, "round": self._round},
+            after_accept=after_accept,
         )
         self._withdrawn = request.reason
         self._status = ProposalState.WITHDRAWN

@@ -1,0 +1,478 @@
+"""The ledger–history cross-check covers every kind of entry: each kind removed from a genuine bundle (the chain
+rebuilt and the bundle re-sealed with the real key) is named; so is an Update without its entry, an entry without
+its Update, an entry whose content differs, and the revisions 54c12b0 accepted but never recorded."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audit.bundle import LEDGER, LedgerLine
+from tests.integration import cli
+from tests.test_audit import Audited, audited, findings, ledger_of, rechain, reseal, write_ledger
+
+__all__ = ["audited"]  # the module's fixture: the whole default process on the real stack, exported
+
+BUNDLES = Path(__file__).resolve().parent / "bundles"
+# Every kind a whole demo run writes; the first test checks the demo still writes exactly these.
+DEMO_KINDS = [
+    "proposal_started",
+    "stage_started",
+    "stage_ended",
+    "submitted",
+    "consultation_opened",
+    "comment",
+    "consultation_extended",
+    "disposition",
+    "consultation_closed",
+    "round_opened",
+    "position",
+    "round_closed",
+    "version_uploaded",
+    "meeting_scheduled",
+    "meeting_recorded",
+    "partner_pledge",
+    "proposal_closed",
+]
+
+
+# --- the case of issue 17, as 54c12b0 wrote it ---------------------------------------------------------------
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text())["events"]
+
+
+def _payload(holder: dict[str, Any]) -> Any:
+    return json.loads(base64.b64decode(holder["payloads"][0]["data"]))
+
+
+def test_the_revisions_54c12b0_accepted_but_did_not_record_are_each_named() -> None:
+    bundle = BUNDLES / "concurrent-revisions"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (history,) = (bundle / "history").glob("*.json")
+    # What the workflow told the coordinators, read from the history with json alone.
+    names = {}
+    for event in _events(history):
+        accepted = event.get("workflowExecutionUpdateAcceptedEventAttributes")
+        if accepted:
+            names[accepted["acceptedRequest"]["meta"]["updateId"]] = accepted["acceptedRequest"]["input"]["name"]
+    returned = {
+        attrs["meta"]["updateId"]: _payload(attrs["outcome"]["success"])
+        for event in _events(history)
+        if (attrs := event.get("workflowExecutionUpdateCompletedEventAttributes"))
+        and names[attrs["meta"]["updateId"]] == "revise"
+    }
+    assert len(returned) == 8
+    recorded = {
+        (line.payload["document"]["version"], line.payload["document"]["sha256"])
+        for line in ledger_of(bundle)
+        if line.kind == "version_uploaded"
+    }
+    lost = {u for u, document in returned.items() if (document["version"], document["sha256"]) not in recorded}
+    assert len(recorded) < 8 and len(lost) == 8 - len(recorded)  # the loss the issue reports
+
+    result = cli("audit", "verify", str(bundle), "--public-key", manifest["public_key"])
+    assert result.code == 1, result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert len(lines) == len(lost), result.stdout
+    for update_id in lost:
+        (line,) = [line for line in lines if update_id in line]
+        assert "version_uploaded: revise" in line and "was accepted and completed but is not in the ledger" in line
+        assert f"version {returned[update_id]['version']}, sha256 {returned[update_id]['sha256'][:8]}" in line
+    assert not any(u in result.stdout for u in returned.keys() - lost)
+    assert "signature" not in result.stdout  # the seal holds: only the cross-check finds the loss
+
+
+# --- each kind removed from a genuine bundle ----------------------------------------------------------------
+
+
+@pytest.fixture
+def copy(audited: Audited, tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(audited.bundle, target)
+    return target
+
+
+def _signing_key(audited: Audited) -> str:
+    assert audited.stack.settings is not None
+    return audited.stack.settings.audit_signing_key
+
+
+def test_the_demo_bundle_verifies_and_holds_every_kind_the_removals_cover(audited: Audited) -> None:
+    assert findings(audited.bundle, audited.public_key) == []
+    assert sorted({line.kind for line in ledger_of(audited.bundle)}) == sorted(DEMO_KINDS)
+
+
+def _remove(bundle: Path, kind: str, private: str, *, rewrite_receipts: bool) -> LedgerLine:
+    """Drop the first entry of `kind`, rebuild the chain and re-seal; optionally also make every receipt in the
+    histories name the rebuilt entries, as a forger who also edits histories would."""
+    lines = ledger_of(bundle)
+    dropped = next(line for line in lines if line.kind == kind)
+    rebuilt = rechain([line for line in lines if line is not dropped])
+    write_ledger(bundle, rebuilt)
+    if rewrite_receipts:
+        survivors = [line for line in lines if line is not dropped]
+        moved = {old.entry_hash: new for old, new in zip(survivors, rebuilt, strict=True)}
+        for path in (bundle / "history").glob("*.json"):
+            path.write_text(json.dumps(_rewrite_receipts(json.loads(path.read_text()), moved)))
+    reseal(bundle, private)
+    return dropped
+
+
+def _rewrite_receipts(value: Any, moved: dict[str, LedgerLine]) -> Any:
+    """Every payload in a history, with each receipt (seq and entry hash) pointing at the rebuilt entry."""
+    if isinstance(value, dict):
+        if "payloads" in value and isinstance(value["payloads"], list):
+            for payload in value["payloads"]:
+                data = json.loads(base64.b64decode(payload["data"]))
+                payload["data"] = base64.b64encode(json.dumps(_moved(data, moved)).encode()).decode()
+            return value
+        return {k: _rewrite_receipts(v, moved) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite_receipts(v, moved) for v in value]
+    return value
+
+
+def _moved(data: Any, moved: dict[str, LedgerLine]) -> Any:
+    if isinstance(data, dict):
+        data = {k: _moved(v, moved) for k, v in data.items()}
+        for seq, digest in (("seq", "entry_hash"), ("ledger_seq", "ledger_entry_hash")):
+            if data.get(digest) in moved:
+                new = moved[data[digest]]
+                data[seq], data[digest] = new.seq, new.entry_hash
+        return data
+    if isinstance(data, list):
+        return [_moved(v, moved) for v in data]
+    return data
+
+
+def _names_kind(found: list[str], kind: str) -> list[str]:
+    return [f for f in found if f"] update: {kind}: " in f or f"] step: {kind}: " in f]
+
+
+@pytest.mark.parametrize("kind", DEMO_KINDS)
+def test_an_entry_removed_and_the_chain_rebuilt_is_named_by_kind(copy: Path, audited: Audited, kind: str) -> None:
+    dropped = _remove(copy, kind, _signing_key(audited), rewrite_receipts=False)
+    found = findings(copy, audited.public_key)
+    named = _names_kind(found, kind)
+    assert len(named) == 1, found
+    assert dropped.idempotency_key.split(":", 1)[0] in named[0]  # the history of the workflow that wrote it
+    # The histories' receipts no longer match the rebuilt chain from the dropped entry on.
+    assert any("ledger_write: " in f and "the entry was removed or the chain rebuilt" in f for f in found)
+
+
+@pytest.mark.parametrize("kind", DEMO_KINDS)
+def test_an_entry_removed_with_every_receipt_rewritten_is_still_named_by_kind(
+    copy: Path, audited: Audited, kind: str
+) -> None:
+    """Only what the histories say was done (the Update, the step) can tell: the receipts were made to agree."""
+    dropped = _remove(copy, kind, _signing_key(audited), rewrite_receipts=True)
+    found = findings(copy, audited.public_key)
+    named = _names_kind(found, kind)
+    assert len(named) == 1, found
+    # Besides, only the dropped entry's own receipt (and for a position, the receipt its delegate was given).
+    (receipts,) = [f for f in found if "ledger_write: " in f]
+    assert f"seq {dropped.seq}, entry_hash {dropped.entry_hash[:8]}" in receipts
+    assert len(found) == 2, found
+
+
+# --- the converse, and content that differs -----------------------------------------------------------------
+
+
+def test_an_entry_no_update_made_is_named(copy: Path, audited: Audited) -> None:
+    lines = ledger_of(copy)
+    comment = next(line for line in lines if line.kind == "comment")
+    workflow_id = comment.idempotency_key.split(":", 1)[0]
+    forged_payload = {**comment.payload, "comment_id": "forged-1", "text": "A comment nobody sent."}
+    forged = dataclasses.replace(
+        comment,
+        idempotency_key=f"{workflow_id}:comment:forged-1",
+        payload_json=json.dumps(forged_payload, sort_keys=True, separators=(",", ":")),
+    )
+    at = lines.index(comment) + 1
+    write_ledger(copy, rechain([*lines[:at], forged, *lines[at:]]))
+    reseal(copy, _signing_key(audited))
+    found = findings(copy, audited.public_key)
+    assert any(
+        f"comment {workflow_id}:comment:forged-1 is in the ledger but history/{workflow_id}.json shows no "
+        "completed update with that content" in f
+        for f in found
+    ), found
+
+
+def test_an_update_in_the_history_without_its_entry_is_named(copy: Path, audited: Audited) -> None:
+    """A completed Update added to a round's history (as if the ledger had lost its write) is named."""
+    path = copy / "history" / f"{audited.proposal_id}.round-1.json"
+    history = json.loads(path.read_text())
+    events = history["events"]
+    accepted = next(e for e in events if e.get("workflowExecutionUpdateAcceptedEventAttributes"))
+    update_id = accepted["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["meta"]["updateId"]
+    completed = next(
+        e
+        for e in events
+        if e.get("workflowExecutionUpdateCompletedEventAttributes", {}).get("meta", {}).get("updateId") == update_id
+    )
+    extra = json.loads(json.dumps([accepted, completed]).replace(update_id, "lost-update-1"))
+    for number, event in enumerate(extra, start=len(events) + 1):
+        event["eventId"] = str(number)
+    events[-1:-1] = extra  # before the close, as a handler finishing in time would be
+    path.write_text(json.dumps(history))
+    reseal(copy, _signing_key(audited))
+    found = findings(copy, audited.public_key)
+    assert found == [
+        f"history/{path.name} [event {extra[0]['eventId']}] update: position: submit_position lost-update-1 was "
+        "accepted and completed but is not in the ledger"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [
+        ("position", "reason", "A reason the delegate never gave."),
+        ("disposition", "reason", "Not what the coordinator answered."),
+        ("meeting_recorded", "summary", "ADGMIN rejected it."),
+        ("round_closed", "verdict", "not_passed"),
+        ("stage_ended", "status", "failed"),
+        ("proposal_started", "title", "Another title"),
+    ],
+)
+def test_an_entry_whose_content_differs_from_the_history_is_named(
+    copy: Path, audited: Audited, kind: str, field: str, value: str
+) -> None:
+    lines = ledger_of(copy)
+    target = next(line for line in lines if line.kind == kind)
+    payload = {**target.payload, field: value}
+    changed = dataclasses.replace(target, payload_json=json.dumps(payload, separators=(",", ":")))
+    write_ledger(copy, rechain([changed if line is target else line for line in lines]))
+    reseal(copy, _signing_key(audited))
+    found = findings(copy, audited.public_key)
+    assert any(
+        f.startswith(f"{LEDGER} [seq {target.seq}] payload.{field}: the ledger says {value!r}") for f in found
+    ), found
+
+
+@pytest.mark.parametrize("kind", ["version_uploaded", "partner_pledge", "submitted", "consultation_extended"])
+def test_an_entry_found_by_content_whose_content_differs_is_named_twice(
+    copy: Path, audited: Audited, kind: str
+) -> None:
+    """A revision, pledge, submission or extension is found by its content: changed, its Update has no entry
+    and the entry has no Update, and both are named."""
+    lines = ledger_of(copy)
+    target = next(line for line in lines if line.kind == kind)
+    payload = json.loads(target.payload_json)
+    if kind == "version_uploaded":
+        payload["document"]["sha256"] = "0" * 64
+    elif kind == "partner_pledge":
+        payload["amount"] = "1.00"
+    elif kind == "submitted":
+        payload["sha256"] = "0" * 64
+    else:
+        payload["to"] = "2099-01-01T00:00:00+00:00"
+    changed = dataclasses.replace(target, payload_json=json.dumps(payload, separators=(",", ":")))
+    write_ledger(copy, rechain([changed if line is target else line for line in lines]))
+    reseal(copy, _signing_key(audited))
+    found = findings(copy, audited.public_key)
+    assert len(_names_kind(found, kind)) == 1, found
+    assert any(
+        f"{kind} {target.idempotency_key} is in the ledger but" in f and "no completed update" in f for f in found
+    ), found
+
+
+# --- mail outcomes, against a constructed history (the mailing's result as the mail helper reports it) ---------
+
+PROPOSAL = "p-mail"
+ROUND = f"{PROPOSAL}.round-1"
+DOCUMENT = {"sha256": "a" * 64, "version": 1, "filename": "framework.md", "size": 10}
+RECIPIENTS = [
+    {"state": "MY", "delegate_id": "d-my-1", "outcome": "sent", "code": 250, "reply": "OK"},
+    {"state": "SG", "delegate_id": "d-sg-1", "outcome": "refused", "code": 550, "reply": "5.1.1 no such user"},
+    {"state": "TH", "delegate_id": "d-th-1", "outcome": "bounced", "code": 554, "reply": "5.7.1 rejected"},
+]
+NOT_INVITED = [
+    {"state": "TL", "reason": "no delegate in role focal_point"},
+    {"state": "SG", "reason": "every recipient was refused or bounced"},
+]
+
+
+def _json_payloads(value: Any) -> dict[str, Any]:
+    encode = base64.b64encode
+    return {
+        "payloads": [
+            {
+                "metadata": {"encoding": encode(b"json/plain").decode()},
+                "data": encode(json.dumps(value).encode()).decode(),
+            }
+        ]
+    }
+
+
+def _mail_ledger(
+    *, outcomes: bool = True, drop: str | None = None, recipients: list[dict[str, Any]] | None = None
+) -> list[LedgerLine]:
+    opened = {"round": 1, "stage": "member_review", "purpose": "review", "document": DOCUMENT, "rule": "consensus"}
+    entries = [("round_opened", f"{ROUND}:opened", opened)]
+    if outcomes:
+        mail = {
+            "step": "invitation",
+            "round": 1,
+            "stage_index": None,
+            "recipients": recipients or RECIPIENTS,
+            "not_invited": NOT_INVITED,
+        }
+        entries.append(("mail_outcome", f"{ROUND}:mail:invitation", mail))
+        for missing in NOT_INVITED:
+            entries.append(
+                (
+                    "not_invited",
+                    f"{ROUND}:not-invited:invitation:{missing['state']}",
+                    {"round": 1, "step": "invitation", **missing},
+                )
+            )
+    closed = {"round": 1, "verdict": "not_passed", "reason": "states were not invited", "closed_because": "deadline"}
+    entries.append(("round_closed", f"{ROUND}:closed", closed))
+    lines = [
+        LedgerLine(PROPOSAL, 0, kind, key, json.dumps(payload, sort_keys=True), "2026-12-04T00:00:00.000000Z", "", "")
+        for kind, key, payload in entries
+        if key != drop
+    ]
+    return rechain(lines)
+
+
+def _mail_history(ledger: list[LedgerLine], *, outcomes: bool = True) -> bytes:
+    """A round that mailed its invitation and wrote each entry of `ledger` with a local activity."""
+    events: list[dict[str, Any]] = []
+
+    def add(kind: str, attributes: str, value: dict[str, Any]) -> None:
+        events.append({"eventId": str(len(events) + 1), "eventType": f"EVENT_TYPE_{kind}", attributes: value})
+
+    def receipt(line: LedgerLine) -> None:
+        data = {"seq": 1, "activity_id": str(line.seq), "activity_type": "append_ledger"}
+        result = {"seq": line.seq, "entry_hash": line.entry_hash, "recorded_at": line.recorded_at}
+        add(
+            "MARKER_RECORDED",
+            "markerRecordedEventAttributes",
+            {
+                "markerName": "core_local_activity",
+                "details": {"data": _json_payloads(data), "result": _json_payloads(result)},
+            },
+        )
+
+    round_input = {
+        "proposal_id": PROPOSAL,
+        "round": 1,
+        "stage_type": "member_review",
+        "purpose": "review",
+        "document": DOCUMENT,
+        "participants": ["MY", "SG", "TH", "TL"],
+    }
+    add(
+        "WORKFLOW_EXECUTION_STARTED",
+        "workflowExecutionStartedEventAttributes",
+        {"workflowType": {"name": "ReviewRoundWorkflow"}, "input": _json_payloads(round_input)},
+    )
+    by_kind = {line.kind: line for line in ledger}
+    if "round_opened" in by_kind:
+        receipt(by_kind["round_opened"])
+    mailing = {"proposal_id": PROPOSAL, "round": 1, "step": "invitation", "states": ["MY", "SG", "TH", "TL"]}
+    add(
+        "ACTIVITY_TASK_SCHEDULED",
+        "activityTaskScheduledEventAttributes",
+        {"activityId": "2", "activityType": {"name": "send_round_mail"}, "input": _json_payloads(mailing)},
+    )
+    result: dict[str, Any] = {"sent": 1, "already_sent": 0, "states_without_delegates": ["TL"]}
+    if outcomes:
+        result |= {"recipients": RECIPIENTS, "not_invited": NOT_INVITED}
+    add(
+        "ACTIVITY_TASK_COMPLETED",
+        "activityTaskCompletedEventAttributes",
+        {"scheduledEventId": str(len(events)), "result": _json_payloads(result)},
+    )
+    for line in ledger:
+        if line.kind in ("mail_outcome", "not_invited", "round_closed"):
+            receipt(line)
+    outcome = {"round": 1, "verdict": "not_passed", "reason": "states were not invited", "closed_because": "deadline"}
+    add(
+        "WORKFLOW_EXECUTION_COMPLETED", "workflowExecutionCompletedEventAttributes", {"result": _json_payloads(outcome)}
+    )
+    return json.dumps({"events": events}).encode()
+
+
+def _mail_findings(ledger: list[LedgerLine], history: bytes) -> list[str]:
+    from audit.crosscheck import cross_check
+    from audit.history import parse_history
+
+    return [str(f) for f in cross_check(ledger, {ROUND: parse_history(ROUND, history)}).findings]
+
+
+def test_mail_outcomes_that_agree_with_the_mailing_verify() -> None:
+    ledger = _mail_ledger()
+    assert _mail_findings(ledger, _mail_history(ledger)) == []
+
+
+def test_a_round_from_before_mail_outcomes_were_recorded_still_verifies() -> None:
+    ledger = _mail_ledger(outcomes=False)
+    assert _mail_findings(ledger, _mail_history(ledger, outcomes=False)) == []
+
+
+def test_a_mail_outcome_that_differs_from_the_mailing_result_is_named() -> None:
+    claimed = [{**r, "outcome": "sent", "code": 250} if r["state"] == "SG" else r for r in RECIPIENTS]
+    ledger = _mail_ledger(recipients=claimed)
+    history = _mail_history(_mail_ledger())  # the mailing's result: SG's delegate was refused
+    found = [f for f in _mail_findings(ledger, history) if "ledger_write" not in f]
+    assert len(found) == 1 and found[0].startswith(f"{LEDGER} [seq 2] payload.recipients: the ledger says"), found
+    assert "'refused'" in found[0] and "550" in found[0]
+
+
+@pytest.mark.parametrize(
+    ("dropped", "kind"),
+    [(f"{ROUND}:mail:invitation", "mail_outcome"), (f"{ROUND}:not-invited:invitation:TL", "not_invited")],
+)
+def test_a_missing_mail_outcome_or_not_invited_entry_is_named(dropped: str, kind: str) -> None:
+    ledger = _mail_ledger(drop=dropped)
+    found = _mail_findings(ledger, _mail_history(ledger))
+    assert found == [
+        f"history/{ROUND}.json [event 4] step: {kind}: the history shows send_round_mail 'invitation' "
+        f"{'ended' if kind == 'mail_outcome' else 'could not invite TL'}, but the ledger has no {dropped}"
+    ]
+
+
+def test_a_mail_outcome_for_a_mailing_the_history_never_made_is_named() -> None:
+    ledger = _mail_ledger()
+    forged = dataclasses.replace(
+        ledger[1],
+        idempotency_key=f"{ROUND}:mail:reminder-1",
+        payload_json=ledger[1].payload_json.replace('"invitation"', '"reminder-1"'),
+    )
+    ledger = rechain([*ledger[:2], forged, *ledger[2:]])
+    found = _mail_findings(ledger, _mail_history(ledger))
+    assert (
+        f"{LEDGER} [seq 3] idempotency_key: mail_outcome {ROUND}:mail:reminder-1 is in the ledger but "
+        f"history/{ROUND}.json shows no completed mailing whose result it records" in found
+    ), found
+
+
+def test_the_report_shows_who_was_written_to_and_who_was_not_invited() -> None:
+    from audit.record import build_record
+    from audit.report import render_report
+
+    record = build_record(_mail_ledger())
+    (column,) = record.rounds
+    assert column.not_invited == {n["state"]: n["reason"] for n in NOT_INVITED}
+    (mailing,) = column.mailings
+    assert [(r.state, r.outcome, r.code) for r in mailing.recipients] == [
+        ("MY", "sent", 250),
+        ("SG", "refused", 550),
+        ("TH", "bounced", 554),
+    ]
+    page = render_report(record, None)
+    assert 'Not invited</strong><br><span class="small">no delegate in role focal_point' in page
+    assert "<td>SG</td><td>d-sg-1</td><td>refused</td><td>550 5.1.1 no such user</td>" in page
+    assert "<td>TH</td><td>d-th-1</td><td>bounced</td><td>554 5.7.1 rejected</td>" in page
+    assert "1 sent, 1 refused, 1 bounced" in page

@@ -61,9 +61,10 @@ class _Ledger:
         self.lines = lines
         self.by_key = {line.idempotency_key: line for line in lines}
         self.by_seq = {line.seq: line for line in lines}
+        self.owners = {line.seq: owner(line) for line in lines}
         self.of: dict[tuple[str, str], list[LedgerLine]] = defaultdict(list)
         for line in lines:
-            self.of[(owner(line), line.kind)].append(line)
+            self.of[(self.owners[line.seq], line.kind)].append(line)
         self.claimed: dict[int, Expected | str] = {}  # seq: what vouched for it (an expectation or a Signal)
         self.receipted: set[int] = set()
 
@@ -335,7 +336,7 @@ def _check_signals(index: _Ledger, workflows: dict[str, WorkflowRecord], result:
 def _check_vouched(index: _Ledger, workflows: dict[str, WorkflowRecord], result: CrossCheck) -> None:
     """Every entry has its Update, step, Signal or at least the receipt of the write that made it."""
     for line in index.lines:
-        workflow_id = owner(line)
+        workflow_id = index.owners[line.seq]
         where = f"seq {line.seq}"
         record = workflows.get(workflow_id)
         if record is None:

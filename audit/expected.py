@@ -62,6 +62,8 @@ def as_amount(value: Any) -> Decimal | None:
 
 
 def dig(payload: Any, path: str) -> Any:
+    if "." not in path:  # most paths are one name
+        return payload.get(path) if isinstance(payload, dict) else None
     for part in path.split("."):
         payload = payload.get(part) if isinstance(payload, dict) else None
     return payload

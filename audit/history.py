@@ -73,14 +73,25 @@ class LedgerWrite:
     asked: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Activity:
-    """A completed activity the cross-check reads (a mailing): its input and its result."""
+    """A completed activity the cross-check may read (a mailing): its input and its result, read when first asked
+    for (most mailings' are never needed)."""
 
     event_id: int
     name: str
-    input: Any
-    result: Any
+    raw_input: msgspec.Raw = field(repr=False)
+    raw_result: msgspec.Raw = field(repr=False)
+
+    @functools.cached_property
+    def input(self) -> Any:
+        values = _payloads(self.raw_input)
+        return values[0] if values else None
+
+    @functools.cached_property
+    def result(self) -> Any:
+        values = _payloads(self.raw_result)
+        return values[0] if values else None
 
 
 @dataclass
@@ -181,9 +192,20 @@ class _ActivityCompleted(msgspec.Struct, rename="camel"):
     result: msgspec.Raw = msgspec.Raw()
 
 
+class _MarkerDetails(msgspec.Struct, frozen=True, rename={"patch_data": "patch-data"}):
+    data: _Payloads | None = None
+    result: _Payloads | None = None
+    patch_data: _Payloads | None = None
+
+
 class _Marker(msgspec.Struct, rename="camel"):
     marker_name: str = ""
-    details: dict[str, msgspec.Raw] = {}
+    details: _MarkerDetails = _MarkerDetails()
+
+
+class _Receipt(msgspec.Struct):
+    seq: int
+    entry_hash: str = ""
 
 
 class _Event(msgspec.Struct, rename="camel"):
@@ -218,6 +240,7 @@ class _LocalActivityData(msgspec.Struct):
 
 
 _LOCAL_ACTIVITY_DATA = msgspec.json.Decoder(_LocalActivityData)
+_RECEIPT = msgspec.json.Decoder(_Receipt)
 
 
 def payload_value(payload: _Payload) -> Any:
@@ -304,7 +327,10 @@ def _read_event(record: WorkflowRecord, event: _Event, kind: str) -> None:
         done: _ActivityCompleted = _attributes(event, "activity_task_completed_event_attributes")
         known = record._scheduled.pop(int(done.scheduled_event_id), None)
         if known is not None:
-            _read_activity(record, event_id, known[0], _payloads(known[1]), _payloads(done.result))
+            if known[0] in LEDGER_ACTIVITIES:
+                _add_write(record, event_id, known[0], _payloads(known[1]), _payloads(done.result))
+            else:
+                record.activities.append(Activity(event_id, known[0], known[1], done.result))
     elif kind == "MARKERRECORDED":
         _read_marker(record, event_id, _attributes(event, "marker_recorded_event_attributes"))
     elif kind in CLOSED:
@@ -316,30 +342,28 @@ def _read_event(record: WorkflowRecord, event: _Event, kind: str) -> None:
             record.result = results[0] if results else None
 
 
-def _read_activity(record: WorkflowRecord, event_id: int, name: str, args: list[Any], results: list[Any]) -> None:
-    result = results[0] if results else None
-    if name in LEDGER_ACTIVITIES:
-        asked = args[0] if name != "register_proposal" and args and isinstance(args[0], dict) else None
-        _add_write(record, event_id, name, result, asked)
-    else:
-        record.activities.append(Activity(event_id, name, args[0] if args else None, result))
-
-
 def _read_marker(record: WorkflowRecord, event_id: int, marker: _Marker) -> None:
+    details = marker.details
     if marker.marker_name == PATCH_MARKER:
-        for value in _payloads(marker.details.get("patch-data")):
+        for value in _payloads(details.patch_data):
             if isinstance(value, dict) and isinstance(value.get("id"), str):
                 record.patches.add(value["id"])
-    elif marker.marker_name == LOCAL_ACTIVITY_MARKER and "result" in marker.details:
-        raw = marker.details.get("data")
-        data = _PAYLOADS.decode(raw).payloads if raw is not None and len(raw) else []
+    elif marker.marker_name == LOCAL_ACTIVITY_MARKER and details.result is not None and details.data is not None:
+        data = details.data.payloads
         name = _LOCAL_ACTIVITY_DATA.decode(data[0].data).activity_type if data else None
-        if name in LEDGER_ACTIVITIES:
-            results = _payloads(marker.details["result"])
-            _add_write(record, event_id, str(name), results[0] if results else None, None)
+        if name in LEDGER_ACTIVITIES and details.result.payloads:
+            try:
+                receipt = _RECEIPT.decode(details.result.payloads[0].data)
+            except ValueError:
+                raise ValueError(f"event {event_id}: {name} returned no ledger receipt") from None
+            record.writes.append(LedgerWrite(event_id, str(name), receipt.seq, receipt.entry_hash, None))
 
 
-def _add_write(record: WorkflowRecord, event_id: int, name: str, receipt: Any, asked: dict[str, Any] | None) -> None:
+def _add_write(record: WorkflowRecord, event_id: int, name: str, args: list[Any], results: list[Any]) -> None:
+    """A regular ledger activity: the history keeps what it asked to write (but for `register_proposal`, whose
+    input is the proposal) and the receipt it got."""
+    receipt = results[0] if results else None
     if not isinstance(receipt, dict) or not isinstance(receipt.get("seq"), int):
         raise ValueError(f"event {event_id}: {name} returned {receipt!r}, not a ledger receipt")
+    asked = args[0] if name != "register_proposal" and args and isinstance(args[0], dict) else None
     record.writes.append(LedgerWrite(event_id, name, receipt["seq"], str(receipt.get("entry_hash", "")), asked))

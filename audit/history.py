@@ -71,6 +71,7 @@ class LedgerWrite:
     seq: int
     entry_hash: str
     asked: dict[str, Any] | None = None
+    recorded_at: str = ""
 
 
 @dataclass
@@ -206,6 +207,7 @@ class _Marker(msgspec.Struct, rename="camel"):
 class _Receipt(msgspec.Struct):
     seq: int
     entry_hash: str = ""
+    recorded_at: str = ""
 
 
 class _Event(msgspec.Struct, rename="camel"):
@@ -356,7 +358,9 @@ def _read_marker(record: WorkflowRecord, event_id: int, marker: _Marker) -> None
                 receipt = _RECEIPT.decode(details.result.payloads[0].data)
             except ValueError:
                 raise ValueError(f"event {event_id}: {name} returned no ledger receipt") from None
-            record.writes.append(LedgerWrite(event_id, str(name), receipt.seq, receipt.entry_hash, None))
+            record.writes.append(
+                LedgerWrite(event_id, str(name), receipt.seq, receipt.entry_hash, None, receipt.recorded_at)
+            )
 
 
 def _add_write(record: WorkflowRecord, event_id: int, name: str, args: list[Any], results: list[Any]) -> None:
@@ -366,4 +370,8 @@ def _add_write(record: WorkflowRecord, event_id: int, name: str, args: list[Any]
     if not isinstance(receipt, dict) or not isinstance(receipt.get("seq"), int):
         raise ValueError(f"event {event_id}: {name} returned {receipt!r}, not a ledger receipt")
     asked = args[0] if name != "register_proposal" and args and isinstance(args[0], dict) else None
-    record.writes.append(LedgerWrite(event_id, name, receipt["seq"], str(receipt.get("entry_hash", "")), asked))
+    record.writes.append(
+        LedgerWrite(
+            event_id, name, receipt["seq"], str(receipt.get("entry_hash", "")), asked, str(receipt.get("recorded_at"))
+        )
+    )

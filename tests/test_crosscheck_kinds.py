@@ -476,3 +476,70 @@ def test_the_report_shows_who_was_written_to_and_who_was_not_invited() -> None:
     assert "<td>SG</td><td>d-sg-1</td><td>refused</td><td>550 5.1.1 no such user</td>" in page
     assert "<td>TH</td><td>d-th-1</td><td>bounced</td><td>554 5.7.1 rejected</td>" in page
     assert "1 sent, 1 refused, 1 bounced" in page
+
+
+# --- a run from before local activities: its histories keep every entry it asked to write ----------------------
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+OLD_RUN = "operational-framework-776ca791"  # recorded when every ledger write was a regular activity
+
+
+def _old_run() -> tuple[list[LedgerLine], dict[str, Any]]:
+    """The old run's ledger, rebuilt from what its histories asked to write and the receipts they got back."""
+    from audit.history import parse_history
+    from models.ledger import GENESIS_HASH, canonical_json
+
+    workflows = {p.stem: parse_history(p.stem, p.read_bytes()) for p in HISTORIES.glob(f"{OLD_RUN}*.json")}
+    writes = sorted(((w, r) for r in workflows.values() for w in r.writes), key=lambda pair: pair[0].seq)
+    ledger, previous = [], GENESIS_HASH
+    for write, record in writes:
+        asked = write.asked or {  # register_proposal's input is the proposal itself
+            "proposal_id": record.workflow_id,
+            "kind": "proposal_started",
+            "idempotency_key": f"{record.workflow_id}:started",
+            "payload": record.input[0],
+        }
+        line = LedgerLine(
+            asked["proposal_id"],
+            write.seq,
+            asked["kind"],
+            asked["idempotency_key"],
+            canonical_json(asked["payload"]),
+            write.recorded_at,
+            previous,
+            "",
+        )
+        ledger.append(dataclasses.replace(line, entry_hash=line.computed_hash()))
+        previous = ledger[-1].entry_hash
+    return ledger, workflows
+
+
+def test_an_old_run_whose_writes_were_regular_activities_still_verifies() -> None:
+    from audit.crosscheck import cross_check
+
+    ledger, workflows = _old_run()
+    # The rebuilt entries hash to the receipts the workflows were given: the ledger is that run's own.
+    receipts = {w.seq: w.entry_hash for r in workflows.values() for w in r.writes}
+    assert [line.entry_hash for line in ledger] == [receipts[seq] for seq in range(1, len(ledger) + 1)]
+    assert {line.kind for line in ledger} >= {"proposal_started", "version_uploaded", "position", "round_closed"}
+    checked = cross_check(ledger, workflows)
+    assert checked.findings == []
+    assert checked.entries_vouched == len(ledger)
+
+
+def test_a_write_answered_with_another_entry_s_receipt_is_named() -> None:
+    """What 54c12b0's ledger did with a repeated key, seen in an old run's history: asked one thing, given another."""
+    from audit.crosscheck import cross_check
+
+    ledger, workflows = _old_run()
+    record = workflows[f"{OLD_RUN}.round-1"]
+    at, write = next((i, w) for i, w in enumerate(record.writes) if w.asked and w.asked["kind"] == "position")
+    assert write.asked is not None
+    asked = {**write.asked, "payload": {**write.asked["payload"], "position": "object"}}
+    record.writes[at] = dataclasses.replace(write, asked=asked)
+    found = [str(f) for f in cross_check(ledger, workflows).findings]
+    assert found == [
+        f"history/{OLD_RUN}.round-1.json [event {write.event_id}] ledger_write: the workflow wrote position "
+        f"{write.asked['idempotency_key']} but the ledger answered with seq {write.seq}, which holds another "
+        "payload: the write was answered with an earlier entry's receipt"
+    ]

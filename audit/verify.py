@@ -2,7 +2,8 @@
 
 Checks, in order: the manifest's signature; every file's SHA-256 and that no file was added or removed; the
 ledger's hash chain; that documents are what their names say and every decision names one of them; and the
-cross-check of ledger against history. A bundle passes when no check finds anything.
+cross-check of ledger against history, over every kind of entry (audit/crosscheck.py). A bundle passes when no
+check finds anything.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def verify_bundle(root: Path, public_key: str | None = None) -> Verification:
         result.findings.extend(checked.findings)
         result.notes.extend(checked.notes)
         result.counts["decisions_matched"] = checked.decisions_matched
+        result.counts["entries_vouched"] = checked.entries_vouched
     if public_key is None and manifest.public_key:
         result.notes.append(
             f"checked against the key inside the bundle ({keys.fingerprint(manifest.public_key)}); pass "

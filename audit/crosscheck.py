@@ -363,6 +363,8 @@ def _check_vouched(index: _Ledger, workflows: dict[str, WorkflowRecord], result:
                 f"{line.kind} {line.idempotency_key} is in the ledger but {history_file(workflow_id)} shows "
                 f"{_NEEDED[needs]}"
             )
+            if record.continued:  # the run that wrote it may be an earlier one, whose history the bundle lacks
+                message += f" (that history is a run continued from an earlier run of {workflow_id}, not in the bundle)"
             result.findings.append(Finding(LEDGER, where, "idempotency_key", message))
         elif line.seq not in index.receipted:
             message = (

@@ -17,6 +17,8 @@ from typing import Any
 from audit.history import AcceptedUpdate, Activity, WorkflowRecord
 
 ROUND_MAIL = "send_round_mail"
+# The mailings of a stage's steps (invitation, reminders, extensions), each recorded as `{workflow}:mail:{step}`.
+STEP_MAILINGS = {ROUND_MAIL, "send_consultation_mail", "send_meeting_mail"}
 REMINDERS_PATCH = "ledger-reminders"  # rounds record their reminders in the ledger from this patch on
 MAIL_KINDS = ("mail_outcome", "not_invited")
 
@@ -390,6 +392,8 @@ def mail_steps(record: WorkflowRecord, writes_mail_outcomes: bool) -> list[Expec
     found: list[Expected] = []
     wf = record.workflow_id
     for mailing in record.activities:
+        if mailing.name not in STEP_MAILINGS:
+            continue  # a delegate's answer notice or the coordinator's alert: not an invitation to the stage
         result = mailing.result if isinstance(mailing.result, dict) else {}
         if "recipients" not in result and "not_invited" not in result:
             continue  # a mailing result from before outcomes were reported

@@ -394,6 +394,18 @@ def _mail_history(ledger: list[LedgerLine], *, outcomes: bool = True) -> bytes:
         "activityTaskCompletedEventAttributes",
         {"scheduledEventId": str(len(events)), "result": _json_payloads(result)},
     )
+    # A delegate's answer notice reports its recipients too, and is no step of the round: no entry of its own.
+    notice = {"proposal_id": PROPOSAL, "round": 1, "state": "MY", "delegate_id": "d-my-1", "decision_id": "x"}
+    add(
+        "ACTIVITY_TASK_SCHEDULED",
+        "activityTaskScheduledEventAttributes",
+        {"activityId": "3", "activityType": {"name": "send_answer_notice"}, "input": _json_payloads(notice)},
+    )
+    add(
+        "ACTIVITY_TASK_COMPLETED",
+        "activityTaskCompletedEventAttributes",
+        {"scheduledEventId": str(len(events)), "result": _json_payloads({**result, "recipients": RECIPIENTS[:1]})},
+    )
     for line in ledger:
         if line.kind in ("mail_outcome", "not_invited", "round_closed"):
             receipt(line)

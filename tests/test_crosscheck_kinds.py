@@ -555,3 +555,31 @@ def test_a_write_answered_with_another_entry_s_receipt_is_named() -> None:
         f"{write.asked['idempotency_key']} but the ledger answered with seq {write.seq}, which holds another "
         "payload: the write was answered with an earlier entry's receipt"
     ]
+
+
+def test_an_entry_of_an_update_still_in_progress_at_export_is_a_note_not_a_finding() -> None:
+    """A running workflow's Update writes its entry before it completes: an export in between sees both halves."""
+    from audit.crosscheck import cross_check
+    from audit.history import parse_history
+
+    bundle = BUNDLES / "concurrent-revisions"
+    (path,) = (bundle / "history").glob("*.json")
+    history = json.loads(path.read_text())
+    recorded = {line.payload["document"]["sha256"] for line in ledger_of(bundle) if line.kind == "version_uploaded"}
+    revisions = {
+        e["workflowExecutionUpdateCompletedEventAttributes"]["meta"]["updateId"]: e
+        for e in history["events"]
+        if "workflowExecutionUpdateCompletedEventAttributes" in e
+    }
+    # Take away the completion of a revision the ledger did record: as if exported before it completed.
+    (kept,) = [
+        u
+        for u, e in revisions.items()
+        if _payload(e["workflowExecutionUpdateCompletedEventAttributes"]["outcome"]["success"])["sha256"]
+        == sorted(recorded)[0]
+    ]
+    history["events"].remove(revisions[kept])
+    checked = cross_check(ledger_of(bundle), {path.stem: parse_history(path.stem, json.dumps(history).encode())})
+    assert not any(kept in str(f) for f in checked.findings)
+    assert any("update was still in progress at export" in note for note in checked.notes)
+    assert any(f"revise {kept}" in note and "still in progress" in note for note in checked.notes)

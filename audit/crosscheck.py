@@ -85,18 +85,20 @@ def cross_check(ledger: list[LedgerLine], workflows: dict[str, WorkflowRecord]) 
 
 
 def _check_receipts(index: _Ledger, workflows: dict[str, WorkflowRecord], result: CrossCheck) -> None:
-    for workflow_id, record in sorted(workflows.items()):
-        dangling: list[str] = []
+    for _, record in sorted(workflows.items()):
+        dangling: dict[str, list[str]] = defaultdict(list)  # by history file (a run's own)
         for update in record.updates.values():  # the receipts positions and comments returned to people
             returned = update.result if isinstance(update.result, dict) else {}
             seq, digest = returned.get("ledger_seq"), returned.get("ledger_entry_hash")
             line = index.by_seq.get(seq) if isinstance(seq, int) else None
             if isinstance(seq, int) and (line is None or line.entry_hash != digest):
-                dangling.append(f"event {update.event_id}: seq {seq}, entry_hash {short(digest)}")
+                dangling[update.file].append(f"event {update.event_id}: seq {seq}, entry_hash {short(digest)}")
         for write in record.writes:
             line = index.by_seq.get(write.seq)
             if line is None or line.entry_hash != write.entry_hash:
-                dangling.append(f"event {write.event_id}: seq {write.seq}, entry_hash {short(write.entry_hash)}")
+                dangling[write.file].append(
+                    f"event {write.event_id}: seq {write.seq}, entry_hash {short(write.entry_hash)}"
+                )
                 continue
             index.receipted.add(line.seq)
             if write.asked is not None:
@@ -104,22 +106,22 @@ def _check_receipts(index: _Ledger, workflows: dict[str, WorkflowRecord], result
                 if differs:
                     result.findings.append(
                         Finding(
-                            history_file(workflow_id),
+                            write.file,
                             f"event {write.event_id}",
                             "ledger_write",
                             f"the workflow wrote {write.asked.get('kind')} {write.asked.get('idempotency_key')} "
                             f"but the ledger answered with seq {line.seq}, {differs}",
                         )
                     )
-        if dangling:
-            dangling.sort(key=lambda text: int(text.split(":")[0].removeprefix("event ")))
+        for file, receipts in sorted(dangling.items()):
+            receipts.sort(key=lambda text: int(text.split(":")[0].removeprefix("event ")))
             result.findings.append(
                 Finding(
-                    history_file(workflow_id),
-                    dangling[0].split(":")[0],
+                    file,
+                    receipts[0].split(":")[0],
                     "ledger_write",
-                    f"{len(dangling)} receipt(s) of ledger writes this history holds are not in the ledger "
-                    f"(first: {dangling[0]}): the entry was removed or the chain rebuilt",
+                    f"{len(receipts)} receipt(s) of ledger writes this history holds are not in the ledger "
+                    f"(first: {receipts[0]}): the entry was removed or the chain rebuilt",
                 )
             )
 
@@ -163,7 +165,7 @@ def _match(expected: Expected, index: _Ledger, workflows: dict[str, WorkflowReco
                     LEDGER,
                     where,
                     "kind",
-                    f"{line.idempotency_key} is a {line.kind} entry, but {history_file(expected.workflow_id)} "
+                    f"{line.idempotency_key} is a {line.kind} entry, but {_file(expected)} "
                     f"shows {expected.what}: a {expected.kind}",
                 )
             )
@@ -172,7 +174,7 @@ def _match(expected: Expected, index: _Ledger, workflows: dict[str, WorkflowReco
         if earlier is not None:
             result.findings.append(
                 Finding(
-                    history_file(expected.workflow_id),
+                    _file(expected),
                     f"event {expected.event_id}",
                     "update" if expected.update else "step",
                     f"{expected.kind}: {expected.what} has no entry of its own: {line.idempotency_key} "
@@ -190,6 +192,13 @@ def _match(expected: Expected, index: _Ledger, workflows: dict[str, WorkflowReco
             _check_returned_receipt(expected, line, index, result)
         if not mismatches and line.kind in DECISION_KINDS:
             result.decisions_matched += 1
+
+
+def _file(expected: Expected) -> str:
+    """The history file that shows what is expected: the run's own, where the workflow ran more than once."""
+    if expected.file:
+        return expected.file
+    return expected.update.file if expected.update and expected.update.file else history_file(expected.workflow_id)
 
 
 def _what(vouched: Expected | str) -> str:
@@ -217,7 +226,7 @@ def _missing(expected: Expected, workflows: dict[str, WorkflowRecord], result: C
             return
     result.findings.append(
         Finding(
-            history_file(expected.workflow_id),
+            _file(expected),
             f"event {expected.event_id}",
             "update" if expected.update else "step",
             message,
@@ -263,7 +272,7 @@ def _check_returned_receipt(expected: Expected, line: LedgerLine, index: _Ledger
         return  # a receipt of no entry at all: counted with the history's other receipts
     result.findings.append(
         Finding(
-            history_file(expected.workflow_id),
+            _file(expected),
             f"event {expected.event_id}",
             "update",
             f"{expected.what} returned the receipt of seq {returned.get('ledger_seq')}, but its entry "
@@ -275,7 +284,7 @@ def _check_returned_receipt(expected: Expected, line: LedgerLine, index: _Ledger
 def _check_signals(index: _Ledger, workflows: dict[str, WorkflowRecord], result: CrossCheck) -> None:
     """Positions sent as Signals: each is recorded (under its decision id) or refused, once."""
     for workflow_id, record in sorted(workflows.items()):
-        for name, args, event_id in record.signals:
+        for name, args, event_id, file in record.signals:
             delivery = args[0] if name == POSITION_SIGNAL and args and isinstance(args[0], dict) else None
             decision = delivery.get("decision_id") if delivery else None
             if decision is None:
@@ -310,7 +319,7 @@ def _check_signals(index: _Ledger, workflows: dict[str, WorkflowRecord], result:
                 continue
             result.findings.append(
                 Finding(
-                    history_file(workflow_id),
+                    file,
                     f"event {event_id}",
                     "signal",
                     f"{POSITION_SIGNAL} {decision} was received but is neither recorded nor refused in the ledger",
@@ -321,7 +330,7 @@ def _check_signals(index: _Ledger, workflows: dict[str, WorkflowRecord], result:
                 if record.closed:
                     result.findings.append(
                         Finding(
-                            history_file(workflow_id),
+                            update.file,
                             f"event {update.event_id}",
                             "update",
                             f"{update.name} {update.update_id} was accepted but never completed",
@@ -359,10 +368,7 @@ def _check_vouched(index: _Ledger, workflows: dict[str, WorkflowRecord], result:
         if needs is None and line.kind in UPDATE_KINDS:
             needs = "update"
         if needs is not None:
-            message = (
-                f"{line.kind} {line.idempotency_key} is in the ledger but {history_file(workflow_id)} shows "
-                f"{_NEEDED[needs]}"
-            )
+            message = f"{line.kind} {line.idempotency_key} is in the ledger but {record.file} shows {_NEEDED[needs]}"
             if record.continued:  # the run that wrote it may be an earlier one, whose history the bundle lacks
                 message += f" (that history is a run continued from an earlier run of {workflow_id}, not in the bundle)"
             if needs == "update" and not record.closed and any(not u.completed for u in record.updates.values()):

@@ -39,6 +39,7 @@ class Expected:
     strict: bool = True  # False: the workflow may not have written it yet if it is still running
     update: AcceptedUpdate | None = None
     normalise: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # the payload as `fields` spells it
+    file: str = ""  # the history file that shows it (else the Update's, else the workflow's)
 
 
 def short(text: Any) -> str:
@@ -213,6 +214,7 @@ def _step(
         key=f"{record.workflow_id}:{tag}",
         fields=fields,
         strict=done or record.closed,
+        file=record.file,
     )
 
 
@@ -320,6 +322,7 @@ def _round_steps(record: WorkflowRecord) -> list[Expected]:
                         key=f"{record.workflow_id}:reminder-{number}",
                         fields={"states": sorted(states), "reminder": int(number) if number.isdigit() else number},
                         strict=record.closed,
+                        file=mailing.file,
                     )
                 )
     return steps
@@ -375,6 +378,7 @@ def fallbacks(workflows: dict[str, WorkflowRecord]) -> list[Expected]:
                 key=f"{proposal.workflow_id}:stage-{index}:fallback",
                 fields={"reason": outcome.get("reason")},
                 strict=proposal.closed,
+                file=record.file,
             )
         )
     return found
@@ -407,6 +411,7 @@ def mail_steps(record: WorkflowRecord, writes_mail_outcomes: bool) -> list[Expec
                 key=f"{wf}:mail:{step}",
                 fields=mail_outcome_fields(mailing),
                 strict=record.closed,
+                file=mailing.file,
                 normalise=normalised_mail_outcome,
             )
         )
@@ -421,6 +426,7 @@ def mail_steps(record: WorkflowRecord, writes_mail_outcomes: bool) -> list[Expec
                     key=f"{wf}:not-invited:{step}:{state}",
                     fields={"state": state, "reason": dig(missing, "reason")},
                     strict=record.closed,
+                    file=mailing.file,
                 )
             )
     return found

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from audit.bundle import json_value
+from audit.bundle import history_file, json_value
 
 CLOSED = {
     f"WORKFLOWEXECUTION{outcome}"
@@ -59,6 +59,7 @@ class AcceptedUpdate:
     completed: bool = False
     failed: bool = False
     result: Any = None
+    file: str = ""  # the bundle file of the run that holds it
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class LedgerWrite:
     entry_hash: str
     asked: dict[str, Any] | None = None
     recorded_at: str = ""
+    file: str = ""
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Activity:
     name: str
     raw_input: msgspec.Raw = field(repr=False)
     raw_result: msgspec.Raw = field(repr=False)
+    file: str = ""
 
     @functools.cached_property
     def input(self) -> Any:
@@ -102,11 +105,13 @@ class WorkflowRecord:
     closed: bool = False
     completed: bool = False  # closed by returning (not failed, cancelled, terminated or continued as new)
     continued: bool = False  # this run continues an earlier one, whose history this file does not hold
+    continued_from: str = ""  # that earlier run's id
+    file: str = ""  # the bundle file of the (latest) run
     closed_event: int = 0
     input: list[Any] = field(default_factory=list)
     result: Any = None
     updates: dict[str, AcceptedUpdate] = field(default_factory=dict)
-    signals: list[tuple[str, list[Any], int]] = field(default_factory=list)
+    signals: list[tuple[str, list[Any], int, str]] = field(default_factory=list)  # name, args, event, file
     children: list[str] = field(default_factory=list)
     writes: list[LedgerWrite] = field(default_factory=list)
     activities: list[Activity] = field(default_factory=list)
@@ -262,7 +267,7 @@ def _payloads(holder: _Payloads | msgspec.Raw | None) -> list[Any]:
     return [payload_value(p) for p in holder.payloads] if holder is not None else []
 
 
-def parse_history(workflow_id: str, raw: str | bytes) -> WorkflowRecord:
+def parse_history(workflow_id: str, raw: str | bytes, file: str = "") -> WorkflowRecord:
     """Read the events that matter from the JSON as it is (parsing it into protobuf objects first was 95% of
     verify's time)."""
     try:
@@ -271,7 +276,9 @@ def parse_history(workflow_id: str, raw: str | bytes) -> WorkflowRecord:
         events = _HISTORY.decode(raw).events
         if not events:
             raise ValueError("the history has no events")
-        record = WorkflowRecord(workflow_id=workflow_id, event_count=len(events))
+        record = WorkflowRecord(
+            workflow_id=workflow_id, event_count=len(events), file=file or history_file(workflow_id)
+        )
         for event in events:
             # Most events are workflow and activity tasks: their kind alone says there is nothing to read.
             kind = _event_kind(event.event_type)
@@ -296,6 +303,7 @@ def _read_event(record: WorkflowRecord, event: _Event, kind: str) -> None:
         record.workflow_type = started.workflow_type.name
         record.input = _payloads(started.input)
         record.continued = bool(started.continued_execution_run_id)
+        record.continued_from = started.continued_execution_run_id
     elif kind == "WORKFLOWEXECUTIONUPDATEACCEPTED":
         accepted: _UpdateAccepted = _attributes(event, "workflow_execution_update_accepted_event_attributes")
         request = accepted.accepted_request
@@ -304,6 +312,7 @@ def _read_event(record: WorkflowRecord, event: _Event, kind: str) -> None:
             name=request.input.name,
             args=_payloads(request.input.args),
             event_id=event_id,
+            file=record.file,
         )
     elif kind == "WORKFLOWEXECUTIONUPDATECOMPLETED":
         completed: _UpdateCompleted = _attributes(event, "workflow_execution_update_completed_event_attributes")
@@ -316,7 +325,7 @@ def _read_event(record: WorkflowRecord, event: _Event, kind: str) -> None:
                 update.result = results[0] if results else None
     elif kind == "WORKFLOWEXECUTIONSIGNALED":
         signaled: _Signaled = _attributes(event, "workflow_execution_signaled_event_attributes")
-        record.signals.append((signaled.signal_name, _payloads(signaled.input), event_id))
+        record.signals.append((signaled.signal_name, _payloads(signaled.input), event_id, record.file))
     elif kind == "STARTCHILDWORKFLOWEXECUTIONINITIATED":
         child: _ChildInitiated = _attributes(event, "start_child_workflow_execution_initiated_event_attributes")
         record.children.append(child.workflow_id)
@@ -332,7 +341,7 @@ def _read_event(record: WorkflowRecord, event: _Event, kind: str) -> None:
             if known[0] in LEDGER_ACTIVITIES:
                 _add_write(record, event_id, known[0], _payloads(known[1]), _payloads(done.result))
             else:
-                record.activities.append(Activity(event_id, known[0], known[1], done.result))
+                record.activities.append(Activity(event_id, known[0], known[1], done.result, record.file))
     elif kind == "MARKERRECORDED":
         _read_marker(record, event_id, _attributes(event, "marker_recorded_event_attributes"))
     elif kind in CLOSED:
@@ -359,7 +368,9 @@ def _read_marker(record: WorkflowRecord, event_id: int, marker: _Marker) -> None
             except ValueError:
                 raise ValueError(f"event {event_id}: {name} returned no ledger receipt") from None
             record.writes.append(
-                LedgerWrite(event_id, str(name), receipt.seq, receipt.entry_hash, None, receipt.recorded_at)
+                LedgerWrite(
+                    event_id, str(name), receipt.seq, receipt.entry_hash, None, receipt.recorded_at, record.file
+                )
             )
 
 
@@ -372,6 +383,49 @@ def _add_write(record: WorkflowRecord, event_id: int, name: str, args: list[Any]
     asked = args[0] if name != "register_proposal" and args and isinstance(args[0], dict) else None
     record.writes.append(
         LedgerWrite(
-            event_id, name, receipt["seq"], str(receipt.get("entry_hash", "")), asked, str(receipt.get("recorded_at"))
+            event_id,
+            name,
+            receipt["seq"],
+            str(receipt.get("entry_hash", "")),
+            asked,
+            str(receipt.get("recorded_at")),
+            record.file,
         )
     )
+
+
+RUN_SEPARATOR = "@"  # history/<workflow>@<run id>.json: an earlier run of a workflow that continued as new
+
+
+def merge_runs(workflow_id: str, runs: dict[str, WorkflowRecord]) -> tuple[WorkflowRecord, list[str]]:
+    """A workflow's runs as one record, and the run ids `runs` holds that the chain does not reach.
+
+    `runs` maps run id to record, "" being the latest run (history/<workflow>.json); the chain is followed back from
+    it by each run's `continued_from`. Updates, signals, writes and mailings are every run's; the start is the
+    earliest run's, the close the latest's."""
+    keys = [""]
+    while runs[keys[-1]].continued_from in runs and runs[keys[-1]].continued_from not in keys:
+        keys.append(runs[keys[-1]].continued_from)
+    chain = [runs[key] for key in reversed(keys)]
+    earliest, latest = chain[0], chain[-1]
+    merged = WorkflowRecord(
+        workflow_id=workflow_id,
+        workflow_type=latest.workflow_type,
+        closed=latest.closed,
+        completed=latest.completed,
+        continued=earliest.continued,
+        continued_from=earliest.continued_from,
+        file=latest.file,
+        closed_event=latest.closed_event,
+        input=earliest.input,
+        result=latest.result,
+    )
+    for run in chain:
+        merged.updates.update(run.updates)
+        merged.signals += run.signals
+        merged.children += run.children
+        merged.writes += run.writes
+        merged.activities += run.activities
+        merged.patches |= run.patches
+        merged.event_count += run.event_count
+    return merged, sorted(set(runs) - set(keys))

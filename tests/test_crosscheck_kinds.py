@@ -583,3 +583,79 @@ def test_an_entry_of_an_update_still_in_progress_at_export_is_a_note_not_a_findi
     assert not any(kept in str(f) for f in checked.findings)
     assert any("update was still in progress at export" in note for note in checked.notes)
     assert any(f"revise {kept}" in note and "still in progress" in note for note in checked.notes)
+
+
+# --- a workflow that continued as new: its runs are read as one ------------------------------------------------
+
+
+def _split_consultation() -> tuple[list[LedgerLine], dict[str, bytes], str]:
+    """The old run's consultation, cut into two runs after its first comments, as continue-as-new would leave it."""
+    from audit.verify import RUN_SEPARATOR
+
+    ledger, _ = _old_run()
+    events = _events(HISTORIES / f"{OLD_RUN}.consultation-1.json")
+    pending, comments, cut = set(), 0, 0
+    for at, event in enumerate(events):
+        kind = event["eventType"]
+        if kind.endswith("ACTIVITY_TASK_SCHEDULED"):
+            pending.add(event["eventId"])
+        elif kind.endswith("ACTIVITY_TASK_COMPLETED"):
+            pending.discard(event["activityTaskCompletedEventAttributes"]["scheduledEventId"])
+        elif kind.endswith("UPDATE_COMPLETED"):
+            comments += 1
+        if comments == 2 and not pending and kind.endswith("WORKFLOW_TASK_COMPLETED"):
+            cut = at + 1
+            break
+    assert cut
+    first_run = "11111111-2222-3333-4444-555555555555"
+    ended = {"eventId": str(cut + 1), "eventType": "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"}
+    started = json.loads(json.dumps(events[0]))
+    started["workflowExecutionStartedEventAttributes"]["continuedExecutionRunId"] = first_run
+    workflow_id = f"{OLD_RUN}.consultation-1"
+    files = {
+        f"history/{workflow_id}{RUN_SEPARATOR}{first_run}.json": json.dumps(
+            {"events": [*events[:cut], ended]}
+        ).encode(),
+        f"history/{workflow_id}.json": json.dumps({"events": [started, *events[cut:]]}).encode(),
+    }
+    others = {f"history/{p.name}": p.read_bytes() for p in HISTORIES.glob(f"{OLD_RUN}*.json") if p.stem != workflow_id}
+    return ledger, {**others, **files}, workflow_id
+
+
+def _read(files: dict[str, bytes]) -> tuple[dict[str, Any], list[str]]:
+    from pathlib import PurePosixPath
+
+    from audit.verify import _read_histories
+
+    problems: list[Any] = []
+    workflows = _read_histories([PurePosixPath(name) for name in files], files, problems.append)
+    return workflows, [str(p) for p in problems]
+
+
+def test_the_runs_of_a_workflow_that_continued_as_new_verify_as_one() -> None:
+    from audit.crosscheck import cross_check
+    from audit.history import parse_history
+
+    ledger, files, workflow_id = _split_consultation()
+    workflows, problems = _read(files)
+    assert problems == []
+    whole = parse_history(workflow_id, (HISTORIES / f"{workflow_id}.json").read_bytes())
+    merged = workflows[workflow_id]
+    assert merged.updates.keys() == whole.updates.keys() and len(merged.writes) == len(whole.writes)
+    assert not merged.continued and merged.completed
+    assert [str(f) for f in cross_check(ledger, workflows).findings] == []
+
+
+def test_a_run_missing_from_a_continued_workflow_is_said_to_be_missing() -> None:
+    from audit.crosscheck import cross_check
+
+    ledger, files, workflow_id = _split_consultation()
+    latest_only = {name: data for name, data in files.items() if "@" not in name}
+    workflows, problems = _read(latest_only)
+    assert problems == [] and workflows[workflow_id].continued
+    found = [str(f) for f in cross_check(ledger, workflows).findings]
+    earlier = [f for f in found if "a run continued from an earlier run" in f]
+    assert earlier and all(f" comment {workflow_id}:comment:" in f for f in earlier), found
+    # And an earlier run whose latest run is missing is named as such.
+    _, problems = _read({name: data for name, data in files.items() if "@" in name})
+    assert len(problems) == 1 and "whose latest run's history is missing" in problems[0]

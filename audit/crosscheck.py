@@ -76,6 +76,7 @@ def cross_check(ledger: list[LedgerLine], workflows: dict[str, WorkflowRecord]) 
     mail_recorders = {owner(line) for line in ledger if line.kind in MAIL_KINDS}
     for expected in expectations(workflows, mail_recorders):
         _match(expected, index, workflows, result)
+    _check_not_invited(index, result)
     _check_signals(index, workflows, result)
     _check_vouched(index, workflows, result)
     return result
@@ -281,6 +282,51 @@ def _check_returned_receipt(expected: Expected, line: LedgerLine, index: _Ledger
     )
 
 
+def _check_not_invited(index: _Ledger, result: CrossCheck) -> None:
+    """Each state a mailing's `mail_outcome` lists as not invited has its `not_invited` entry, with the same reason,
+    and is one the mailing did not reach (no message to it was sent)."""
+    for line in index.lines:
+        vouched = index.claimed.get(line.seq)
+        if line.kind != "mail_outcome" or not isinstance(vouched, Expected):
+            continue  # a mail outcome no mailing vouches for is named with the unvouched entries
+        payload = _payload(line)
+        step, workflow_id = payload.get("step"), index.owners[line.seq]
+        reached = {dig(r, "state") for r in payload.get("recipients") or [] if dig(r, "outcome") == "sent"}
+        for missing in payload.get("not_invited") or []:
+            state, reason = dig(missing, "state"), dig(missing, "reason")
+            key = f"{workflow_id}:not-invited:{step}:{state}"
+            entry = index.by_key.get(key)
+            if state in reached:
+                result.findings.append(
+                    Finding(
+                        LEDGER,
+                        f"seq {line.seq}",
+                        "payload.not_invited",
+                        f"{state} is listed as not invited, but a message to it was sent",
+                    )
+                )
+            if entry is None or entry.kind != "not_invited":
+                result.findings.append(
+                    Finding(
+                        LEDGER,
+                        f"seq {line.seq}",
+                        "payload.not_invited",
+                        f"not_invited: {state} is listed as not invited at {step!r}, but the ledger has no {key}",
+                    )
+                )
+                continue
+            index.claimed[entry.seq] = f"the mail outcome of {step!r} (seq {line.seq})"
+            if _payload(entry).get("reason") != reason:
+                result.findings.append(
+                    Finding(
+                        LEDGER,
+                        f"seq {entry.seq}",
+                        "payload.reason",
+                        f"the ledger says {_payload(entry).get('reason')!r}, its mail outcome says {reason!r}",
+                    )
+                )
+
+
 def _check_signals(index: _Ledger, workflows: dict[str, WorkflowRecord], result: CrossCheck) -> None:
     """Positions sent as Signals: each is recorded (under its decision id) or refused, once."""
     for workflow_id, record in sorted(workflows.items()):
@@ -364,7 +410,7 @@ def _check_vouched(index: _Ledger, workflows: dict[str, WorkflowRecord], result:
         if claimed:
             continue
         # Kinds only an Update, a mailing or a Signal makes must have theirs; any other needs its write's receipt.
-        needs = _NEEDS.get(line.kind) or ("mailing" if line.kind in MAIL_KINDS else None)
+        needs = _NEEDS.get(line.kind)
         if needs is None and line.kind in UPDATE_KINDS:
             needs = "update"
         if needs is not None:
@@ -387,10 +433,11 @@ def _check_vouched(index: _Ledger, workflows: dict[str, WorkflowRecord], result:
                 result.notes.append(f"{message} yet (the workflow was still running at export)")
 
 
-_NEEDS = {REFUSED: "signal"}
+_NEEDS = {REFUSED: "signal", "mail_outcome": "mailing", "not_invited": "listing"}
 _NEEDED = {
     "update": "no completed update with that content",
     "mailing": "no completed mailing whose result it records",
+    "listing": "no mail outcome that lists the state as not invited at that step",
     "signal": f"no {POSITION_SIGNAL} with that decision id",
 }
 

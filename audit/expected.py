@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from audit.history import AcceptedUpdate, Activity, WorkflowRecord
+from audit.history import AcceptedUpdate, WorkflowRecord
 
 ROUND_MAIL = "send_round_mail"
 # The mailings of a stage's steps (invitation, reminders, extensions), each recorded as `{workflow}:mail:{step}`.
@@ -388,7 +388,8 @@ def fallbacks(workflows: dict[str, WorkflowRecord]) -> list[Expected]:
 
 
 def mail_steps(record: WorkflowRecord, writes_mail_outcomes: bool) -> list[Expected]:
-    """Each mailing's outcome, and each state it could not invite, as the mailing's result says.
+    """Each mailing of a stage's step has its `mail_outcome`, which says of each recipient what the mailing's result
+    says (the states it lists as not invited are the round's own reckoning, checked in audit/crosscheck.py).
 
     Required of a workflow that records mail outcomes at all (older runs recorded none, and stay valid)."""
     if not writes_mail_outcomes:
@@ -399,7 +400,7 @@ def mail_steps(record: WorkflowRecord, writes_mail_outcomes: bool) -> list[Expec
         if mailing.name not in STEP_MAILINGS:
             continue  # a delegate's answer notice or the coordinator's alert: not an invitation to the stage
         result = mailing.result if isinstance(mailing.result, dict) else {}
-        if "recipients" not in result and "not_invited" not in result:
+        if "recipients" not in result:
             continue  # a mailing result from before outcomes were reported
         step = str(dig(mailing.input, "step") or "")
         found.append(
@@ -409,33 +410,13 @@ def mail_steps(record: WorkflowRecord, writes_mail_outcomes: bool) -> list[Expec
                 mailing.event_id,
                 f"{mailing.name} {step!r} ended",
                 key=f"{wf}:mail:{step}",
-                fields=mail_outcome_fields(mailing),
+                fields=normalised_mail_outcome({**result, "step": step}),
                 strict=record.closed,
                 file=mailing.file,
                 normalise=normalised_mail_outcome,
             )
         )
-        for missing in result.get("not_invited") or []:
-            state = dig(missing, "state")
-            found.append(
-                Expected(
-                    wf,
-                    "not_invited",
-                    mailing.event_id,
-                    f"{mailing.name} {step!r} could not invite {state}",
-                    key=f"{wf}:not-invited:{step}:{state}",
-                    fields={"state": state, "reason": dig(missing, "reason")},
-                    strict=record.closed,
-                    file=mailing.file,
-                )
-            )
     return found
-
-
-def mail_outcome_fields(mailing: Activity) -> dict[str, Any]:
-    """What a `mail_outcome` entry must say of a mailing: each recipient's outcome and each state not invited."""
-    result = mailing.result if isinstance(mailing.result, dict) else {}
-    return normalised_mail_outcome({**result, "step": dig(mailing.input, "step")})
 
 
 def _recipient_order(recipient: dict[str, Any]) -> tuple[str, str]:
@@ -454,11 +435,7 @@ def normalised_mail_outcome(payload: dict[str, Any]) -> dict[str, Any]:
         ),
         key=_recipient_order,
     )
-    not_invited = sorted(
-        (_pick(n, ("state", "reason")) for n in payload.get("not_invited") or [] if isinstance(n, dict)),
-        key=lambda n: str(n.get("state")),
-    )
-    return {"step": payload.get("step"), "recipients": recipients, "not_invited": not_invited}
+    return {"step": payload.get("step"), "recipients": recipients}
 
 
 def expectations(workflows: dict[str, WorkflowRecord], mail_recorders: set[str]) -> list[Expected]:

@@ -345,7 +345,9 @@ def _mail_ledger(
     return rechain(lines)
 
 
-def _mail_history(ledger: list[LedgerLine], *, outcomes: bool = True) -> bytes:
+def _mail_history(
+    ledger: list[LedgerLine], *, outcomes: bool = True, recipients: list[dict[str, Any]] | None = None
+) -> bytes:
     """A round that mailed its invitation and wrote each entry of `ledger` with a local activity."""
     events: list[dict[str, Any]] = []
 
@@ -388,7 +390,7 @@ def _mail_history(ledger: list[LedgerLine], *, outcomes: bool = True) -> bytes:
     )
     result: dict[str, Any] = {"sent": 1, "already_sent": 0, "states_without_delegates": ["TL"]}
     if outcomes:
-        result |= {"recipients": RECIPIENTS, "not_invited": NOT_INVITED}
+        result |= {"recipients": recipients or RECIPIENTS, "not_invited": NOT_INVITED[:1]}
     add(
         "ACTIVITY_TASK_COMPLETED",
         "activityTaskCompletedEventAttributes",
@@ -434,24 +436,44 @@ def test_a_round_from_before_mail_outcomes_were_recorded_still_verifies() -> Non
 
 
 def test_a_mail_outcome_that_differs_from_the_mailing_result_is_named() -> None:
-    claimed = [{**r, "outcome": "sent", "code": 250} if r["state"] == "SG" else r for r in RECIPIENTS]
+    claimed = [{**r, "outcome": "sent", "code": 250} if r["state"] == "TH" else r for r in RECIPIENTS]
     ledger = _mail_ledger(recipients=claimed)
-    history = _mail_history(_mail_ledger())  # the mailing's result: SG's delegate was refused
+    history = _mail_history(_mail_ledger())  # the mailing's result: TH's message bounced
     found = [f for f in _mail_findings(ledger, history) if "ledger_write" not in f]
     assert len(found) == 1 and found[0].startswith(f"{LEDGER} [seq 2] payload.recipients: the ledger says"), found
-    assert "'refused'" in found[0] and "550" in found[0]
+    assert "'bounced'" in found[0] and "554" in found[0]
 
 
-@pytest.mark.parametrize(
-    ("dropped", "kind"),
-    [(f"{ROUND}:mail:invitation", "mail_outcome"), (f"{ROUND}:not-invited:invitation:TL", "not_invited")],
-)
-def test_a_missing_mail_outcome_or_not_invited_entry_is_named(dropped: str, kind: str) -> None:
+def test_a_state_listed_as_not_invited_that_was_written_to_is_named() -> None:
+    claimed = [{**r, "outcome": "sent", "code": 250} if r["state"] == "SG" else r for r in RECIPIENTS]
+    ledger = _mail_ledger(recipients=claimed)
+    found = _mail_findings(ledger, _mail_history(ledger, recipients=claimed))
+    assert found == [f"{LEDGER} [seq 2] payload.not_invited: SG is listed as not invited, but a message to it was sent"]
+
+
+def test_a_missing_mail_outcome_is_named_and_its_not_invited_entries_are_unlisted() -> None:
+    dropped = f"{ROUND}:mail:invitation"
+    ledger = _mail_ledger(drop=dropped)
+    found = _mail_findings(ledger, _mail_history(ledger))
+    assert found[0] == (
+        f"history/{ROUND}.json [event 4] step: mail_outcome: the history shows send_round_mail 'invitation' "
+        f"ended, but the ledger has no {dropped}"
+    )
+    assert sorted(found[1:]) == sorted(
+        f"{LEDGER} [seq {line.seq}] idempotency_key: not_invited {line.idempotency_key} is in the ledger but "
+        f"history/{ROUND}.json shows no mail outcome that lists the state as not invited at that step"
+        for line in ledger
+        if line.kind == "not_invited"
+    )
+
+
+def test_a_missing_not_invited_entry_is_named() -> None:
+    dropped = f"{ROUND}:not-invited:invitation:TL"
     ledger = _mail_ledger(drop=dropped)
     found = _mail_findings(ledger, _mail_history(ledger))
     assert found == [
-        f"history/{ROUND}.json [event 4] step: {kind}: the history shows send_round_mail 'invitation' "
-        f"{'ended' if kind == 'mail_outcome' else 'could not invite TL'}, but the ledger has no {dropped}"
+        f"{LEDGER} [seq 2] payload.not_invited: not_invited: TL is listed as not invited at 'invitation', but the "
+        f"ledger has no {dropped}"
     ]
 
 

@@ -243,6 +243,11 @@ def _differences(expected: Expected, line: LedgerLine) -> Iterable[tuple[str, An
         ours = dig(payload, name)
         if name == "text_sha256" and ours is None and isinstance(payload.get("text"), str):
             ours = hashlib.sha256(payload["text"].encode("utf-8")).hexdigest()  # the entry holds the body itself
+        elif name == "text_length" and ours is None and isinstance(payload.get("text"), str):
+            ours = len(payload["text"])
+        elif name == "text" and ours is None and isinstance(theirs, str) and payload.get("text_sha256"):
+            # The entry holds the body's hash only (bodies are kept once, by hash): the Update's body must have it.
+            ours, theirs = payload["text_sha256"], hashlib.sha256(theirs.encode("utf-8")).hexdigest()
         if not _same(ours, theirs):
             yield name, ours, theirs
 

@@ -681,3 +681,41 @@ def test_a_run_missing_from_a_continued_workflow_is_said_to_be_missing() -> None
     # And an earlier run whose latest run is missing is named as such.
     _, problems = _read({name: data for name, data in files.items() if "@" in name})
     assert len(problems) == 1 and "whose latest run's history is missing" in problems[0]
+
+
+@pytest.mark.parametrize("body_in_entry", [True, False], ids=["entry holds the body", "entry holds its hash"])
+@pytest.mark.parametrize("body_in_update", [True, False], ids=["update carries the body", "update carries its hash"])
+def test_a_comment_body_may_travel_as_its_hash_on_either_side(body_in_entry: bool, body_in_update: bool) -> None:
+    """Comment bodies are stored once by hash: the Update or the entry may hold the hash instead of the text."""
+    import hashlib
+
+    from audit.crosscheck import _differences
+    from audit.expected import UPDATES
+    from audit.history import AcceptedUpdate
+
+    def body(text: str, whole: bool) -> dict[str, Any]:
+        return (
+            {"text": text}
+            if whole
+            else {"text_sha256": hashlib.sha256(text.encode()).hexdigest(), "text_length": len(text)}
+        )
+
+    text = "Section 4 should name the incident reporting body."
+    common = {
+        "proposal_id": "p",
+        "stage_index": 1,
+        "stakeholder_id": "s-1",
+        "sector": "academia",
+        "document_sha256": "a" * 64,
+        "section": None,
+    }
+    payload = json.dumps({"comment_id": "c-1", **common, **body(text, body_in_entry)})
+    line = LedgerLine("p", 1, "comment", "p.consultation-1:comment:c-1", payload, "2026-12-04T00:00:00.000000Z", "", "")
+
+    def differences(sent: str) -> list[str]:
+        update = AcceptedUpdate("c-1", "submit_comment", [{**common, **body(sent, body_in_update)}], 5, completed=True)
+        (expected,) = UPDATES["submit_comment"]("p.consultation-1", update)
+        return [name for name, _, _ in _differences(expected, line)]
+
+    assert differences(text) == []
+    assert differences(text.replace("incident", "accident")) != []

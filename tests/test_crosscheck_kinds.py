@@ -719,3 +719,188 @@ def test_a_comment_body_may_travel_as_its_hash_on_either_side(body_in_entry: boo
 
     assert differences(text) == []
     assert differences(text.replace("incident", "accident")) != []
+
+
+# --- the kinds a demo run does not write, each from a constructed history -----------------------------------------
+
+
+def _update_history(
+    workflow_type: str,
+    name: str,
+    update_id: str,
+    args: Any,
+    result: Any,
+    lines: list[LedgerLine],
+    patches: tuple[str, ...] = (),
+    mailings: tuple[dict[str, Any], ...] = (),
+) -> bytes:
+    """A running workflow that completed one Update (or none) and wrote `lines`, each by a local activity."""
+    events: list[dict[str, Any]] = []
+
+    def add(kind: str, attributes: str, value: dict[str, Any]) -> None:
+        events.append({"eventId": str(len(events) + 1), "eventType": f"EVENT_TYPE_{kind}", attributes: value})
+
+    add(
+        "WORKFLOW_EXECUTION_STARTED",
+        "workflowExecutionStartedEventAttributes",
+        {"workflowType": {"name": workflow_type}, "input": _json_payloads({"round": 1})},
+    )
+    for patch in patches:
+        add(
+            "MARKER_RECORDED",
+            "markerRecordedEventAttributes",
+            {"markerName": "core_patch", "details": {"patch-data": _json_payloads({"id": patch, "deprecated": False})}},
+        )
+    for mailing in mailings:
+        add(
+            "ACTIVITY_TASK_SCHEDULED",
+            "activityTaskScheduledEventAttributes",
+            {
+                "activityId": str(len(events)),
+                "activityType": {"name": "send_round_mail"},
+                "input": _json_payloads(mailing),
+            },
+        )
+        add(
+            "ACTIVITY_TASK_COMPLETED",
+            "activityTaskCompletedEventAttributes",
+            {"scheduledEventId": str(len(events)), "result": _json_payloads({"sent": 1, "already_sent": 0})},
+        )
+    if name:
+        request = {"meta": {"updateId": update_id}, "input": {"name": name, "args": _json_payloads(args)}}
+        add(
+            "WORKFLOW_EXECUTION_UPDATE_ACCEPTED",
+            "workflowExecutionUpdateAcceptedEventAttributes",
+            {"acceptedRequest": request},
+        )
+    for line in lines:
+        data = {"seq": 1, "activity_id": str(line.seq), "activity_type": "append_ledger"}
+        receipt = {"seq": line.seq, "entry_hash": line.entry_hash, "recorded_at": line.recorded_at}
+        add(
+            "MARKER_RECORDED",
+            "markerRecordedEventAttributes",
+            {
+                "markerName": "core_local_activity",
+                "details": {"data": _json_payloads(data), "result": _json_payloads(receipt)},
+            },
+        )
+    if name:
+        add(
+            "WORKFLOW_EXECUTION_UPDATE_COMPLETED",
+            "workflowExecutionUpdateCompletedEventAttributes",
+            {"meta": {"updateId": update_id}, "outcome": {"success": _json_payloads(result)}},
+        )
+    return json.dumps({"events": events}).encode()
+
+
+def _lines(*entries: tuple[str, str, dict[str, Any]]) -> list[LedgerLine]:
+    return rechain(
+        [
+            LedgerLine("p", 0, kind, key, json.dumps(payload, sort_keys=True), "2026-12-04T00:00:00.000000Z", "", "")
+            for kind, key, payload in entries
+        ]
+    )
+
+
+WF = "p.round-1"
+CONSTRUCTED = {
+    "withdrawn": (
+        "ProposalWorkflow",
+        "p",
+        "withdraw",
+        {"reason": "Superseded by the 2027 framework."},
+        {"status": "withdrawn"},
+        [
+            (
+                "withdrawn",
+                "p:withdrawn",
+                {"reason": "Superseded by the 2027 framework.", "stage": "drafting", "round": 0},
+            )
+        ],
+        (),
+    ),
+    "invitation_resent": (
+        "ReviewRoundWorkflow",
+        WF,
+        "resend",
+        {"state": "TL", "deadline": None},
+        {"round": 1, "state": "TL", "delegate_ids": ["d-tl-1"], "deadline": "2026-12-11T00:00:00Z"},
+        [
+            (
+                "invitation_resent",
+                f"{WF}:resent:u-1",
+                {"round": 1, "state": "TL", "delegate_ids": ["d-tl-1"], "deadline": "2026-12-11T00:00:00Z"},
+            )
+        ],
+        (),
+    ),
+    "disposition (bulk)": (
+        "ConsultationWorkflow",
+        "p.consultation-1",
+        "respond_many",
+        {"comment_ids": ["c-1", "c-2"], "all_open": False, "disposition": "noted", "reason": "Out of scope."},
+        {"answered": 2, "still_open": 0},
+        [
+            (
+                "disposition",
+                f"p.consultation-1:disposition:u-1:{c}",
+                {"comment_id": c, "disposition": "noted", "reason": "Out of scope."},
+            )
+            for c in ("c-1", "c-2")
+        ],
+        (),
+    ),
+    "disposition (every open one)": (
+        "ConsultationWorkflow",
+        "p.consultation-1",
+        "respond_many",
+        {"comment_ids": [], "all_open": True, "disposition": "noted", "reason": "Out of scope."},
+        {"answered": 1, "still_open": 0},
+        [
+            (
+                "disposition",
+                "p.consultation-1:disposition:u-1:c-9",
+                {"comment_id": "c-9", "disposition": "noted", "reason": "Out of scope."},
+            )
+        ],
+        (),
+    ),
+    "reminder_sent": (
+        "ReviewRoundWorkflow",
+        WF,
+        "",
+        None,
+        None,
+        [
+            (
+                "reminder_sent",
+                f"{WF}:reminder-1",
+                {"round": 1, "reminder": 1, "states": ["LA", "MM"], "stage": "member_review"},
+            )
+        ],
+        ({"step": "reminder-1", "states": ["MM", "LA"]},),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONSTRUCTED))
+def test_a_kind_no_demo_writes_verifies_and_is_named_when_missing(case: str) -> None:
+    from audit.crosscheck import cross_check
+    from audit.history import parse_history
+
+    workflow_type, workflow_id, name, args, result, entries, mailings = CONSTRUCTED[case]
+    patches = ("ledger-reminders",) if mailings else ()
+    lines = _lines(*entries)
+
+    def check(ledger: list[LedgerLine]) -> tuple[list[str], list[str]]:
+        raw = _update_history(workflow_type, name, "u-1", args, result, lines, patches, mailings)
+        checked = cross_check(ledger, {workflow_id: parse_history(workflow_id, raw)})
+        return [str(f) for f in checked.findings], checked.notes
+
+    assert check(lines)[0] == []
+    kind = entries[0][0]
+    found, notes = check(rechain(lines[1:]))
+    if name:  # an Update's entry is written before it completes: missing, it is a finding at once
+        assert any(f"] update: {kind}: " in f for f in found), found
+    else:  # a step of a round still running may be written yet: a note until the round has closed
+        assert any(note.startswith(f"{kind}: the history shows") for note in notes), notes

@@ -39,6 +39,7 @@ DEMO_KINDS = [
     "meeting_recorded",
     "partner_pledge",
     "proposal_closed",
+    "mail_outcome",  # from the merge of the mail outcomes on (rounds and meetings record whom they reached)
 ]
 
 
@@ -107,7 +108,13 @@ def _signing_key(audited: Audited) -> str:
 
 def test_the_demo_bundle_verifies_and_holds_every_kind_the_removals_cover(audited: Audited) -> None:
     assert findings(audited.bundle, audited.public_key) == []
-    assert sorted({line.kind for line in ledger_of(audited.bundle)}) == sorted(DEMO_KINDS)
+    kinds = {line.kind for line in ledger_of(audited.bundle)}
+    assert kinds <= set(DEMO_KINDS) and set(DEMO_KINDS) - kinds <= {"mail_outcome"}, sorted(kinds)
+
+
+def _written(bundle: Path, kind: str) -> None:
+    if not any(line.kind == kind for line in ledger_of(bundle)):
+        pytest.skip(f"this code's demo writes no {kind} entry (mail outcomes are recorded from their merge on)")
 
 
 def _remove(bundle: Path, kind: str, private: str, *, rewrite_receipts: bool) -> LedgerLine:
@@ -159,6 +166,7 @@ def _names_kind(found: list[str], kind: str) -> list[str]:
 
 @pytest.mark.parametrize("kind", DEMO_KINDS)
 def test_an_entry_removed_and_the_chain_rebuilt_is_named_by_kind(copy: Path, audited: Audited, kind: str) -> None:
+    _written(copy, kind)
     dropped = _remove(copy, kind, _signing_key(audited), rewrite_receipts=False)
     found = findings(copy, audited.public_key)
     named = _names_kind(found, kind)
@@ -173,6 +181,7 @@ def test_an_entry_removed_with_every_receipt_rewritten_is_still_named_by_kind(
     copy: Path, audited: Audited, kind: str
 ) -> None:
     """Only what the histories say was done (the Update, the step) can tell: the receipts were made to agree."""
+    _written(copy, kind)
     dropped = _remove(copy, kind, _signing_key(audited), rewrite_receipts=True)
     found = findings(copy, audited.public_key)
     named = _names_kind(found, kind)

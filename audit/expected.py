@@ -21,6 +21,9 @@ ROUND_MAIL = "send_round_mail"
 STEP_MAILINGS = {ROUND_MAIL, "send_consultation_mail", "send_meeting_mail"}
 REMINDERS_PATCH = "ledger-reminders"  # rounds record their reminders in the ledger from this patch on
 MAIL_KINDS = ("mail_outcome", "not_invited")
+# Runs that took these patches record a `mail_outcome` for each mailing of a step (rounds: from the round's
+# invitation on, every mailing; meetings: their invitation). Older runs recorded none and stay valid.
+MAIL_OUTCOME_PATCHES = {"round-invited-only", "meeting-mail-outcome"}
 
 
 @dataclass
@@ -449,6 +452,6 @@ def expectations(workflows: dict[str, WorkflowRecord], mail_recorders: set[str])
         steps = STEPS.get(record.workflow_type)
         if steps is not None:
             found.extend(steps(record))
-        found.extend(mail_steps(record, workflow_id in mail_recorders))
+        found.extend(mail_steps(record, workflow_id in mail_recorders or bool(record.patches & MAIL_OUTCOME_PATCHES)))
     found.extend(fallbacks(workflows))
     return found

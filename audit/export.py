@@ -37,6 +37,7 @@ from audit.bundle import (
     manifest_bytes,
     sha256_file,
 )
+from audit.history import RUN_SEPARATOR
 from models.codec import decode_history
 from models.tables import CommentBlob, DocumentBlob, DocumentVersion, LedgerEntry
 
@@ -88,10 +89,25 @@ async def fetch_histories(client: Client, proposal_id: str) -> dict[str, str]:
                 continue  # a child the parent meant to start but the server never did: verify names the gap
             raise
         histories[workflow_id] = await clear_history_json(client, history)
-        for event in history.events:
-            if event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
-                waiting.append(event.start_child_workflow_execution_initiated_event_attributes.workflow_id)
+        runs = [history]
+        # A workflow that continued as new: its earlier runs too (history/<workflow>@<run>.json), so that every
+        # Update and ledger write it made is in the bundle.
+        previous = _continued_from(history)
+        while previous and f"{workflow_id}{RUN_SEPARATOR}{previous}" not in histories:
+            earlier = await client.get_workflow_handle(workflow_id, run_id=previous).fetch_history()
+            histories[f"{workflow_id}{RUN_SEPARATOR}{previous}"] = await clear_history_json(client, earlier)
+            runs.append(earlier)
+            previous = _continued_from(earlier)
+        for run in runs:
+            for event in run.events:
+                if event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+                    waiting.append(event.start_child_workflow_execution_initiated_event_attributes.workflow_id)
     return histories
+
+
+def _continued_from(history: WorkflowHistory) -> str:
+    first = history.events[0] if history.events else None
+    return first.workflow_execution_started_event_attributes.continued_execution_run_id if first else ""
 
 
 async def clear_history_json(client: Client, history: WorkflowHistory) -> str:

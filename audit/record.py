@@ -76,6 +76,43 @@ class RoundColumn:
     reason: str | None = None
     reminders: int = 0
     participants: list[str] = field(default_factory=list)
+    not_invited: dict[str, str] = field(default_factory=dict)  # state: why nobody was written to
+    resent: list[ResendRow] = field(default_factory=list)
+    mailings: list[MailingRow] = field(default_factory=list)
+
+
+@dataclass
+class RecipientRow:
+    """One message of a mailing: to whom (a delegate id, never an address) and what the relay said."""
+
+    state: str | None
+    delegate_id: str
+    outcome: str  # sent, refused or bounced
+    code: int | None = None
+    reply: str | None = None
+
+
+@dataclass
+class MailingRow:
+    """Who a mailing (a round's invitation or reminder, say) actually reached, as its `mail_outcome` entry says."""
+
+    workflow_id: str
+    step: str
+    round: int | None
+    recorded_at: datetime | None
+    recipients: list[RecipientRow] = field(default_factory=list)
+    not_invited: dict[str, str] = field(default_factory=dict)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for r in self.recipients if r.outcome == outcome)
+
+
+@dataclass
+class ResendRow:
+    state: str
+    delegate_ids: list[str]
+    deadline: datetime | None
+    recorded_at: datetime | None
 
 
 @dataclass
@@ -136,16 +173,26 @@ class AuditRecord:
     comments: list[CommentRow] = field(default_factory=list)
     meetings: list[MeetingRow] = field(default_factory=list)
     pledges: list[PledgeRow] = field(default_factory=list)
+    mailings: list[MailingRow] = field(default_factory=list)
     currency: str | None = None
     entries: int = 0
 
     @property
     def states(self) -> list[MemberState]:
         """The states the matrix has rows for: every state invited to any round, in the usual order."""
-        seen = {state for state, _ in self.answers} | {state for column in self.rounds for state in column.participants}
+        seen = (
+            {state for state, _ in self.answers}
+            | {state for column in self.rounds for state in column.participants}
+            | {state for column in self.rounds for state in column.not_invited}
+        )
         return [s for s in sorted(MemberState, key=lambda s: s.value) if s.value in seen] or sorted(
             MemberState, key=lambda s: s.value
         )
+
+    @property
+    def not_invited(self) -> list[tuple[RoundColumn, str, str]]:
+        """(round, state, why) for every state some round could not write to."""
+        return [(column, state, why) for column in self.rounds for state, why in column.not_invited.items()]
 
     def answer(self, state: MemberState, round_number: int) -> Answer | None:
         return self.answers.get((state.value, round_number))
@@ -248,6 +295,24 @@ def build_record(lines: list[LedgerLine]) -> AuditRecord:
                 record.pledges.append(
                     PledgeRow(contributor=str(payload.get("partner")), amount=payload.get("amount"), answer="pledged")
                 )
+            case "mail_outcome":
+                mailing = _mailing(workflow_id, payload, at)
+                record.mailings.append(mailing)
+                if mailing.round is not None and (column := rounds.get(mailing.round)) is not None:
+                    column.mailings.append(mailing)
+            case "not_invited":
+                if (column := rounds.get(_int(payload.get("round")) or 0)) is not None:
+                    column.not_invited[str(payload.get("state"))] = str(payload.get("reason") or "")
+            case "invitation_resent":
+                if (column := rounds.get(_int(payload.get("round")) or 0)) is not None:
+                    column.resent.append(
+                        ResendRow(
+                            state=str(payload.get("state")),
+                            delegate_ids=[str(d) for d in payload.get("delegate_ids") or []],
+                            deadline=_time(payload.get("deadline")),
+                            recorded_at=at,
+                        )
+                    )
             case "proposal_closed":
                 record.status = str(payload.get("status", ""))
                 record.closed_reason = payload.get("reason")
@@ -264,6 +329,35 @@ def build_record(lines: list[LedgerLine]) -> AuditRecord:
     ]
     record.pledges = states_pledged + record.pledges  # the states' answers first, then dialogue partners
     return record
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _mailing(workflow_id: str, payload: dict[str, Any], at: datetime | None) -> MailingRow:
+    recipients = [
+        RecipientRow(
+            state=None if r.get("state") is None else str(r.get("state")),
+            delegate_id=str(r.get("delegate_id", "")),
+            outcome=str(r.get("outcome", "")),
+            code=_int(r.get("code")),
+            reply=None if r.get("reply") is None else str(r.get("reply")),
+        )
+        for r in payload.get("recipients") or []
+        if isinstance(r, dict)
+    ]
+    missing = {
+        str(n.get("state")): str(n.get("reason") or "") for n in payload.get("not_invited") or [] if isinstance(n, dict)
+    }
+    return MailingRow(
+        workflow_id=workflow_id,
+        step=str(payload.get("step", "")),
+        round=_int(payload.get("round")),
+        recorded_at=at,
+        recipients=sorted(recipients, key=lambda r: (r.state or "", r.delegate_id)),
+        not_invited=missing,
+    )
 
 
 def _body(stage: str) -> str:

@@ -2,7 +2,8 @@
 
 Checks, in order: the manifest's signature; every file's SHA-256 and that no file was added or removed; the
 ledger's hash chain; that documents are what their names say and every decision names one of them; and the
-cross-check of ledger against history. A bundle passes when no check finds anything.
+cross-check of ledger against history, over every kind of entry (audit/crosscheck.py). A bundle passes when no
+check finds anything.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from audit.bundle import (
     read_manifest,
 )
 from audit.crosscheck import Finding, cross_check
-from audit.history import HistoryFormatError, WorkflowRecord, parse_history
+from audit.history import RUN_SEPARATOR, HistoryFormatError, WorkflowRecord, merge_runs, parse_history
 from models.ledger import GENESIS_HASH
 
 DOCUMENT_FIELDS = {"position": "document_sha256", "comment": "document_sha256"}
@@ -128,6 +129,7 @@ def verify_bundle(root: Path, public_key: str | None = None) -> Verification:
         result.findings.extend(checked.findings)
         result.notes.extend(checked.notes)
         result.counts["decisions_matched"] = checked.decisions_matched
+        result.counts["entries_vouched"] = checked.entries_vouched
     if public_key is None and manifest.public_key:
         result.notes.append(
             f"checked against the key inside the bundle ({keys.fingerprint(manifest.public_key)}); pass "
@@ -211,13 +213,39 @@ def _check_documents(
 
 
 def _read_histories(histories: list[PurePosixPath], contents: dict[str, bytes], add: Any) -> dict[str, WorkflowRecord]:
-    workflows: dict[str, WorkflowRecord] = {}
+    """Each workflow's record, its runs merged: `<workflow>.json` is its latest run, `<workflow>@<run>.json` earlier
+    runs of a workflow that continued as new."""
+    runs: dict[str, dict[str, WorkflowRecord]] = {}
     for path in sorted(histories):
         name = str(path)
+        workflow_id, _, run_id = path.stem.partition(RUN_SEPARATOR)
         try:
-            workflows[path.stem] = parse_history(path.stem, contents[name])
+            runs.setdefault(workflow_id, {})[run_id] = parse_history(workflow_id, contents[name], name)
         except (ValueError, HistoryFormatError) as exc:
             add(Finding(name, "-", "history", str(exc)))
+    workflows: dict[str, WorkflowRecord] = {}
+    for workflow_id, records in runs.items():
+        if "" not in records:
+            for run_id in sorted(records):
+                add(
+                    Finding(
+                        f"{HISTORY_DIR}/{workflow_id}{RUN_SEPARATOR}{run_id}.json",
+                        "-",
+                        "history",
+                        f"an earlier run of {workflow_id}, whose latest run's history is missing",
+                    )
+                )
+            continue
+        workflows[workflow_id], strays = merge_runs(workflow_id, records)
+        for run_id in strays:
+            add(
+                Finding(
+                    f"{HISTORY_DIR}/{workflow_id}{RUN_SEPARATOR}{run_id}.json",
+                    "-",
+                    "history",
+                    f"a run of {workflow_id} that no run in the bundle continues from",
+                )
+            )
     return workflows
 
 

@@ -23,7 +23,10 @@ REMINDERS_PATCH = "ledger-reminders"  # rounds record their reminders in the led
 MAIL_KINDS = ("mail_outcome", "not_invited")
 # Runs that took these patches record a `mail_outcome` for each mailing of a step (rounds: from the round's
 # invitation on, every mailing; meetings: their invitation). Older runs recorded none and stay valid.
-MAIL_OUTCOME_PATCHES = {"round-invited-only", "meeting-mail-outcome"}
+# Consultations since this patch carry comment bodies as hashes, key each extension by its Update (holding only
+# its input, `by`) and record their mail outcomes.
+BY_HASH_PATCH = "consultation-comments-by-hash"
+MAIL_OUTCOME_PATCHES = {"round-invited-only", "meeting-mail-outcome", BY_HASH_PATCH}
 
 
 @dataclass
@@ -186,6 +189,8 @@ UPDATES: dict[str, Callable[[str, AcceptedUpdate], list[Expected]]] = {
         "consultation_extended", ("to",), lambda p: (as_time(p.get("to")),), lambda u: (as_time(u.result),)
     ),
 }
+_extension_by_update = _keyed("consultation_extended", "extended:{id}", ("by",))
+
 # Kinds only an Update (or a position Signal) writes: an entry of one of these that no Update claims is a finding.
 UPDATE_KINDS = {
     "position",
@@ -447,6 +452,8 @@ def expectations(workflows: dict[str, WorkflowRecord], mail_recorders: set[str])
     for workflow_id, record in sorted(workflows.items()):
         for update in record.updates.values():
             make = UPDATES.get(update.name)
+            if update.name == "extend" and BY_HASH_PATCH in record.patches:
+                make = _extension_by_update
             if make is not None and update.completed and not update.failed:
                 found.extend(make(workflow_id, update))
         steps = STEPS.get(record.workflow_type)

@@ -493,6 +493,24 @@ class ConsultationWorkflow:
         )
 
     async def _mail(self, step: str) -> MailingResult:
+        result = await self._send(step)
+        if self._by_hash:
+            # Who was actually written to is part of the record, as for a round's invitations.
+            self._spent += EXTEND_EVENTS
+            await self._record_accepted(
+                "mail_outcome",
+                f"{workflow.info().workflow_id}:mail:{step}",
+                {
+                    "step": step,
+                    "round": None,
+                    "stage_index": self._input.stage_index,
+                    "recipients": [o.model_dump(mode="json") for o in result.recipients],
+                    "not_invited": [],
+                },
+            )
+        return result
+
+    async def _send(self, step: str) -> MailingResult:
         return await workflow.execute_activity(
             "send_consultation_mail",
             ConsultationMailing(

@@ -55,7 +55,8 @@ async def test_smoke_run_measures_both_sides_and_receipts_every_position(
     out = tmp_path / "results.json"
     lines: list[str] = []
     returned = await run_bench(
-        BenchConfig(positions=11, concurrency=4, out=out, review_rounds=0, fanout_repeats=0), say=lines.append
+        BenchConfig(positions=11, concurrency=4, out=out, review_rounds=0, fanout_repeats=0, consultation_comments=0),
+        say=lines.append,
     )
 
     results = json.loads(out.read_text())

@@ -25,6 +25,7 @@ from models.tables import CommentBlob, DelegateRecord, ProposalRecord
 from models.timefmt import both
 from models.tokens import CommentClaims, TokenError, check_csrf, csrf_token, decision_id, verify_comment
 from models.update_retry import retrying
+from web.document_cache import rendered_document
 from web.pages import (
     document_version,
     error_page,
@@ -37,7 +38,6 @@ from web.pages import (
     unavailable_page,
 )
 from web.ratelimit import RateLimitedRoute
-from web.rendering import markdown_to_html
 from workflows.consultation import ConsultationWorkflow
 
 router = APIRouter(route_class=RateLimitedRoute)
@@ -289,7 +289,8 @@ async def _form_page(
 ) -> Response:
     settings = request.app.state.settings
     page = _page_context(context) | {
-        "document_html": markdown_to_html(context.document_body),
+        # Once per version and off the loop, as on the action page: a large text must not stall other requests.
+        "document_html": await rendered_document(request.app.state.engine, context.claims.document_sha256),
         "deadline": both(live.deadline, context.stakeholder.timezone),
         "csrf": csrf_token(settings.signing_keys, context.token),
         "own": await _own(request, context),

@@ -8,6 +8,12 @@ What the recorded runs stand for (each era's runs may still be open when the nex
   position writes alone are local activities (recorded at 29539a2; that run's other workflows are the same as
   776ca791's and were not kept);
 - `operational-framework-a7a48b4c.*`: every ledger write a local activity (`workflow.patched("ledger-local")`).
+- `operational-framework-a215612a.*`: issue 17's integrity patches: coordinator Updates and the meeting record under
+  the workflow's lock (`serial-coordinator-handlers`, `serial-meeting-record`), mail outcomes in the ledger
+  (`round-invited-only`, `meeting-mail-outcome`), comment bodies by hash with bulk dispositions
+  (`consultation-comments-by-hash`);
+- `operational-framework-931ca95e.*`: a round with Timor-Leste not invited (nobody on the roster), then invited by
+  the round's `resend` Update (`python -m tests.record_histories --resend`).
 """
 
 from __future__ import annotations

@@ -33,16 +33,14 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowQueryFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.comments import CommentActivities, store_comment_body
 from activities.documents import store_document
 from activities.ledger import LedgerActivities
-from devstack.services import free_port, temporal_binary
+from devstack.services import start_dev_environment
 from models.db import init_db, make_engine
 from models.messages import (
     CommentSubmission,
@@ -288,14 +286,7 @@ async def run_consultation_bench(
     with tempfile.TemporaryDirectory(prefix="aisafe-bench-consultation-") as scratch:
         engine = make_engine(f"sqlite:///{Path(scratch) / 'ledger.db'}")
         init_db(engine)
-        env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
-            dev_server_existing_path=temporal_binary(),
-            ip="127.0.0.1",
-            port=free_port(),
-            ui=False,
-            dev_server_log_level="error",
-        )
+        env = await start_dev_environment()
         try:
             figures = await run_consultation(
                 env.client,

@@ -61,6 +61,25 @@ def temporal_binary() -> str:
     return found
 
 
+async def start_dev_environment() -> Any:
+    """The dev server in memory on a free port with the engine's search attributes, as a `WorkflowEnvironment`
+    (for tests and benchmarks that start their own; the stack runs `TemporalDevServer`)."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    return await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_binary(),
+        ip="127.0.0.1",
+        port=free_port(),
+        ui=False,
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")
+        ],
+    )
+
+
 # The dev server's SQLite file is kept as the ledger's is. Its default, a rollback journal synced on every commit,
 # cost about 50 ms of a round's start before the first invitation (README, Performance). Production runs a cluster.
 DEV_SERVER_PRAGMAS = tuple(f"{name}={value}" for name, value in SQLITE_JOURNAL.items())

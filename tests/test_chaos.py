@@ -23,7 +23,7 @@ import operations
 from devstack.demo import answer, invitations, read_mails, wait_for
 from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
-from models.messages import PositionSubmission
+from models.messages import PositionSubmission, RoundStatus
 from models.positions import Position
 from models.states import MemberState
 from tests.conftest import POSTGRES_URL
@@ -179,8 +179,10 @@ async def test_database_unavailable_ledger_activities_retry_and_catch_up(
 
         # The database goes away while positions keep arriving: the round accepts them; the ledger activity
         # fails, is retried, and records each once the database is back.
-        outage(True)
         handle = stack.client.get_workflow_handle(f"{proposal_id}.round-1")
+        # The round takes answers only from the delegates it invited; the Updates below come from them.
+        invited = (await handle.query("status", result_type=RoundStatus)).invited
+        outage(True)
         in_flight = [
             asyncio.create_task(
                 handle.execute_update(
@@ -189,7 +191,7 @@ async def test_database_unavailable_ledger_activities_retry_and_catch_up(
                         proposal_id=proposal_id,
                         round=1,
                         state=MemberState(state),
-                        delegate_id=f"{state}-chaos",
+                        delegate_id=invited[MemberState(state)][0],
                         document_sha256=status.document.sha256,
                         position=Position.APPROVE,
                     ),

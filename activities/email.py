@@ -14,10 +14,11 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.policy import EmailPolicy, compat32, default
-from email.utils import formataddr, formatdate, getaddresses, parseaddr
+from email.utils import formatdate, getaddresses, parseaddr
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,15 @@ def not_invited(
 def one_line(text: str) -> str:
     """Header text on one line: a control character or line separator becomes a space (a name, a title)."""
     return _BREAKS.sub(" ", text)
+
+
+def recipient(name: str, address: str) -> Address:
+    """The To header's value for a delegate.
+
+    An `Address` keeps its name quoted when the message is flattened under the SMTPUTF8 policy; a `formataddr`
+    string does not once the name is non-ASCII (the parser reads it as an encoded word and refolds it bare), so
+    `ñ "q"` lost its quotes and `x\\y é` read back as the address. `flatten_for` still checks what goes out."""
+    return Address(display_name=one_line(name), addr_spec=address)
 
 
 def address_problem(address: str) -> str | None:
@@ -605,8 +615,7 @@ class MailActivities:
         message = EmailMessage(policy=MESSAGE_POLICY)
         message["Subject"] = one_line(subject)
         message["From"] = self._settings.mail_from
-        # formataddr quotes a name with a comma, angle brackets or quotes, so a name never adds a recipient.
-        message["To"] = formataddr((one_line(delegate.name), delegate.email))
+        message["To"] = recipient(delegate.name, delegate.email)
         message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = message_id(key)
         for name, value in headers.items():

@@ -20,6 +20,10 @@ class Role(StrEnum):
     SENIOR_OFFICIAL = "senior_official"
     MINISTER_OFFICE = "minister_office"
     STAKEHOLDER = "stakeholder"
+    # Copied on every invitation and outcome, and reads the dashboard and the audit record (issue 18).
+    ASEAN_SECRETARIAT = "asean_secretariat"
+    # Whom a `summit_report` stage notifies: the contact for the Leaders (issue 18).
+    LEADERS_CONTACT = "leaders_contact"
 
 
 class Sector(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from enum import StrEnum
 
@@ -60,6 +61,12 @@ MEMBER_SINCE: dict[MemberState, date] = {
 }
 
 
+def in_name_order(states: Iterable[MemberState]) -> list[MemberState]:
+    """States as ASEAN lists them: in alphabetical order of their English names (Brunei Darussalam first,
+    Viet Nam last), never by code, wherever a list of states is shown or returned."""
+    return sorted(states, key=lambda s: STATE_NAMES[s])
+
+
 def members_on(day: date) -> list[MemberState]:
-    """The member states whose membership is effective on `day`, in code order."""
-    return sorted((s for s in MemberState if MEMBER_SINCE[s] <= day), key=lambda s: s.value)
+    """The member states whose membership is effective on `day`, in ASEAN's order (`in_name_order`)."""
+    return in_name_order(s for s in MemberState if MEMBER_SINCE[s] <= day)

@@ -85,6 +85,8 @@ class StageResult:
     outcome: str
     expired: bool = False
     details: dict[str, Any] | None = None
+    # The deciding body's own word for what it did (a `MeetingDecision` value, or a round's), when it said one.
+    decision: str | None = None
 
 
 @workflow.defn

@@ -542,55 +542,58 @@ async def test_a_voluntary_funding_round_asks_the_state_to_enter_its_pledge(
         assert "EUR 500,000.00" in item.text
 
 
+async def mails_to_philippines(
+    lifecycle: MailActivities, settings: Settings, mailing: RoundMailing
+) -> list[tuple[str, str, str | None]]:
+    """Send `mailing` to the Philippines' delegates only: each message's subject, text (spaces folded) and HTML."""
+    await run(lifecycle.send_round_mail, mailing.model_copy(update={"states": [MemberState.PH]}))
+    return [(m.subject, " ".join(m.text.split()), m.html) for m in read_mailbox(settings.mail_dir)]
+
+
+def funding_step_mailing(
+    document: DocumentRef, step: FundingStep, model: FundingModel, amount: str, allowed: list[Position]
+) -> RoundMailing:
+    terms = FundingTerms(
+        model=model,
+        currency="USD",
+        budget_target=Decimal("500000"),
+        expected={MemberState.PH: Decimal(amount)},
+        step=step,
+    )
+    return round_mailing(
+        document, purpose=RoundPurpose.FUNDING, stage_type=StageType.FUNDING, funding=terms, allowed=allowed
+    )
+
+
 async def test_a_funding_indication_asks_for_an_indication_subject_to_domestic_clearance(
     lifecycle: MailActivities, document: DocumentRef, settings: Settings
 ) -> None:
-    terms = FundingTerms(
-        model=FundingModel.EQUAL_SHARE,
-        currency="USD",
-        budget_target=Decimal("1100000"),
-        expected={MemberState.PH: Decimal("100000")},
-        step=FundingStep.INDICATION,
+    mailing = funding_step_mailing(
+        document, FundingStep.INDICATION, FundingModel.EQUAL_SHARE, "100000", FUNDING_INDICATION_POSITIONS
     )
-    mailing = round_mailing(
-        document,
-        purpose=RoundPurpose.FUNDING,
-        stage_type=StageType.FUNDING,
-        funding=terms,
-        allowed=FUNDING_INDICATION_POSITIONS,
-    )
+    mails = await mails_to_philippines(lifecycle, settings, mailing)
 
-    await run(lifecycle.send_round_mail, mailing.model_copy(update={"states": [MemberState.PH]}))
-
-    for item in read_mailbox(settings.mail_dir):
-        assert item.subject.startswith(
+    assert mails
+    for subject, text, html in mails:
+        assert subject.startswith(
             "[ASEAN AI SAFE] Contribution of Philippines to indicate (subject to domestic clearance)"
         )
-        text = " ".join(item.text.split())
         assert "indicate your state's contribution (Philippines), subject to domestic clearance" in text
         assert "the minister's office of Philippines is then asked to confirm it" in text
         assert "Answers: indicate the contribution (subject to domestic clearance), decline." in text
-        assert item.html is not None and "subject to domestic clearance" in item.html
+        assert html is not None and "subject to domestic clearance" in html
 
 
 async def test_a_funding_confirmation_shows_the_indicated_amount_to_the_ministers_office(
     lifecycle: MailActivities, document: DocumentRef, settings: Settings
 ) -> None:
-    terms = FundingTerms(
-        model=FundingModel.VOLUNTARY,
-        currency="USD",
-        budget_target=Decimal("500000"),
-        expected={MemberState.PH: Decimal("42000")},
-        step=FundingStep.CONFIRMATION,
+    mailing = funding_step_mailing(
+        document, FundingStep.CONFIRMATION, FundingModel.VOLUNTARY, "42000", FUNDING_POSITIONS
     )
-    mailing = round_mailing(
-        document, purpose=RoundPurpose.FUNDING, stage_type=StageType.FUNDING, funding=terms, allowed=FUNDING_POSITIONS
-    )
+    mails = await mails_to_philippines(lifecycle, settings, mailing)
 
-    await run(lifecycle.send_round_mail, mailing.model_copy(update={"states": [MemberState.PH]}))
-
-    for item in read_mailbox(settings.mail_dir):
-        text = " ".join(item.text.split())
+    assert mails
+    for _, text, _ in mails:
         assert "Contribution indicated by Philippines: USD 42,000.00" in text
         assert "only a confirmed contribution counts" in text
         assert "enters the amount" not in text  # the office confirms the amount indicated
@@ -599,16 +602,14 @@ async def test_a_funding_confirmation_shows_the_indicated_amount_to_the_minister
 async def test_a_minus_x_round_mail_names_the_three_answers_plainly(
     lifecycle: MailActivities, document: DocumentRef, settings: Settings
 ) -> None:
-    mailing = round_mailing(document, allowed=MINUS_X_POSITIONS)
+    mails = await mails_to_philippines(lifecycle, settings, round_mailing(document, allowed=MINUS_X_POSITIONS))
 
-    await run(lifecycle.send_round_mail, mailing.model_copy(update={"states": [MemberState.PH]}))
-
-    for item in read_mailbox(settings.mail_dir):
-        text = " ".join(item.text.split())
+    assert mails
+    for _, text, html in mails:
         assert "Answers: participate, opt out (not join, not block), object." in text
         assert "ASEAN-minus-X (ASEAN Charter, Article 21(2))" in text
         assert "Opt out: Philippines does not join, and does not block the others." in text
-        assert item.html is not None and "blocks the arrangement for all" in item.html
+        assert html is not None and "blocks the arrangement for all" in html
 
 
 def answer_notice(small_roster: RosterFile, answered_by: str, state: MemberState, roles: list[Role]) -> AnswerNotice:

@@ -393,14 +393,16 @@ async def test_demo_command_runs_a_whole_cycle(tmp_path: Path) -> None:
         ("ministerial", "passed"),
         ("funding", "passed"),
     ]
-    assert [r["verdict"] for r in data["rounds"]] == ["changes_requested", "passed", "passed", "passed"]
+    assert [r["verdict"] for r in data["rounds"]] == ["changes_requested", "passed", "passed", "passed", "passed"]
     assert data["comments"] == 3
-    # Round 1 and 2: 11 states each; ADGSOM: 6 concur explicitly; funding: 11 answers.
-    assert data["receipts"] == 11 + 11 + 6 + 11
+    # Round 1 and 2: 11 states each; ADGSOM: 6 concur explicitly; funding: 11 focal points, then 10 ministers' offices.
+    assert data["receipts"] == 11 + 11 + 6 + 11 + 10
     funding = data["stages"][-1]["details"]
     assert funding["participating"] and "MM" not in funding["participating"]
     assert Decimal(funding["total"]) >= Decimal(funding["budget_target"])
     assert funding["partner_pledges"]
+    assert funding["not_confirmed"] == [] and "MM" not in funding["confirmed_by_states"]
+    assert [p["activities"] for p in funding["trust_fund"]] == [["capacity building"]]
 
 
 async def test_a_dev_server_whose_frontend_is_not_healthy_yet_is_waited_for(

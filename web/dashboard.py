@@ -121,11 +121,12 @@ def proposal_view(proposal: ProposalRecord, lines: list[LedgerLine], number: int
             for state in _rows(record)
         ],
         not_invited=uninvited.get(open_round.round, {}) if open_round else {},
-        trust_fund=_trust_fund(record),
+        trust_fund=trust_fund_of(record),
     )
 
 
-def _trust_fund(record: AuditRecord) -> list[tuple[str, str, list[str]]]:
+def trust_fund_of(record: AuditRecord) -> list[tuple[str, str, list[str]]]:
+    """Partners' pledges as the dashboard lists them: partner, amount in words, the activities earmarked."""
     currency = f"{record.currency} " if record.currency else ""
     return [(p.contributor, f"{currency}{amount(p.amount)}", p.activities) for p in record.pledges if p.trust_fund]
 

@@ -228,6 +228,9 @@ POSITION_STYLES = {
     Position.ABSTAIN: "cyan",
     Position.OBJECT: "bold red",
     Position.DECLINE: "red",
+    Position.PARTICIPATE: "green",
+    Position.OPT_OUT: "cyan",
+    Position.INDICATE: "green",
 }
 STATUS_STYLES = {
     ProposalState.RUNNING: "cyan",

@@ -88,3 +88,10 @@ async def test_a_minus_x_round_with_too_few_participants_ends_the_stage_without_
     assert result.rounds[0].participating == [MY, SG]
     assert "needs 3 participating states, 2 participate" in (result.closed_reason or "")
     assert len(result.rounds) == 1  # max_rounds is 3, but nothing in the text is to be revised
+
+
+def test_status_shows_every_answer_a_round_can_take_in_words() -> None:
+    import starter
+
+    assert set(starter.POSITION_STYLES) == set(Position)
+    assert starter._position_cell(Position.OPT_OUT, None).plain == "Opt out (not join, not block)"

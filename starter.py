@@ -29,7 +29,7 @@ from models.messages import ProposalState, RespondManyResult
 from models.positions import Disposition, Position
 from models.process import InputFileError
 from models.settings import Settings
-from models.states import MemberState
+from models.states import MemberState, in_name_order
 
 T = TypeVar("T")
 
@@ -437,8 +437,30 @@ def status(
             highlight=False,
             markup=False,
         )
-    for line in _trust_fund_lines(current):
+    for line in [*_contribution_lines(current), *_trust_fund_lines(current)]:
         out.print(visible(line), highlight=False, markup=False)
+
+
+def _contribution_lines(current: Any) -> list[str]:
+    """The states' contributions to the core budget in `status`: indicated by focal points, confirmed by offices."""
+    lines = []
+    for position, what in (
+        (Position.INDICATE, "indicated by focal points (subject to domestic clearance)"),
+        (Position.CONFIRM, "confirmed by ministers' offices"),
+    ):
+        given = {
+            state: answer.amount
+            for outcome in current.rounds
+            for state, answer in outcome.positions.items()
+            if answer.position is position and answer.amount is not None
+        }
+        if given:
+            from decimal import Decimal
+
+            states = ", ".join(s.value for s in in_name_order(given))
+            total = sum(given.values(), Decimal(0))
+            lines.append(f"contributions {what}: {total:,.2f} from {len(given)} state(s): {states}")
+    return lines
 
 
 def _trust_fund_lines(current: Any) -> list[str]:

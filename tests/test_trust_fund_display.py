@@ -39,3 +39,43 @@ def test_the_dashboard_lists_the_trust_fund_apart() -> None:
         ("Japan", "150,000.00", ["capacity building"]),
         ("Korea", "80,000.00", []),
     ]
+
+
+def test_status_lists_contributions_indicated_and_confirmed_apart_from_the_trust_fund() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    import starter
+    from models.messages import DocumentRef, Pledge, RoundOutcome, StatePosition
+    from models.positions import Position
+    from models.rules import Verdict
+    from models.states import MemberState
+
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    share = Decimal("100000.00")
+
+    def closed(number: int, answers: dict[MemberState, Position]) -> RoundOutcome:
+        return RoundOutcome(
+            round=number,
+            document=DocumentRef(sha256="a" * 64, version=1, filename="v1.md", size=1),
+            opened_at=now,
+            closed_at=now,
+            closed_because="all states answered",
+            verdict=Verdict.PASSED,
+            reason="",
+            positions={s: StatePosition(position=p, recorded_at=now, amount=share) for s, p in answers.items()},
+        )
+
+    indicated = closed(1, {MemberState.VN: Position.INDICATE, MemberState.BN: Position.INDICATE})
+    confirmed = closed(2, {MemberState.BN: Position.CONFIRM})
+    current = SimpleNamespace(
+        rounds=[indicated, confirmed], pledges=[Pledge(partner="Japan", amount=Decimal(5000), activities=["training"])]
+    )
+
+    assert [*starter._contribution_lines(current), *starter._trust_fund_lines(current)] == [
+        "contributions indicated by focal points (subject to domestic clearance): 200,000.00 from 2 state(s): BN, VN",
+        "contributions confirmed by ministers' offices: 100,000.00 from 1 state(s): BN",
+        "trust fund (dialogue partners' pledges, apart from the core budget):",
+        "  Japan: 5,000.00 — earmarked to training",
+    ]

@@ -198,9 +198,16 @@ async def withdraw(client: Client, proposal_id: str, reason: str) -> ProposalSta
     return await _update(client, proposal_id, "withdraw", WithdrawInput(reason=reason), ProposalStatus)
 
 
-async def pledge(client: Client, proposal_id: str, partner: str, amount: Decimal, currency: str | None) -> Pledge:
+async def pledge(
+    client: Client,
+    proposal_id: str,
+    partner: str,
+    amount: Decimal,
+    currency: str | None,
+    activities: list[str] | None = None,
+) -> Pledge:
     try:
-        request = Pledge(partner=partner, amount=amount, currency=currency)
+        request = Pledge(partner=partner, amount=amount, currency=currency, activities=activities or [])
     except ValidationError as exc:
         raise OperationError(_first_error(exc)) from None
     return await _update(client, proposal_id, "pledge", request, Pledge)

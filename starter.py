@@ -29,7 +29,7 @@ from models.messages import ProposalState, RespondManyResult
 from models.positions import Disposition, Position
 from models.process import InputFileError
 from models.settings import Settings
-from models.states import MemberState
+from models.states import MemberState, in_name_order
 
 T = TypeVar("T")
 
@@ -228,6 +228,9 @@ POSITION_STYLES = {
     Position.ABSTAIN: "cyan",
     Position.OBJECT: "bold red",
     Position.DECLINE: "red",
+    Position.PARTICIPATE: "green",
+    Position.OPT_OUT: "cyan",
+    Position.INDICATE: "green",
 }
 STATUS_STYLES = {
     ProposalState.RUNNING: "cyan",
@@ -434,6 +437,41 @@ def status(
             highlight=False,
             markup=False,
         )
+    for line in [*_contribution_lines(current), *_trust_fund_lines(current)]:
+        out.print(visible(line), highlight=False, markup=False)
+
+
+def _contribution_lines(current: Any) -> list[str]:
+    """The states' contributions to the core budget in `status`: indicated by focal points, confirmed by offices."""
+    lines = []
+    for position, what in (
+        (Position.INDICATE, "indicated by focal points (subject to domestic clearance)"),
+        (Position.CONFIRM, "confirmed by ministers' offices"),
+    ):
+        given = {
+            state: answer.amount
+            for outcome in current.rounds
+            for state, answer in outcome.positions.items()
+            if answer.position is position and answer.amount is not None
+        }
+        if given:
+            from decimal import Decimal
+
+            states = ", ".join(s.value for s in in_name_order(given))
+            total = sum(given.values(), Decimal(0))
+            lines.append(f"contributions {what}: {total:,.2f} from {len(given)} state(s): {states}")
+    return lines
+
+
+def _trust_fund_lines(current: Any) -> list[str]:
+    """Partners' pledges in `status`, apart from the states' contributions to the core budget."""
+    if not current.pledges:
+        return []
+    lines = ["trust fund (dialogue partners' pledges, apart from the core budget):"]
+    for pledge in current.pledges:
+        earmarked = f" — earmarked to {'; '.join(pledge.activities)}" if pledge.activities else " — not earmarked"
+        lines.append(f"  {pledge.partner}: {pledge.amount:,.2f}{earmarked}")
+    return lines
 
 
 def _position_cell(position: Position | None, not_invited: str | None) -> Text:
@@ -734,6 +772,8 @@ def record_meeting(
     epilog=examples(
         "aisafe pledge funding-model-5e6f7a8b --partner Japan --amount 150000.00",
         "aisafe pledge funding-model-5e6f7a8b --partner Australia --amount 50000 --currency USD",
+        'aisafe pledge funding-model-5e6f7a8b --partner Korea --amount 80000 --activity "capacity building"'
+        ' --activity "testing cooperation"',
     )
 )
 def pledge(
@@ -741,10 +781,20 @@ def pledge(
     partner: Annotated[str, typer.Option(help="The dialogue partner making the contribution.")],
     amount: Annotated[str, typer.Option(help="Amount, e.g. 150000.00 (in the funding stage's currency).")],
     currency: Annotated[str | None, typer.Option(help="ISO 4217 code; must match the funding stage.")] = None,
+    activity: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--activity",
+            metavar="NAME",
+            help='An activity the pledge is earmarked to (repeatable), e.g. "capacity building".',
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Record a dialogue partner's contribution to the funding stage."""
+    """Record a dialogue partner's trust-fund pledge, earmarked to named activities, apart from the core budget.
+
+    It counts toward the funding stage's budget target only if the process says partner_pledges_count: true."""
     from decimal import Decimal, InvalidOperation
 
     try:
@@ -754,13 +804,18 @@ def pledge(
     settings = settings_for(data_dir)
 
     async def work() -> Any:
-        return await operations.pledge(await client_for(settings), proposal_id, partner, value, currency)
+        return await operations.pledge(await client_for(settings), proposal_id, partner, value, currency, activity)
 
     recorded = run(work)
     if as_json:
         emit_json(recorded.model_dump(mode="json"))
-    else:
-        out.print(visible(f"pledge recorded: {recorded.partner} {recorded.amount:,.2f}"), highlight=False, markup=False)
+        return
+    earmarked = f", earmarked to {'; '.join(recorded.activities)}" if recorded.activities else ""
+    out.print(
+        visible(f"pledge recorded: {recorded.partner} {recorded.amount:,.2f} to the trust fund{earmarked}"),
+        highlight=False,
+        markup=False,
+    )
 
 
 # --- processes --------------------------------------------------------------------------------------

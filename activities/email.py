@@ -42,6 +42,7 @@ from models.messages import (
     AnswerNotice,
     ConsultationMailing,
     CoordinatorAlert,
+    FundingStep,
     FundingTerms,
     MailingResult,
     MailOutcome,
@@ -55,6 +56,7 @@ from models.messages import (
     RoundPurpose,
     RoundRecipients,
 )
+from models.positions import Position
 from models.process import FundingModel, StageType
 from models.roster import REVIEW_ROLES, Role, Sector
 from models.settings import Settings
@@ -655,6 +657,7 @@ class MailActivities:
             "round_name": ROUND_NAMES[mailing.purpose],
             "answers": ", ".join(p.label.lower() for p in ROUND_ANSWERS[mailing.purpose]),
             **_funding_context(mailing.funding, state),
+            **_answers_context(mailing),
         }
         prefix = "Reminder: " if is_reminder else ""
         subject = {
@@ -662,6 +665,8 @@ class MailActivities:
             RoundPurpose.AD_REFERENDUM: f"Endorsement ad referendum by {abbreviation}",
             RoundPurpose.FUNDING: f"Contribution of {state.official_name} to confirm",
         }[mailing.purpose]
+        if mailing.funding is not None and mailing.funding.step is FundingStep.INDICATION:
+            subject = f"Contribution of {state.official_name} to indicate (subject to domestic clearance)"
         return self._message(
             delegate,
             key,
@@ -889,6 +894,15 @@ async def _heartbeating(progress: Callable[[], int]) -> AsyncIterator[None]:
         ticker.cancel()
 
 
+def _answers_context(mailing: RoundMailing) -> dict[str, Any]:
+    """The answers a round offers, when it says (minus-X and funding rounds opened since they did)."""
+    step = mailing.funding.step.value if mailing.funding and mailing.funding.step else None
+    context: dict[str, Any] = {"minus_x": Position.PARTICIPATE in (mailing.allowed or ()), "funding_step": step}
+    if mailing.allowed:
+        context["answers"] = ", ".join(p.label.lower() for p in mailing.allowed)
+    return context
+
+
 def _funding_context(funding: FundingTerms | None, state: MemberState) -> dict[str, Any]:
     """What a funding round's email says about money: the state's expected share, or that it pledges its own."""
     if funding is None:
@@ -898,7 +912,8 @@ def _funding_context(funding: FundingTerms | None, state: MemberState) -> dict[s
         "funding": funding,
         "funding_model": FUNDING_MODEL_NAMES[funding.model],
         "budget_target": money(funding.budget_target, funding.currency),
-        "voluntary": funding.model is FundingModel.VOLUNTARY,
+        # A minister's office confirms the amount its focal point indicated; it does not enter one.
+        "voluntary": funding.model is FundingModel.VOLUNTARY and funding.step is not FundingStep.CONFIRMATION,
         "expected_amount": money(expected, funding.currency) if expected is not None else None,
     }
 

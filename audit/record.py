@@ -145,6 +145,9 @@ class PledgeRow:
     amount: str | None
     answer: str
     round: int | None = None
+    # A dialogue partner's pledge goes to the trust fund, earmarked to these activities, apart from the core budget.
+    trust_fund: bool = False
+    activities: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -293,7 +296,13 @@ def build_record(lines: list[LedgerLine]) -> AuditRecord:
                 row.reasons = dict(payload.get("reasons") or {})
             case "partner_pledge":
                 record.pledges.append(
-                    PledgeRow(contributor=str(payload.get("partner")), amount=payload.get("amount"), answer="pledged")
+                    PledgeRow(
+                        contributor=str(payload.get("partner")),
+                        amount=payload.get("amount"),
+                        answer="pledged",
+                        trust_fund=True,
+                        activities=[str(a) for a in payload.get("activities") or []],
+                    )
                 )
             case "mail_outcome":
                 mailing = _mailing(workflow_id, payload, at)

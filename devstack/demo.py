@@ -4,7 +4,8 @@ coordinator by operations.
 
 drafting -> consultation (comments, an extension, dispositions) -> member review (a change request, a
 revised version, a second round) -> ADGSOM ad referendum (silence procedure) -> ADGMIN meeting (dated a few
-seconds ahead, then recorded) -> funding (tiered shares, one state opting out, a partner pledge) -> adopted.
+seconds ahead, then recorded) -> funding (equal shares indicated by focal points and confirmed by ministers'
+offices, one state opting out, a partner's trust-fund pledge) -> adopted.
 """
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> P
                     "grace": "PT60S",
                     "on_no_record": "ad_referendum",
                 },
-                {**funding, "deadline": "PT30S", "reminders": []},
+                # The demo's process counts the partner's pledge toward the target (the example's does not).
+                {**funding, "deadline": "PT30S", "reminders": [], "partner_pledges_count": True},
             ]
         },
     }
@@ -317,7 +319,8 @@ async def run_demo(
         say(f"ADGMIN meeting at {meeting_at:%H:%M:%S} UTC: waiting for it, then recording the outcome")
         await _record_when_held(client, proposal_id, record)
 
-        # Funding: tiered shares; Myanmar opts out; a dialogue partner's pledge closes the gap.
+        # Funding: equal shares; Myanmar opts out; a dialogue partner's trust-fund pledge closes the gap. Focal points
+        # indicate, subject to domestic clearance; then the ministers' offices confirm.
         mails = await mails_matching(
             mail_dir,
             proposal_id,
@@ -331,10 +334,16 @@ async def run_demo(
         )
         assert live.funding is not None
         gap = sum((live.funding.expected.get(MemberState(s), Decimal(0)) for s in FUNDING_DECLINE), Decimal(0))
-        await operations.pledge(client, proposal_id, "Dialogue Partner (demo)", gap, None)
+        await operations.pledge(client, proposal_id, "Dialogue Partner (demo)", gap, None, ["capacity building"])
         say(f"funding: a dialogue partner pledges {gap:,.2f} to cover the share of {', '.join(FUNDING_DECLINE)}")
         decline = {s: ("decline", "Not in a position to contribute this cycle.") for s in FUNDING_DECLINE}
-        result.receipts += await answer_round(http, mails, decline, roles, default="confirm")
+        result.receipts += await answer_round(http, mails, decline, roles, default="indicate")
+        offices = sum(
+            1 for d in roster.delegates if d.role is Role.MINISTER_OFFICE and d.state.value not in FUNDING_DECLINE
+        )
+        mails = await invitations(mail_dir, proposal_id, current.round + 1, expected=offices)
+        say(f"funding: {len(mails)} ministers' offices asked to confirm the contributions indicated")
+        result.receipts += await answer_round(http, mails, {}, roles, default="confirm")
         result.status = await _wait_stage(client, proposal_id, {s.value for s in ProposalState} - {"running"})
     result.emails = len(await asyncio.to_thread(read_mails, mail_dir, proposal_id))
     for report in result.status.stages:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from models.positions import (
     AD_REFERENDUM_POSITIONS,
+    FUNDING_INDICATION_POSITIONS,
     FUNDING_POSITIONS,
+    MINUS_X_POSITIONS,
     REVIEW_POSITIONS,
     DecisionRule,
     Disposition,
@@ -48,6 +50,22 @@ ROUND_ANSWERS: dict[RoundPurpose, list[Position]] = {
 }
 
 
+class FundingStep(StrEnum):
+    """Which step of a funding stage a round is: focal points indicate, then ministers' offices confirm."""
+
+    INDICATION = "indication"
+    CONFIRMATION = "confirmation"
+
+
+def round_answers(purpose: RoundPurpose, rule: DecisionRule, step: FundingStep | None = None) -> list[Position]:
+    """The answers a round opened today offers (ROUND_ANSWERS is what rounds before the Charter reading offered)."""
+    if step is FundingStep.INDICATION:
+        return FUNDING_INDICATION_POSITIONS
+    if rule is DecisionRule.ASEAN_MINUS_X and purpose is not RoundPurpose.FUNDING:
+        return MINUS_X_POSITIONS
+    return ROUND_ANSWERS[purpose]
+
+
 class DocumentRef(BaseModel):
     """A stored document version: the workflow carries this, never the text."""
 
@@ -73,6 +91,8 @@ class FundingTerms(BaseModel):
     currency: str
     budget_target: Decimal
     expected: dict[MemberState, Decimal] = Field(default_factory=dict)
+    # None in rounds from before contributions were indicated first and confirmed by ministers' offices.
+    step: FundingStep | None = None
 
 
 class ReviewRoundInput(BaseModel):
@@ -200,6 +220,10 @@ class Pledge(BaseModel):
     amount: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     recorded_at: datetime | None = None
+    # A partner's money goes to the trust fund, earmarked to these activities; it is not the core budget.
+    activities: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=200)]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
 class StageStatus(StrEnum):
@@ -279,6 +303,7 @@ class RoundMailing(BaseModel):
     delegate_ids: list[str] | None = Field(
         default=None, description="write only to these delegates (the round's invited ones); None: every delegate"
     )
+    allowed: list[Position] | None = Field(default=None, description="the round's answers; None: its purpose's")
 
 
 class RecipientsQuery(BaseModel):

@@ -14,6 +14,13 @@ class Position(StrEnum):
     # A funding round's answers: a state confirms or declines its contribution.
     CONFIRM = "confirm"
     DECLINE = "decline"
+    # ASEAN-minus-X as the Charter has it (Art. 21(2)): a state joins, stays out without blocking, or objects
+    # (which blocks: flexible participation applies only where there is consensus to apply it).
+    PARTICIPATE = "participate"
+    OPT_OUT = "opt_out"
+    # A focal point's answer in a funding round: the state's contribution, subject to domestic clearance (its
+    # minister's office confirms it afterwards with CONFIRM or DECLINE).
+    INDICATE = "indicate"
 
     @property
     def needs_reason(self) -> bool:
@@ -25,7 +32,12 @@ class Position(StrEnum):
 
     @property
     def is_approval(self) -> bool:
-        return self in (Position.APPROVE, Position.APPROVE_WITH_RESERVATION, Position.CONFIRM)
+        return self in (Position.APPROVE, Position.APPROVE_WITH_RESERVATION, Position.CONFIRM, Position.INDICATE)
+
+    @property
+    def joins(self) -> bool:
+        """Takes part in an ASEAN-minus-X arrangement (a funding contribution counts as taking part)."""
+        return self is Position.PARTICIPATE or self.is_approval
 
     @property
     def is_objection(self) -> bool:
@@ -43,6 +55,9 @@ POSITION_LABELS: dict[Position, str] = {
     Position.OBJECT: "Object",
     Position.CONFIRM: "Confirm the contribution",
     Position.DECLINE: "Decline",
+    Position.PARTICIPATE: "Participate",
+    Position.OPT_OUT: "Opt out (not join, not block)",
+    Position.INDICATE: "Indicate the contribution (subject to domestic clearance)",
 }
 
 REVIEW_POSITIONS = [
@@ -56,6 +71,10 @@ REVIEW_POSITIONS = [
 AD_REFERENDUM_POSITIONS = [Position.APPROVE, Position.APPROVE_WITH_RESERVATION, Position.OBJECT]
 MEETING_POSITIONS = [Position.APPROVE, Position.APPROVE_WITH_RESERVATION, Position.ABSTAIN, Position.OBJECT]
 FUNDING_POSITIONS = [Position.CONFIRM, Position.DECLINE]
+# A minus-X round asks whether each state joins; an objection blocks the arrangement for all.
+MINUS_X_POSITIONS = [Position.PARTICIPATE, Position.OPT_OUT, Position.OBJECT]
+# A funding round's first step: the focal point indicates, the minister's office then confirms (FUNDING_POSITIONS).
+FUNDING_INDICATION_POSITIONS = [Position.INDICATE, Position.DECLINE]
 
 
 class DecisionRule(StrEnum):

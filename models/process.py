@@ -188,7 +188,8 @@ class FundingModel(StrEnum):
 
 
 class FundingStage(_StatesDecide):
-    """Each state confirms (or declines) its contribution; approved when the rule holds and the budget is met."""
+    """Focal points indicate each state's contribution (subject to domestic clearance), ministers' offices confirm
+    it; approved when the rule holds and the confirmed contributions meet the budget target."""
 
     type: Literal[StageType.FUNDING] = StageType.FUNDING
     deadline: timedelta = Field(default=timedelta(days=30))
@@ -196,6 +197,10 @@ class FundingStage(_StatesDecide):
     budget_target: Decimal = Field(gt=0, max_digits=18, decimal_places=2)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
     shares: dict[MemberState, Decimal] | None = Field(default=None, description="tiered: percent of the target")
+    partner_pledges_count: bool = Field(
+        default=False,
+        description="whether dialogue partners' trust-fund pledges count toward budget_target (the core budget)",
+    )
 
     @field_validator("budget_target", mode="before")
     @classmethod

@@ -22,7 +22,13 @@ class Decision:
     participating: list[str] | None = None  # ASEAN-minus-X: the states that take part
 
 
-def decide(rule: DecisionRule, positions: Mapping[str, Position], *, min_participants: int = 2) -> Decision:
+def decide(
+    rule: DecisionRule,
+    positions: Mapping[str, Position],
+    *,
+    min_participants: int = 2,
+    objection_blocks: bool = False,
+) -> Decision:
     """Apply `rule` to the final position of every participating state (silence already applied).
 
     consensus: passes when no state objects or requests changes and at least one approves (abstentions
@@ -36,17 +42,12 @@ def decide(rule: DecisionRule, positions: Mapping[str, Position], *, min_partici
     objecting = sorted(s for s, p in positions.items() if p.is_objection)
     approving = sorted(s for s, p in positions.items() if p.is_approval)
 
+    if rule is DecisionRule.ASEAN_MINUS_X and objection_blocks:
+        return _flexible_participation(positions, changes, min_participants)
     if rule is DecisionRule.ASEAN_MINUS_X:
         if changes:
             return Decision(Verdict.CHANGES_REQUESTED, f"change request from {', '.join(changes)}")
-        opted_out = f"; {', '.join(objecting)} opted out" if objecting else ""
-        if len(approving) < min_participants:
-            return Decision(
-                Verdict.NOT_PASSED,
-                f"ASEAN-minus-X needs {min_participants} participating states, {len(approving)} approved{opted_out}",
-                approving,
-            )
-        return Decision(Verdict.PASSED, f"ASEAN-minus-X: {', '.join(approving)} participate{opted_out}", approving)
+        return _enough_take_part(approving, objecting, min_participants, counted_as="approved")
 
     blocking = sorted({*changes, *objecting})
     if blocking:
@@ -62,3 +63,31 @@ def decide(rule: DecisionRule, positions: Mapping[str, Position], *, min_partici
     if not approving:
         return Decision(Verdict.NOT_PASSED, "no state approved")
     return Decision(Verdict.PASSED, "consensus: no objection")
+
+
+def _flexible_participation(positions: Mapping[str, Position], changes: list[str], min_participants: int) -> Decision:
+    """ASEAN-minus-X under Art. 21(2): applies only where no state objects; names the states that take part."""
+    if changes:
+        return Decision(Verdict.CHANGES_REQUESTED, f"change request from {', '.join(changes)}")
+    blocking = sorted(s for s, p in positions.items() if p is Position.OBJECT)
+    joining = sorted(s for s, p in positions.items() if p.joins)
+    opted_out = sorted(s for s, p in positions.items() if p in (Position.OPT_OUT, Position.DECLINE))
+    if blocking:
+        return Decision(
+            Verdict.CHANGES_REQUESTED,
+            f"objection from {', '.join(blocking)}: ASEAN-minus-X applies only where no member state objects",
+            joining,
+        )
+    return _enough_take_part(joining, opted_out, min_participants, counted_as="participate")
+
+
+def _enough_take_part(joining: list[str], opted_out: list[str], min_participants: int, *, counted_as: str) -> Decision:
+    """Passes with at least `min_participants` taking part, and names them and the states that opted out."""
+    out = f"; {', '.join(opted_out)} opted out" if opted_out else ""
+    if len(joining) < min_participants:
+        return Decision(
+            Verdict.NOT_PASSED,
+            f"ASEAN-minus-X needs {min_participants} participating states, {len(joining)} {counted_as}{out}",
+            joining,
+        )
+    return Decision(Verdict.PASSED, f"ASEAN-minus-X: {', '.join(joining)} participate{out}", joining)

@@ -132,12 +132,13 @@ async def test_export_then_verify_holds_for_a_whole_governance_cycle(audited: Au
 
     lines = ledger_of(audited.bundle)
     decisions = [line for line in lines if line.kind in {"position", "comment", "disposition", "meeting_recorded"}]
-    # 11 + 11 answers in the two WG-AI rounds, 6 in ADGSOM, 11 in funding; 3 comments, 3 dispositions; 1 meeting.
-    assert [line.kind for line in decisions].count("position") == 39
-    assert len(decisions) == 39 + 3 + 3 + 1
+    # 11 + 11 answers in the two WG-AI rounds, 6 in ADGSOM, 11 indications and 10 confirmations in funding;
+    # 3 comments, 3 dispositions; 1 meeting.
+    assert [line.kind for line in decisions].count("position") == 49
+    assert len(decisions) == 49 + 3 + 3 + 1
     assert report["counts"]["decisions_matched"] == len(decisions)
-    # The proposal, its consultation, four rounds and the meeting each have their history in the bundle.
-    assert report["counts"]["histories"] == 7
+    # The proposal, its consultation, five rounds and the meeting each have their history in the bundle.
+    assert report["counts"]["histories"] == 8
     assert sorted(p.name for p in (audited.bundle / "documents").glob("*.md")) == sorted(
         f"{json.loads(line.payload_json)['document']['sha256']}.md"
         for line in lines

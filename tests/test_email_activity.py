@@ -32,6 +32,7 @@ from models.messages import (
     AnswerNotice,
     ConsultationMailing,
     DocumentRef,
+    FundingStep,
     FundingTerms,
     MailingResult,
     MeetingMailing,
@@ -40,7 +41,7 @@ from models.messages import (
     RoundMailing,
     RoundPurpose,
 )
-from models.positions import Position
+from models.positions import FUNDING_INDICATION_POSITIONS, FUNDING_POSITIONS, MINUS_X_POSITIONS, Position
 from models.process import FundingModel, StageType
 from models.roster import REVIEW_ROLES, Role, RosterFile, Sector, delegate_id, load_roster_file
 from models.settings import Settings
@@ -539,6 +540,76 @@ async def test_a_voluntary_funding_round_asks_the_state_to_enter_its_pledge(
         assert "Philippines enters the amount it pledges on the page" in item.text
         assert "Expected contribution" not in item.text
         assert "EUR 500,000.00" in item.text
+
+
+async def mails_to_philippines(
+    lifecycle: MailActivities, settings: Settings, mailing: RoundMailing
+) -> list[tuple[str, str, str | None]]:
+    """Send `mailing` to the Philippines' delegates only: each message's subject, text (spaces folded) and HTML."""
+    await run(lifecycle.send_round_mail, mailing.model_copy(update={"states": [MemberState.PH]}))
+    return [(m.subject, " ".join(m.text.split()), m.html) for m in read_mailbox(settings.mail_dir)]
+
+
+def funding_step_mailing(
+    document: DocumentRef, step: FundingStep, model: FundingModel, amount: str, allowed: list[Position]
+) -> RoundMailing:
+    terms = FundingTerms(
+        model=model,
+        currency="USD",
+        budget_target=Decimal("500000"),
+        expected={MemberState.PH: Decimal(amount)},
+        step=step,
+    )
+    return round_mailing(
+        document, purpose=RoundPurpose.FUNDING, stage_type=StageType.FUNDING, funding=terms, allowed=allowed
+    )
+
+
+async def test_a_funding_indication_asks_for_an_indication_subject_to_domestic_clearance(
+    lifecycle: MailActivities, document: DocumentRef, settings: Settings
+) -> None:
+    mailing = funding_step_mailing(
+        document, FundingStep.INDICATION, FundingModel.EQUAL_SHARE, "100000", FUNDING_INDICATION_POSITIONS
+    )
+    mails = await mails_to_philippines(lifecycle, settings, mailing)
+
+    assert mails
+    for subject, text, html in mails:
+        assert subject.startswith(
+            "[ASEAN AI SAFE] Contribution of Philippines to indicate (subject to domestic clearance)"
+        )
+        assert "indicate your state's contribution (Philippines), subject to domestic clearance" in text
+        assert "the minister's office of Philippines is then asked to confirm it" in text
+        assert "Answers: indicate the contribution (subject to domestic clearance), decline." in text
+        assert html is not None and "subject to domestic clearance" in html
+
+
+async def test_a_funding_confirmation_shows_the_indicated_amount_to_the_ministers_office(
+    lifecycle: MailActivities, document: DocumentRef, settings: Settings
+) -> None:
+    mailing = funding_step_mailing(
+        document, FundingStep.CONFIRMATION, FundingModel.VOLUNTARY, "42000", FUNDING_POSITIONS
+    )
+    mails = await mails_to_philippines(lifecycle, settings, mailing)
+
+    assert mails
+    for _, text, _ in mails:
+        assert "Contribution indicated by Philippines: USD 42,000.00" in text
+        assert "only a confirmed contribution counts" in text
+        assert "enters the amount" not in text  # the office confirms the amount indicated
+
+
+async def test_a_minus_x_round_mail_names_the_three_answers_plainly(
+    lifecycle: MailActivities, document: DocumentRef, settings: Settings
+) -> None:
+    mails = await mails_to_philippines(lifecycle, settings, round_mailing(document, allowed=MINUS_X_POSITIONS))
+
+    assert mails
+    for _, text, html in mails:
+        assert "Answers: participate, opt out (not join, not block), object." in text
+        assert "ASEAN-minus-X (ASEAN Charter, Article 21(2))" in text
+        assert "Opt out: Philippines does not join, and does not block the others." in text
+        assert html is not None and "blocks the arrangement for all" in html
 
 
 def answer_notice(small_roster: RosterFile, answered_by: str, state: MemberState, roles: list[Role]) -> AnswerNotice:

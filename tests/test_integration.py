@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import uuid
@@ -392,14 +393,16 @@ async def test_demo_command_runs_a_whole_cycle(tmp_path: Path) -> None:
         ("ministerial", "passed"),
         ("funding", "passed"),
     ]
-    assert [r["verdict"] for r in data["rounds"]] == ["changes_requested", "passed", "passed", "passed"]
+    assert [r["verdict"] for r in data["rounds"]] == ["changes_requested", "passed", "passed", "passed", "passed"]
     assert data["comments"] == 3
-    # Round 1 and 2: 11 states each; ADGSOM: 6 concur explicitly; funding: 11 answers.
-    assert data["receipts"] == 11 + 11 + 6 + 11
+    # Round 1 and 2: 11 states each; ADGSOM: 6 concur explicitly; funding: 11 focal points, then 10 ministers' offices.
+    assert data["receipts"] == 11 + 11 + 6 + 11 + 10
     funding = data["stages"][-1]["details"]
     assert funding["participating"] and "MM" not in funding["participating"]
     assert Decimal(funding["total"]) >= Decimal(funding["budget_target"])
     assert funding["partner_pledges"]
+    assert funding["not_confirmed"] == [] and "MM" not in funding["confirmed_by_states"]
+    assert [p["activities"] for p in funding["trust_fund"]] == [["capacity building"]]
 
 
 async def test_a_dev_server_whose_frontend_is_not_healthy_yet_is_waited_for(
@@ -441,3 +444,46 @@ async def test_a_dev_server_whose_frontend_is_not_healthy_yet_is_waited_for(
             await stack._connect(stack.settings, timeout=0.3)  # noqa: SLF001
     finally:
         await stack.stop()
+
+
+async def test_a_partner_pledge_earmarked_to_activities_through_the_cli(stack: EmbeddedStack, tmp_path: Path) -> None:
+    assert stack.settings and stack.client
+    operations.import_roster(make_engine(stack.settings.sqlalchemy_url), load_roster_file(EXAMPLES / "roster.yaml"))
+    folder = tmp_path / "funding"
+    folder.mkdir()
+    (folder / "funding.md").write_text("# Funding model\n\nEqual shares.\n", encoding="utf-8")
+    (folder / "funding.yaml").write_text(
+        "title: ASEAN AI SAFE Funding Model\nkind: funding_model\ndocument: funding.md\nprocess:\n  stages:\n"
+        "    - type: funding\n      budget_target: '1100000.00'\n      deadline: P30D\n      reminders: []\n",
+        encoding="utf-8",
+    )
+    env = stack_env(stack)
+    proposed = await acli("propose", str(folder / "funding.yaml"), "--json", env=env)
+    assert proposed.code == 0, proposed.stderr
+    proposal_id = proposed.json()["id"]
+
+    earmarked = ("--activity", "capacity building", "--activity", "testing cooperation")
+    pledge = ("pledge", proposal_id, "--partner", "Japan", "--amount", "150000", *earmarked)
+    recorded = await acli(*pledge, "--json", env=env)
+    assert recorded.code == 0, recorded.stderr
+    assert recorded.json()["activities"] == ["capacity building", "testing cooperation"]
+    said = await acli(
+        "pledge", proposal_id, "--partner", "Korea", "--amount", "80000", "--activity", "secretariat", env=env
+    )
+    assert said.code == 0, said.stderr
+    assert "pledge recorded: Korea 80,000.00 to the trust fund, earmarked to secretariat" in said.stdout
+
+    too_short = await acli("pledge", proposal_id, "--partner", "Korea", "--amount", "1", "--activity", "x", env=env)
+    assert too_short.code == 2 and "activities" in too_short.stderr and "Traceback" not in too_short.stderr
+
+    shown = await acli("status", proposal_id, env=env)
+    assert shown.code == 0, shown.stderr
+    assert "trust fund (dialogue partners' pledges, apart from the core budget):" in shown.stdout
+    assert "Japan: 150,000.00 — earmarked to capacity building; testing cooperation" in shown.stdout
+    entries = [json.loads(e.payload_json) for e in ledger_entries(stack, proposal_id) if e.kind == "partner_pledge"]
+    assert [(e["partner"], e["activities"]) for e in entries] == [
+        ("Japan", ["capacity building", "testing cooperation"]),
+        ("Korea", ["secretariat"]),
+    ]
+    withdrawn = await acli("withdraw", proposal_id, "--reason", "test finished", env=env)
+    assert withdrawn.code == 0, withdrawn.stderr

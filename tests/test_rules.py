@@ -192,6 +192,64 @@ def test_only_asean_minus_x_names_participating_states(rule: DecisionRule) -> No
     assert decide(rule, positions(Position.APPROVE)).participating is None
 
 
+# ASEAN-minus-X as the Charter has it (Art. 21(2)): participate / opt_out / object, where an objection blocks.
+
+
+def charter_minus_x(answers: dict[str, Position], min_participants: int = 2) -> Decision:
+    return decide(DecisionRule.ASEAN_MINUS_X, answers, min_participants=min_participants, objection_blocks=True)
+
+
+def test_charter_minus_x_passes_with_an_opt_out_and_names_the_participants() -> None:
+    decision = charter_minus_x(positions(Position.PARTICIPATE, MM=Position.OPT_OUT), min_participants=10)
+
+    assert decision.verdict is Verdict.PASSED
+    assert decision.participating == sorted(s for s in ALL if s != "MM")
+    assert decision.reason.startswith("ASEAN-minus-X: BN, ID, KH")
+    assert decision.reason.endswith("participate; MM opted out")
+
+
+def test_charter_minus_x_is_blocked_by_one_objection() -> None:
+    decision = charter_minus_x(positions(Position.PARTICIPATE, LA=Position.OBJECT, MM=Position.OPT_OUT))
+
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
+    assert decision.reason.startswith("objection from LA:")
+    assert "MM" not in decision.reason
+
+
+def test_charter_minus_x_with_too_few_participants_does_not_pass() -> None:
+    decision = charter_minus_x(
+        {"MY": Position.PARTICIPATE, "SG": Position.PARTICIPATE, "TH": Position.OPT_OUT, "VN": Position.OPT_OUT},
+        min_participants=3,
+    )
+
+    assert decision.verdict is Verdict.NOT_PASSED
+    assert decision.reason == "ASEAN-minus-X needs 3 participating states, 2 participate; TH, VN opted out"
+    assert decision.participating == ["MY", "SG"]
+
+
+def test_charter_minus_x_does_not_count_the_silent_as_participants() -> None:
+    decision = charter_minus_x({"MY": Position.PARTICIPATE, "SG": Position.ABSTAIN})
+
+    assert decision.verdict is Verdict.NOT_PASSED
+    assert decision.participating == ["MY"]
+
+
+def test_without_the_charter_reading_an_objection_still_opts_out_as_in_old_rounds() -> None:
+    answers = {"MY": Position.APPROVE, "SG": Position.APPROVE, "LA": Position.OBJECT}
+
+    assert decide(DecisionRule.ASEAN_MINUS_X, answers).verdict is Verdict.PASSED
+    assert charter_minus_x(answers).verdict is Verdict.CHANGES_REQUESTED
+
+
+def test_an_indicated_contribution_joins_a_funding_arrangement() -> None:
+    decision = decide(
+        DecisionRule.ASEAN_MINUS_X, {"MY": Position.INDICATE, "SG": Position.INDICATE, "TH": Position.DECLINE}
+    )
+
+    assert decision.verdict is Verdict.PASSED
+    assert decision.participating == ["MY", "SG"] and "TH opted out" in decision.reason
+
+
 # --- the silence procedure -------------------------------------------------------------------------------
 
 
@@ -249,6 +307,9 @@ def test_a_declined_contribution_opts_out_under_asean_minus_x() -> None:
         (Position.REQUEST_CHANGES, False, False),
         (Position.OBJECT, False, True),
         (Position.DECLINE, False, True),
+        (Position.INDICATE, True, False),
+        (Position.PARTICIPATE, False, False),
+        (Position.OPT_OUT, False, False),
     ],
 )
 def test_what_each_position_counts_as(position: Position, approval: bool, objection: bool) -> None:

@@ -15,10 +15,10 @@ from temporalio.exceptions import ApplicationError
 from models.messages import (
     DispositionInput,
     ExtendInput,
+    FundingStep,
     MeetingRecord,
     Pledge,
     ProposalState,
-    RevisionInput,
     RoundPurpose,
     StageStatus,
     WithdrawInput,
@@ -277,79 +277,6 @@ async def test_a_disposition_for_an_unknown_comment_is_rejected(harness: Harness
 # --- member review: decision rules, reservations, alternates ---------------------------------------------------
 
 
-async def test_asean_minus_x_passes_naming_the_participants_and_objectors_opt_out(harness: Harness) -> None:
-    handle = await harness.start(
-        review(rule=DecisionRule.ASEAN_MINUS_X, min_participants=3, participants=[MY, SG, TH, VN])
-    )
-    await harness.round_open(handle.id, 1)
-    for state in (MY, SG, TH):
-        await harness.answer(handle.id, 1, state, Position.APPROVE)
-    await harness.answer(handle.id, 1, VN, Position.OBJECT, "not ready to take part")
-    result = await harness.result(handle)
-
-    assert result.status is ProposalState.ADOPTED
-    outcome = result.rounds[0]
-    assert outcome.verdict is Verdict.PASSED
-    assert outcome.participating == [MY, SG, TH]
-    assert "VN opted out" in outcome.reason
-    assert result.stages[0].details["participating"] == ["MY", "SG", "TH"]
-    assert "MY, SG, TH participate" in (result.stages[0].outcome or "")
-
-
-async def test_asean_minus_x_with_too_few_participants_is_not_adopted(harness: Harness) -> None:
-    handle = await harness.start(
-        review(rule=DecisionRule.ASEAN_MINUS_X, min_participants=3, participants=[MY, SG, TH, VN], max_rounds=1)
-    )
-    await harness.round_open(handle.id, 1)
-    await everyone_of(harness, handle.id, 1, {MY: Position.APPROVE, SG: Position.APPROVE, TH: Position.OBJECT})
-    await harness.answer(handle.id, 1, VN, Position.OBJECT, "no")
-    result = await harness.result(handle)
-
-    assert result.status is ProposalState.NOT_ADOPTED
-    assert result.rounds[0].verdict is Verdict.NOT_PASSED
-    assert result.rounds[0].participating == [MY, SG]
-    assert "needs 3 participating states, 2 approved" in (result.closed_reason or "")
-    assert result.stages[0].status is StageStatus.FAILED
-
-
-async def test_asean_minus_x_with_too_few_participants_ends_the_stage_rather_than_awaiting_a_revision(
-    harness: Harness,
-) -> None:
-    handle = await harness.start(
-        review(rule=DecisionRule.ASEAN_MINUS_X, min_participants=3, participants=[MY, SG, TH])
-    )  # max_rounds defaults to 3
-    await harness.round_open(handle.id, 1)
-    await everyone_of(harness, handle.id, 1, {MY: Position.APPROVE, SG: Position.APPROVE})
-    await harness.answer(handle.id, 1, TH, Position.OBJECT, "not taking part")
-    status = await harness.until(
-        handle.id, lambda s: bool(s.rounds) and s.stage != "member_review", "the end of round 1"
-    )
-    if status.status is ProposalState.RUNNING:
-        await withdraw(harness, handle.id)
-    assert status.rounds[0].verdict is Verdict.NOT_PASSED
-    assert status.stage != "revision"
-    assert status.status is ProposalState.NOT_ADOPTED
-
-
-async def test_asean_minus_x_change_request_sends_the_text_back_for_revision(harness: Harness) -> None:
-    handle = await harness.start(review(rule=DecisionRule.ASEAN_MINUS_X, participants=TRIO))
-    await harness.round_open(handle.id, 1)
-    await harness.answer(handle.id, 1, MY, Position.APPROVE)
-    await harness.answer(handle.id, 1, SG, Position.REQUEST_CHANGES, "clarify the secretariat's role")
-    await harness.answer(handle.id, 1, TH, Position.APPROVE)
-    status = await harness.until(handle.id, lambda s: s.stage == "revision", "the revision stage")
-    assert status.rounds[0].verdict is Verdict.CHANGES_REQUESTED
-    assert "SG" in status.rounds[0].reason
-
-    await handle.execute_update(ProposalWorkflow.revise, RevisionInput(sha256="b" * 64, filename="v2.md", size=9))
-    await harness.round_open(handle.id, 2)
-    for state in TRIO:
-        await harness.answer(handle.id, 2, state, Position.APPROVE)
-    result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
-    assert result.rounds[1].participating == TRIO
-
-
 async def test_silence_rule_passes_when_nobody_objects(harness: Harness) -> None:
     handle = await harness.start(review(rule=DecisionRule.SILENCE, participants=[BN, KH, LA], max_rounds=1))
     await harness.round_open(handle.id, 1)
@@ -604,6 +531,20 @@ async def test_meeting_left_unrecorded_with_expire_expires_the_proposal(harness:
 # --- funding ------------------------------------------------------------------------------------------------
 
 
+async def indicate(h: Harness, proposal_id: str, states: list[MemberState], **amounts: Decimal) -> None:
+    """Focal points indicate their states' contributions in the funding stage's first round."""
+    await h.round_open(proposal_id, 1)
+    for state in states:
+        await h.answer(proposal_id, 1, state, Position.INDICATE, amount=amounts.get(state.value))
+
+
+async def confirm(h: Harness, proposal_id: str, states: list[MemberState]) -> None:
+    """Ministers' offices confirm, in the second round, the contributions their focal points indicated."""
+    await h.round_open(proposal_id, 2)
+    for state in states:
+        await h.answer(proposal_id, 2, state, Position.CONFIRM)
+
+
 @pytest.mark.parametrize(
     ("target", "participants"),
     [("1100000.00", ALL), ("1000000.00", ALL), ("100000.00", [BN, KH, LA])],
@@ -620,14 +561,70 @@ async def test_equal_shares_add_up_exactly_to_the_target(
     assert max(terms.expected.values()) - min(terms.expected.values()) <= Decimal("0.01")
     assert all(a == a.quantize(Decimal("0.01")) for a in terms.expected.values())
 
-    for state in participants:
-        await harness.answer(handle.id, 1, state, Position.CONFIRM)
+    await indicate(harness, handle.id, participants)
+    await confirm(harness, handle.id, participants)
     result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     details = result.stages[0].details
     assert details["confirmed_by_states"] == {s.value: str(a) for s, a in terms.expected.items()}
     assert Decimal(details["total"]) == Decimal(target)
-    assert {s: p.amount for s, p in result.rounds[0].positions.items()} == terms.expected
+    assert {s: p.amount for s, p in result.rounds[1].positions.items()} == terms.expected
+
+
+async def test_a_focal_point_indicates_and_the_ministers_office_confirms(harness: Harness) -> None:
+    handle = await harness.start(funding())
+    await harness.round_open(handle.id, 1)
+    indication = await harness.round_status(handle.id, 1)
+    assert indication.allowed == [Position.INDICATE, Position.DECLINE]
+    assert indication.funding is not None and indication.funding.step is FundingStep.INDICATION
+    assert await rejected(harness.answer(handle.id, 1, MY, Position.CONFIRM)) == "PositionNotAllowed"
+    receipt = await harness.answer(handle.id, 1, MY, Position.INDICATE)
+    assert receipt.amount == Decimal("100000.00")
+    await indicate(harness, handle.id, [SG, TH])
+
+    await harness.round_open(handle.id, 2)
+    confirmation = await harness.round_status(handle.id, 2)
+    assert confirmation.allowed == [Position.CONFIRM, Position.DECLINE]
+    assert confirmation.funding is not None and confirmation.funding.step is FundingStep.CONFIRMATION
+    assert confirmation.funding.expected == dict.fromkeys(TRIO, Decimal("100000.00"))
+    invitation = next(
+        m for m in harness.backend.mailings if m.proposal_id == handle.id and m.round == 2 and m.step == "invitation"
+    )
+    assert invitation.roles == [Role.MINISTER_OFFICE] and invitation.states == TRIO
+    await confirm(harness, handle.id, TRIO)
+    result = await harness.result(handle)
+
+    assert result.status is ProposalState.ADOPTED
+    details = result.stages[0].details
+    assert (
+        details["indicated_by_states"]
+        == details["confirmed_by_states"]
+        == dict.fromkeys(["MY", "SG", "TH"], "100000.00")
+    )
+    assert details["not_confirmed"] == [] and details["indication_round"] == 1
+    indicated = [e for e in harness.backend.payloads(handle.id, "position") if e["round"] == 1]
+    confirmed = [e for e in harness.backend.payloads(handle.id, "position") if e["round"] == 2]
+    assert {(e["state"], e["position"], e["amount"]) for e in indicated} == {
+        (s, "indicate", "100000.00") for s in ("MY", "SG", "TH")
+    }
+    assert {(e["state"], e["position"], e["amount"]) for e in confirmed} == {
+        (s, "confirm", "100000.00") for s in ("MY", "SG", "TH")
+    }
+
+
+async def test_a_contribution_indicated_but_never_confirmed_does_not_count(harness: Harness) -> None:
+    handle = await harness.start(funding(rule=DecisionRule.ASEAN_MINUS_X, min_participants=2))
+    await indicate(harness, handle.id, TRIO)
+    await confirm(harness, handle.id, [MY, SG])  # Thailand's minister's office never answers
+    result = await harness.result(handle)
+
+    assert result.status is ProposalState.NOT_ADOPTED
+    details = result.stages[0].details
+    assert details["indicated_by_states"] == dict.fromkeys(["MY", "SG", "TH"], "100000.00")
+    assert details["confirmed_by_states"] == {"MY": "100000.00", "SG": "100000.00"}
+    assert details["not_confirmed"] == ["TH"]
+    assert details["total"] == "200000.00"
+    assert "200,000.00 of 300,000.00 USD confirmed, short by 100,000.00" in (result.closed_reason or "")
 
 
 async def test_tiered_shares_follow_the_percentages(harness: Harness) -> None:
@@ -638,8 +635,8 @@ async def test_tiered_shares_follow_the_percentages(harness: Harness) -> None:
     assert terms is not None
     assert terms.expected == {MY: Decimal("600000.00"), SG: Decimal("360000.00"), TH: Decimal("240000.00")}
 
-    for state in TRIO:
-        await harness.answer(handle.id, 1, state, Position.CONFIRM)
+    await indicate(harness, handle.id, TRIO)
+    await confirm(harness, handle.id, TRIO)
     result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     assert result.stages[0].details["confirmed_by_states"] == {
@@ -654,12 +651,12 @@ async def test_voluntary_pledges_need_an_amount_and_are_summed(harness: Harness)
     await harness.round_open(handle.id, 1)
     terms = (await harness.round_status(handle.id, 1)).funding
     assert terms is not None and terms.model is FundingModel.VOLUNTARY and terms.expected == {}
-    assert await rejected(harness.answer(handle.id, 1, MY, Position.CONFIRM)) == "AmountRequired"
-    assert await rejected(harness.answer(handle.id, 1, MY, Position.CONFIRM, amount=Decimal(0))) == "AmountRequired"
+    assert await rejected(harness.answer(handle.id, 1, MY, Position.INDICATE)) == "AmountRequired"
+    assert await rejected(harness.answer(handle.id, 1, MY, Position.INDICATE, amount=Decimal(0))) == "AmountRequired"
 
-    await harness.answer(handle.id, 1, MY, Position.CONFIRM, amount=Decimal("250000.00"))
-    await harness.answer(handle.id, 1, SG, Position.CONFIRM, amount=Decimal("150000.00"))
-    await harness.answer(handle.id, 1, TH, Position.CONFIRM, amount=Decimal("100000.00"))
+    amounts = {"MY": Decimal("250000.00"), "SG": Decimal("150000.00"), "TH": Decimal("100000.00")}
+    await indicate(harness, handle.id, TRIO, **amounts)
+    await confirm(harness, handle.id, TRIO)  # the minister's office confirms the amount indicated, without retyping it
     result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
     details = result.stages[0].details
@@ -669,35 +666,59 @@ async def test_voluntary_pledges_need_an_amount_and_are_summed(harness: Harness)
 
 async def test_pledges_short_of_the_target_are_not_adopted(harness: Harness) -> None:
     handle = await harness.start(funding(model=FundingModel.VOLUNTARY, budget_target=Decimal("500000.00")))
-    await harness.round_open(handle.id, 1)
-    for state in TRIO:
-        await harness.answer(handle.id, 1, state, Position.CONFIRM, amount=Decimal("100000.00"))
+    await indicate(harness, handle.id, TRIO, MY=Decimal("100000.00"), SG=Decimal("100000.00"), TH=Decimal("100000.00"))
+    await confirm(harness, handle.id, TRIO)
     result = await harness.result(handle)
 
     assert result.status is ProposalState.NOT_ADOPTED
-    assert result.rounds[0].verdict is Verdict.PASSED  # the states agreed; the money did not suffice
+    assert result.rounds[1].verdict is Verdict.PASSED  # the states agreed; the money did not suffice
     assert "short by 200,000.00" in (result.closed_reason or "")
     assert result.stages[0].status is StageStatus.FAILED
     assert result.stages[0].details["total"] == "300000.00"
 
 
-async def test_a_partner_pledge_closes_the_gap(harness: Harness) -> None:
-    handle = await harness.start(funding(model=FundingModel.VOLUNTARY, budget_target=Decimal("500000.00")))
+async def test_a_partner_pledge_closes_the_gap_when_the_process_counts_it(harness: Harness) -> None:
+    stage = funding(model=FundingModel.VOLUNTARY, budget_target=Decimal("500000.00"), partner_pledges_count=True)
+    handle = await harness.start(stage)
     await harness.round_open(handle.id, 1)
-    recorded = await handle.execute_update(
-        ProposalWorkflow.pledge, Pledge(partner="Japan (dialogue partner)", amount=Decimal("200000.00"), currency="USD")
+    pledge = Pledge(
+        partner="Japan (dialogue partner)",
+        amount=Decimal("200000.00"),
+        currency="USD",
+        activities=["capacity building"],
     )
-    assert recorded.recorded_at is not None
-    for state in TRIO:
-        await harness.answer(handle.id, 1, state, Position.CONFIRM, amount=Decimal("100000.00"))
+    recorded = await handle.execute_update(ProposalWorkflow.pledge, pledge)
+    assert recorded.recorded_at is not None and recorded.activities == ["capacity building"]
+    await indicate(harness, handle.id, TRIO, MY=Decimal("100000.00"), SG=Decimal("100000.00"), TH=Decimal("100000.00"))
+    await confirm(harness, handle.id, TRIO)
     result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED
     details = result.stages[0].details
     assert details["partner_pledges"] == {"Japan (dialogue partner)": "200000.00"}
+    assert details["trust_fund"] == [
+        {"partner": "Japan (dialogue partner)", "amount": "200000.00", "activities": ["capacity building"]}
+    ]
+    assert details["core_total"] == "300000.00" and details["trust_fund_total"] == "200000.00"
     assert Decimal(details["total"]) == Decimal("500000.00")
     assert [p.partner for p in result.pledges] == ["Japan (dialogue partner)"]
-    assert [e["partner"] for e in harness.backend.payloads(handle.id, "partner_pledge")] == ["Japan (dialogue partner)"]
+    entries = harness.backend.payloads(handle.id, "partner_pledge")
+    assert [(e["partner"], e["activities"]) for e in entries] == [("Japan (dialogue partner)", ["capacity building"])]
+
+
+async def test_a_partner_pledge_is_kept_apart_from_the_core_budget_by_default(harness: Harness) -> None:
+    handle = await harness.start(funding(model=FundingModel.VOLUNTARY, budget_target=Decimal("500000.00")))
+    await harness.round_open(handle.id, 1)
+    await handle.execute_update(ProposalWorkflow.pledge, Pledge(partner="Japan", amount=Decimal("200000.00")))
+    await indicate(harness, handle.id, TRIO, MY=Decimal("100000.00"), SG=Decimal("100000.00"), TH=Decimal("100000.00"))
+    await confirm(harness, handle.id, TRIO)
+    result = await harness.result(handle)
+
+    assert result.status is ProposalState.NOT_ADOPTED
+    details = result.stages[0].details
+    assert details["partner_pledges_count"] is False
+    assert details["trust_fund_total"] == "200000.00" and details["total"] == details["core_total"] == "300000.00"
+    assert "short by 200,000.00" in (result.closed_reason or "")
 
 
 async def test_a_pledge_in_another_currency_is_rejected(harness: Harness) -> None:
@@ -706,8 +727,8 @@ async def test_a_pledge_in_another_currency_is_rejected(harness: Harness) -> Non
     euro = Pledge(partner="European Union", amount=Decimal("50000.00"), currency="EUR")
     assert await rejected(handle.execute_update(ProposalWorkflow.pledge, euro)) == "WrongCurrency"
     assert "partner_pledge" not in harness.backend.kinds(handle.id)
-    for state in TRIO:
-        await harness.answer(handle.id, 1, state, Position.CONFIRM)
+    await indicate(harness, handle.id, TRIO)
+    await confirm(harness, handle.id, TRIO)
     result = await harness.result(handle)
     assert result.pledges == [] and result.stages[0].details["partner_pledges"] == {}
 
@@ -723,29 +744,33 @@ async def test_a_pledge_to_a_proposal_without_a_funding_stage_is_rejected(harnes
 
 async def test_a_declined_contribution_under_consensus_is_not_adopted(harness: Harness) -> None:
     handle = await harness.start(funding())
-    await harness.round_open(handle.id, 1)
-    await harness.answer(handle.id, 1, MY, Position.CONFIRM)
-    await harness.answer(handle.id, 1, SG, Position.CONFIRM)
+    await indicate(harness, handle.id, [MY, SG])
     await harness.answer(handle.id, 1, TH, Position.DECLINE)
     result = await harness.result(handle)
 
     assert result.status is ProposalState.NOT_ADOPTED
+    assert len(result.rounds) == 1  # nothing goes to the ministers' offices
     assert result.rounds[0].verdict is Verdict.CHANGES_REQUESTED
     assert "TH" in (result.closed_reason or "")
-    assert result.stages[0].details["confirmed_by_states"] == {"MY": "100000.00", "SG": "100000.00"}
+    details = result.stages[0].details
+    assert details["indicated_by_states"] == {"MY": "100000.00", "SG": "100000.00"}
+    assert details["confirmed_by_states"] == {}
 
 
 async def test_a_declined_contribution_under_asean_minus_x_opts_out(harness: Harness) -> None:
-    handle = await harness.start(funding(rule=DecisionRule.ASEAN_MINUS_X, min_participants=2))
+    handle = await harness.start(
+        funding(rule=DecisionRule.ASEAN_MINUS_X, min_participants=2, partner_pledges_count=True)
+    )
     await harness.round_open(handle.id, 1)
     # A dialogue partner covers the share Thailand will not carry.
     await handle.execute_update(ProposalWorkflow.pledge, Pledge(partner="Korea", amount=Decimal("100000.00")))
-    await harness.answer(handle.id, 1, MY, Position.CONFIRM)
-    await harness.answer(handle.id, 1, SG, Position.CONFIRM)
+    await indicate(harness, handle.id, [MY, SG])
     await harness.answer(handle.id, 1, TH, Position.DECLINE)
+    await confirm(harness, handle.id, [MY, SG])
     result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED
+    assert (await harness.round_status(handle.id, 2)).participants == [MY, SG]
     assert result.rounds[0].participating == [MY, SG]
     assert "TH opted out" in result.rounds[0].reason
     details = result.stages[0].details
@@ -822,8 +847,10 @@ async def test_the_full_default_process_adopts_the_proposal(harness: Harness) ->
         MeetingWorkflow.record_meeting, MeetingRecord(positions=dict.fromkeys(ALL, Position.APPROVE))
     )
 
-    await harness.round_open(handle.id, 3)  # funding
-    await everyone(harness, handle.id, 3, Position.CONFIRM)
+    await harness.round_open(handle.id, 3)  # funding: focal points indicate, ministers' offices confirm
+    await everyone(harness, handle.id, 3, Position.INDICATE)
+    await harness.round_open(handle.id, 4)
+    await everyone(harness, handle.id, 4, Position.CONFIRM)
     result = await harness.result(handle)
 
     assert result.status is ProposalState.ADOPTED and result.stage == "adopted"
@@ -837,7 +864,12 @@ async def test_the_full_default_process_adopts_the_proposal(harness: Harness) ->
         StageType.FUNDING,
     ]
     assert [s.status for s in result.stages] == [StageStatus.PASSED] * 6
-    assert [r.purpose for r in result.rounds] == [RoundPurpose.REVIEW, RoundPurpose.AD_REFERENDUM, RoundPurpose.FUNDING]
+    assert [r.purpose for r in result.rounds] == [
+        RoundPurpose.REVIEW,
+        RoundPurpose.AD_REFERENDUM,
+        RoundPurpose.FUNDING,
+        RoundPurpose.FUNDING,
+    ]
     assert result.stages[5].details["confirmed_by_states"] == dict.fromkeys((s.value for s in ALL), "100000.00")
     closing = [o for o in harness.backend.outcomes if o.proposal_id == handle.id]
     assert [o.status for o in closing] == [ProposalState.ADOPTED]

@@ -41,12 +41,22 @@ from models.messages import (
     ConsultationStatus,
     DispositionInput,
     DocumentRef,
+    FundingStep,
     FundingTerms,
     ReviewRoundInput,
     RoundPurpose,
     RoundStatus,
 )
-from models.positions import AD_REFERENDUM_POSITIONS, FUNDING_POSITIONS, REVIEW_POSITIONS, Disposition, Position
+from models.positions import (
+    AD_REFERENDUM_POSITIONS,
+    FUNDING_INDICATION_POSITIONS,
+    FUNDING_POSITIONS,
+    MINUS_X_POSITIONS,
+    REVIEW_POSITIONS,
+    DecisionRule,
+    Disposition,
+    Position,
+)
 from models.process import FundingModel, StageType
 from models.roster import Role, Sector, load_roster_file
 from models.settings import Settings
@@ -463,6 +473,42 @@ async def test_funding_page_shows_the_expected_share_and_confirms_it(site: Site,
     assert _ENTRY_HASH.search(first.text).group(1) == _ENTRY_HASH.search(again.text).group(1)  # type: ignore[union-attr]
     assert 'id="amount-confirmed">USD 123,456.50<' in again.text
     assert site.ledger_kinds().count("position") == 1
+
+
+async def test_funding_indication_page_says_subject_to_domestic_clearance(site: Site, worker: Worker) -> None:
+    terms = FundingTerms(
+        model=FundingModel.EQUAL_SHARE,
+        currency="USD",
+        budget_target=Decimal("200000"),
+        expected={MemberState.PH: Decimal("100000"), MemberState.SG: Decimal("100000")},
+        step=FundingStep.INDICATION,
+    )
+    await site.start_round(6, RoundPurpose.FUNDING, funding=terms, allowed=FUNDING_INDICATION_POSITIONS)
+    link = site.action_link(6)
+    page = await site.http.get(link)
+    assert page.status_code == 200
+    assert _CHOICE.findall(page.text) == ["indicate", "decline"]
+    assert 'id="domestic-clearance"' in page.text and "subject to domestic clearance" in page.text
+    assert 'id="expected-amount">USD 100,000.00<' in page.text
+
+    form = {"csrf": await form_of(site, link), "position": "indicate", "reason": ""}
+    receipt = await site.http.post(link, data=form)
+    assert receipt.status_code == 200
+    assert "Contribution indicated, subject to domestic clearance" in receipt.text
+    assert 'id="amount-confirmed">USD 100,000.00<' in receipt.text and "Amount indicated" in receipt.text
+
+
+async def test_minus_x_page_offers_participate_opt_out_and_object(site: Site, worker: Worker) -> None:
+    await site.start_round(6, RoundPurpose.REVIEW, allowed=MINUS_X_POSITIONS, rule=DecisionRule.ASEAN_MINUS_X)
+    link = site.action_link(6)
+    page = await site.http.get(link)
+    assert page.status_code == 200
+    assert _CHOICE.findall(page.text) == ["participate", "opt_out", "object"]
+    assert "Opt out (not join, not block)" in page.text
+    assert "does not join, and does not block the others" in page.text
+
+    opted_out = await site.http.post(link, data={"csrf": await form_of(site, link), "position": "opt_out"})
+    assert opted_out.status_code == 200 and "Opt out (not join, not block)" in opted_out.text
 
 
 async def test_voluntary_pledge_needs_a_valid_amount(site: Site, worker: Worker) -> None:

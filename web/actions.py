@@ -29,6 +29,7 @@ from models.labels import DECIDING_BODIES, STAGE_BODY_NAMES, money
 from models.ledger import as_utc
 from models.messages import (
     ROUND_ANSWERS,
+    FundingStep,
     FundingTerms,
     PositionReceipt,
     PositionSignal,
@@ -173,7 +174,7 @@ async def record_action(
     except ValueError:
         return await again(NO_CHOICE, keep_choice=False)
     pledged: Decimal | None = None
-    if chosen is Position.CONFIRM:
+    if chosen in (Position.CONFIRM, Position.INDICATE):
         try:
             pledged = parse_amount(amount)
         except AmountError as exc:
@@ -206,7 +207,8 @@ async def record_action(
                 keep_choice=False,
             )
         if kind == "AmountRequired":
-            return await again(f"Enter the amount {state_name} pledges (above zero) before confirming.")
+            doing = "indicating it" if chosen is Position.INDICATE else "confirming"
+            return await again(f"Enter the amount {state_name} pledges (above zero) before {doing}.")
         status_code, title, message = _REJECTIONS.get(
             kind, (409, "Answer not recorded", "The round did not accept this answer.")
         )
@@ -391,6 +393,7 @@ async def _form_page(
         "funding": funding,
         "voluntary": funding is not None and funding.model is FundingModel.VOLUNTARY,
         "expected": money(expected, funding.currency) if funding and expected is not None else None,
+        **_flexible_answers(live),
         "budget_target": money(funding.budget_target, funding.currency) if funding else None,
         "error": error,
         "reason": reason,
@@ -399,6 +402,25 @@ async def _form_page(
         "submit_label": SUBMIT_LABELS[live.purpose],
     }
     return templates.TemplateResponse(request, "action.html", page, status_code=status_code)
+
+
+def _flexible_answers(live: RoundStatus) -> dict[str, object]:
+    """What the page says about a minus-X round's answers and a funding round's step."""
+    step = live.funding.step if live.funding else None
+    return {
+        "minus_x": Position.PARTICIPATE in live.allowed,
+        "funding_step": step.value if step else None,
+        # A minister's office confirms the amount indicated; it does not enter one.
+        "voluntary": live.funding is not None
+        and live.funding.model is FundingModel.VOLUNTARY
+        and step is not FundingStep.CONFIRMATION,
+    }
+
+
+def _receipt_title(position: Position, amount: Decimal | None) -> str | None:
+    if position is Position.INDICATE:
+        return "Contribution indicated, subject to domestic clearance"
+    return "Contribution confirmed" if amount is not None else None
 
 
 async def _reshow(
@@ -430,7 +452,7 @@ def _receipt_page(
     currency = opening.funding.currency if opening.funding else ""
     page = _page_context(context, opening.purpose, opening.stage_type) | {
         "receipt": receipt,
-        "title": "Contribution confirmed" if amount is not None else RECEIPT_TITLES[opening.purpose],
+        "title": _receipt_title(receipt.position, amount) or RECEIPT_TITLES[opening.purpose],
         "amount": money(amount, currency).strip() if amount is not None else None,
         "recorded_local": both(receipt.recorded_at.astimezone(UTC), context.delegate.timezone),
         "now": datetime.now(UTC),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -62,6 +62,8 @@ class ProposalView:
     consultation: tuple[bool, int, int] | None  # open?, comments, comments answered
     matrix: list[tuple[MemberState, list[Cell]]]
     not_invited: dict[MemberState, str]  # states of the open round nobody was written to, and why
+    # Dialogue partners' trust-fund pledges (partner, amount in words, activities), shown apart from the core budget.
+    trust_fund: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -119,7 +121,14 @@ def proposal_view(proposal: ProposalRecord, lines: list[LedgerLine], number: int
             for state in _rows(record)
         ],
         not_invited=uninvited.get(open_round.round, {}) if open_round else {},
+        trust_fund=trust_fund_of(record),
     )
+
+
+def trust_fund_of(record: AuditRecord) -> list[tuple[str, str, list[str]]]:
+    """Partners' pledges as the dashboard lists them: partner, amount in words, the activities earmarked."""
+    currency = f"{record.currency} " if record.currency else ""
+    return [(p.contributor, f"{currency}{amount(p.amount)}", p.activities) for p in record.pledges if p.trust_fund]
 
 
 def not_invited_by_round(lines: list[LedgerLine]) -> dict[int, dict[MemberState, str]]:

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ConsultationInput,
         ConsultationStatus,
         DocumentRef,
+        FundingStep,
         FundingTerms,
         LedgerAppend,
         MailingResult,
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         StageReport,
         StageStatus,
         WithdrawInput,
+        round_answers,
     )
     from models.positions import DecisionRule, Position, SilencePolicy
     from models.process import (
@@ -55,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         SeniorOfficialsStage,
         StageType,
     )
-    from models.roster import Sector
+    from models.roster import Role, Sector
     from models.rules import Verdict
     from models.states import MemberState, members_on
     from models.tokens import consultation_workflow_id, meeting_workflow_id, round_workflow_id
@@ -74,6 +76,11 @@ KIND_KEY = SearchAttributeKey.for_keyword("AisafeKind")
 # Runs that reach a coordinator Update since this patch take the workflow's lock for the whole handler (see
 # `_serially`); older histories replay the handlers as they ran.
 SERIAL_HANDLERS = "serial-coordinator-handlers"
+# ASEAN-minus-X rounds opened since this patch ask participate / opt_out / object, and an objection blocks.
+MINUS_X_CHARTER = "minus-x-charter"
+# Funding stages entered since this patch run two rounds: focal points indicate, ministers' offices confirm; only
+# confirmed contributions count, and partners' pledges count toward the target only if the stage says so.
+MINISTERS_CONFIRM = "funding-ministers-confirm"
 
 T = TypeVar("T")
 Endorsement = SeniorOfficialsStage | MinisterialStage
@@ -293,6 +300,8 @@ class ProposalWorkflow:
         return StageResult(passed, f"{body} ad referendum: {outcome.reason}", details=_round_details(outcome))
 
     async def _funding(self, index: int, stage: FundingStage) -> StageResult:
+        if workflow.patched(MINISTERS_CONFIRM):
+            return await self._indicated_then_confirmed(index, stage)
         participants = self._participants(stage)
         terms = FundingTerms(
             model=stage.model,
@@ -324,13 +333,78 @@ class ProposalWorkflow:
             "total": str(total),
             **_round_details(outcome),
         }
-        money = f"{total:,.2f} of {stage.budget_target:,.2f} {stage.currency} pledged"
-        if outcome.verdict is not Verdict.PASSED:
-            return StageResult(False, f"funding: {outcome.reason}; {money}", details=details)
-        if total < stage.budget_target:
-            short = stage.budget_target - total
-            return StageResult(False, f"funding: {money}, short by {short:,.2f}", details=details)
-        return StageResult(True, f"funding approved: {outcome.reason}; {money}", details=details)
+        return _funding_result(stage, outcome, total, "pledged", details)
+
+    async def _indicated_then_confirmed(self, index: int, stage: FundingStage) -> StageResult:
+        """Focal points indicate contributions subject to domestic clearance; then each indicating state's
+        minister's office confirms or declines in a second round. Only confirmed contributions count."""
+        participants = self._participants(stage)
+        silence = _silence_for(stage.rule, stage.silence)
+        shares = _expected_shares(stage, participants)
+        indication = FundingTerms(
+            model=stage.model,
+            currency=stage.currency,
+            budget_target=stage.budget_target,
+            expected=shares,
+            step=FundingStep.INDICATION,
+        )
+        indicated = await self._round_of(
+            index, StageType.FUNDING, RoundPurpose.FUNDING, stage.rule, silence, stage, indication
+        )
+        if indicated is None:
+            return StageResult(False, "withdrawn during funding")
+        amounts = {s: p.amount for s, p in indicated.positions.items() if p.position is Position.INDICATE and p.amount}
+        details: dict[str, Any] = {
+            "currency": stage.currency,
+            "budget_target": str(stage.budget_target),
+            "indicated_by_states": {s.value: str(a) for s, a in amounts.items()},
+            **_round_details(indicated),
+        }
+        if indicated.verdict is not Verdict.PASSED or not amounts:
+            details |= self._funding_money(stage, {})
+            why = indicated.reason if indicated.verdict is not Verdict.PASSED else "no contribution was indicated"
+            return StageResult(False, f"funding: {why}", details=details)
+        confirmation = indication.model_copy(update={"expected": amounts, "step": FundingStep.CONFIRMATION})
+        confirmed = await self._round_of(
+            index,
+            StageType.FUNDING,
+            RoundPurpose.FUNDING,
+            stage.rule,
+            silence,
+            stage,
+            confirmation,
+            participants=[s for s in participants if s in amounts],
+            roles=[Role.MINISTER_OFFICE],
+        )
+        if confirmed is None:
+            return StageResult(False, "withdrawn while ministers' offices confirm the contributions")
+        states = {
+            s.value: p.amount for s, p in confirmed.positions.items() if p.position is Position.CONFIRM and p.amount
+        }
+        details |= {
+            "not_confirmed": [s.value for s in amounts if s.value not in states],
+            **self._funding_money(stage, states),
+            **_round_details(confirmed),
+            "indication_round": indicated.round,
+        }
+        return _funding_result(stage, confirmed, Decimal(details["total"]), "confirmed", details)
+
+    def _funding_money(self, stage: FundingStage, confirmed: dict[str, Decimal]) -> dict[str, Any]:
+        """The core budget (states' confirmed contributions) and the trust fund (partners' pledges), apart."""
+        core = sum(confirmed.values(), Decimal(0))
+        trust_fund = sum((p.amount for p in self._pledges), Decimal(0))
+        counted = core + trust_fund if stage.partner_pledges_count else core
+        return {
+            "confirmed_by_states": {s: str(a) for s, a in confirmed.items()},
+            "core_total": str(core),
+            "partner_pledges": {p.partner: str(p.amount) for p in self._pledges},
+            "trust_fund": [
+                {"partner": p.partner, "amount": str(p.amount), "activities": list(p.activities)} for p in self._pledges
+            ],
+            "trust_fund_total": str(trust_fund),
+            "partner_pledges_count": stage.partner_pledges_count,
+            "total": str(counted),
+        }
 
     # --- rounds, children and revisions ------------------------------------------------------------------------
 
@@ -343,6 +417,9 @@ class ProposalWorkflow:
         silence: SilencePolicy,
         stage: MemberReviewStage | Endorsement | FundingStage,
         funding: FundingTerms | None = None,
+        *,
+        participants: list[MemberState] | None = None,
+        roles: list[Role] | None = None,
     ) -> RoundOutcome | None:
         """Run one round of state answers as a child; None if the proposal was withdrawn meanwhile."""
         self._round += 1
@@ -357,11 +434,11 @@ class ProposalWorkflow:
             silence=silence,
             min_participants=stage.min_participants,
             reminders=stage.reminders,
-            allowed=ROUND_ANSWERS[purpose],
-            roles=list(STAGE_ROLES[stage_type]),
+            allowed=self._answers(purpose, rule, funding),
+            roles=roles or list(STAGE_ROLES[stage_type]),
             document=self._versions[-1],
             previous_document=self._versions[-2] if len(self._versions) > 1 else None,
-            participants=self._participants(stage),
+            participants=participants or self._participants(stage),
             deadline=workflow.now() + stage.deadline,
             funding=funding,
         )
@@ -375,6 +452,19 @@ class ProposalWorkflow:
             assert isinstance(outcome, RoundOutcome)
             self._rounds.append(outcome)
         return outcome
+
+    def _answers(self, purpose: RoundPurpose, rule: DecisionRule, funding: FundingTerms | None) -> list[Position]:
+        """The answers a new round offers; an ASEAN-minus-X round asks participate / opt out / object since
+        MINUS_X_CHARTER (rounds before it asked approve / object, and replay so)."""
+        if funding is not None and funding.step is not None:
+            return round_answers(purpose, rule, funding.step)
+        if (
+            rule is DecisionRule.ASEAN_MINUS_X
+            and purpose is not RoundPurpose.FUNDING
+            and workflow.patched(MINUS_X_CHARTER)
+        ):
+            return round_answers(purpose, rule)
+        return ROUND_ANSWERS[purpose]
 
     async def _child(self, run: Callable[[Any, Any], Awaitable[T]], arg: Any, child_id: str) -> T | None:
         """Start a child and wait for it, or cancel it if the proposal is withdrawn first (then None)."""
@@ -603,6 +693,19 @@ def _round_details(outcome: RoundOutcome) -> dict[str, Any]:
     if outcome.participating is not None:
         details["participating"] = [s.value for s in outcome.participating]
     return details
+
+
+def _funding_result(
+    stage: FundingStage, outcome: RoundOutcome, total: Decimal, counted_as: str, details: dict[str, Any]
+) -> StageResult:
+    """The funding stage's end: the round's verdict first, then whether the money counted meets the target."""
+    money = f"{total:,.2f} of {stage.budget_target:,.2f} {stage.currency} {counted_as}"
+    if outcome.verdict is not Verdict.PASSED:
+        return StageResult(False, f"funding: {outcome.reason}; {money}", details=details)
+    if total < stage.budget_target:
+        short = stage.budget_target - total
+        return StageResult(False, f"funding: {money}, short by {short:,.2f}", details=details)
+    return StageResult(True, f"funding approved: {outcome.reason}; {money}", details=details)
 
 
 def _expected_shares(stage: FundingStage, participants: list[MemberState]) -> dict[MemberState, Decimal]:

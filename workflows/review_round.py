@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from models.messages import (
         AnswerNotice,
         CoordinatorAlert,
+        FundingStep,
         MailingResult,
         MailOutcome,
         NotInvitedState,
@@ -280,9 +281,14 @@ class ReviewRoundWorkflow:
             raise ApplicationError(
                 f"{submission.position.label} is not an answer this round takes", type="PositionNotAllowed"
             )
+        self._check_contribution(submission)
+
+    def _check_contribution(self, submission: PositionSubmission) -> None:
+        """A voluntary contribution names its amount when it is first given; a minister's office confirms that."""
         funding = self._input.funding
-        voluntary = funding is not None and funding.model is FundingModel.VOLUNTARY
-        if submission.position is Position.CONFIRM and voluntary and not submission.amount:
+        if funding is None or funding.model is not FundingModel.VOLUNTARY or funding.step is FundingStep.CONFIRMATION:
+            return
+        if submission.position in (Position.CONFIRM, Position.INDICATE) and not submission.amount:
             raise ApplicationError("a voluntary pledge needs an amount above zero", type="AmountRequired")
 
     @workflow.query
@@ -518,9 +524,12 @@ class ReviewRoundWorkflow:
             )
 
     def _amount_for(self, submission: PositionSubmission) -> Decimal | None:
-        """The contribution a confirmation commits: the state's share, or its own pledge (voluntary)."""
+        """The contribution an answer gives: the state's share, or its own pledge (voluntary); a minister's office
+        confirms the amount its focal point indicated."""
         funding = self._input.funding
-        if funding is None or submission.position is not Position.CONFIRM:
+        if funding is not None and funding.step is FundingStep.CONFIRMATION:
+            return funding.expected.get(submission.state) if submission.position is Position.CONFIRM else None
+        if funding is None or submission.position not in (Position.CONFIRM, Position.INDICATE):
             return None
         if funding.model is FundingModel.VOLUNTARY:
             return submission.amount
@@ -565,6 +574,7 @@ class ReviewRoundWorkflow:
                 roles=self._input.roles,
                 funding=self._input.funding,
                 delegate_ids=delegate_ids,
+                allowed=self._input.allowed,
             ),
             result_type=MailingResult,
             start_to_close_timeout=MAIL_TIMEOUT,
@@ -584,6 +594,7 @@ class ReviewRoundWorkflow:
             self._input.rule,
             {s.value: p.position for s, p in final.items()},
             min_participants=self._input.min_participants,
+            objection_blocks=Position.PARTICIPATE in self._input.allowed,
         )
         outcome = RoundOutcome(
             round=self._input.round,

@@ -62,6 +62,7 @@ class ProposalView:
     consultation: tuple[bool, int, int] | None  # open?, comments, comments answered
     matrix: list[tuple[MemberState, list[Cell]]]
     not_invited: dict[MemberState, str]  # states of the open round nobody was written to, and why
+    overdue: str | None = None  # the open round is overdue: since when and who is silent, in words
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -119,7 +120,28 @@ def proposal_view(proposal: ProposalRecord, lines: list[LedgerLine], number: int
             for state in _rows(record)
         ],
         not_invited=uninvited.get(open_round.round, {}) if open_round else {},
+        overdue=overdue_by_round(lines).get(open_round.round) if open_round else None,
     )
+
+
+def overdue_by_round(lines: list[LedgerLine]) -> dict[int, str]:
+    """Per round, what it is overdue with (`round_overdue`), unless the coordinator has acted since."""
+    found: dict[int, str] = {}
+    for line in lines:
+        if line.kind not in ("round_overdue", "round_extended", "silence_procedure", "round_closed_no_consensus"):
+            continue
+        try:
+            round_number = int(line.payload["round"])
+            states = [MemberState(s) for s in line.payload.get("states") or []]
+        except (KeyError, TypeError, ValueError):
+            continue  # not an entry this page can read: the audit report says what is wrong with it
+        if line.kind == "round_overdue":
+            since = str(line.payload.get("since") or "")
+            names = ", ".join(f"{s.official_name} ({s.value})" for s in states)
+            found[round_number] = f"since {since}: {names} did not answer"
+        else:
+            found.pop(round_number, None)
+    return found
 
 
 def not_invited_by_round(lines: list[LedgerLine]) -> dict[int, dict[MemberState, str]]:

@@ -218,3 +218,35 @@ async def test_before_the_deadline_only_extend_is_taken(harness: Harness) -> Non
         await harness.answer(handle.id, 1, state, Position.APPROVE)
     result = await harness.result(handle)
     assert result.status is ProposalState.ADOPTED
+
+
+async def test_concurrent_controls_extend_each_once_and_close_once(harness: Harness) -> None:
+    proposal_id, status = await overdue_round(harness)
+    rounds = round_handle(harness, proposal_id)
+    ids = [f"extend-{n}" for n in range(8)]
+
+    extended = await asyncio.gather(
+        *(rounds.execute_update(ReviewRoundWorkflow.extend_round, ExtendInput(by=timedelta(days=1)), id=i) for i in ids)
+    )
+
+    entries = harness.backend.payloads(proposal_id, "round_extended")
+    assert len(entries) == 8 and sorted(e["step"] for e in entries) == sorted(f"extended-{n}" for n in range(1, 9))
+    live = await harness.round_status(proposal_id, 1)
+    assert live.deadline == max(r.deadline for r in extended if r.deadline)
+    assert len({r.deadline for r in extended}) == 8  # each one on top of the ones before it
+
+    for _ in range(12):
+        if (await harness.round_status(proposal_id, 1)).overdue:
+            break
+        await harness.env.sleep(timedelta(days=1))
+    closing = await asyncio.gather(
+        *(rounds.execute_update(ReviewRoundWorkflow.close_round, CloseRoundInput(reason=f"by {n}")) for n in range(8)),
+        return_exceptions=True,
+    )
+
+    closed = [c for c in closing if not isinstance(c, BaseException)]
+    refused = [c for c in closing if isinstance(c, BaseException)]
+    assert len(closed) == 1 and len(refused) == 7
+    assert all(isinstance(r, WorkflowUpdateFailedError) and "closed" in str(r.cause) for r in refused)
+    assert len(harness.backend.payloads(proposal_id, "round_closed_no_consensus")) == 1
+    assert status.deadline < live.deadline

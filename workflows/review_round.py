@@ -11,6 +11,7 @@ or its own deadline has passed.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -474,16 +475,31 @@ class ReviewRoundWorkflow:
             ),
         )
 
-    async def _controlled(self, update_id: str) -> RoundControlReceipt | None:
-        """The receipt of a control already given under this Update id (a delivery again), else None."""
-        if update_id not in self._controls:
-            return None
-        await workflow.wait_condition(lambda: self._controls[update_id] is not None)
-        return self._controls[update_id]
+    async def _control(
+        self, check: Callable[[], None], act: Callable[[str], Awaitable[RoundControlReceipt]]
+    ) -> RoundControlReceipt:
+        """Run one of the coordinator's controls once per Update id (a delivery again gets the first's receipt).
 
-    def _control_id(self) -> str:
+        `check` runs again first: a control accepted alongside may have closed the round or started a procedure.
+        `act` changes the round's state before its first await, so that no deadline, answer or other control
+        interleaves between the check and the change."""
         update = workflow.current_update_info()
-        return update.id if update else str(workflow.uuid4())
+        update_id = update.id if update else str(workflow.uuid4())
+        if update_id in self._controls:
+            await workflow.wait_condition(lambda: self._controls.get(update_id, True) is not None)
+            earlier = self._controls.get(update_id)
+            if earlier is None:
+                raise ApplicationError("the first delivery of this Update was refused", type="Refused")
+            return earlier
+        check()
+        self._controls[update_id] = None
+        try:
+            done = await act(update_id)
+        except BaseException:
+            del self._controls[update_id]
+            raise
+        self._controls[update_id] = done
+        return done
 
     def _check_control(self, what: str, *, overdue: bool) -> None:
         if self._closed or self._no_consensus is not None:
@@ -505,13 +521,9 @@ class ReviewRoundWorkflow:
     async def extend_round(self, request: ExtendInput) -> RoundControlReceipt:
         """Give the open round a new deadline (the later of its deadline and now, plus `by`); the silent states are
         told the new date."""
-        update_id = self._control_id()
-        earlier = await self._controlled(update_id)
-        if earlier is not None:
-            return earlier
-        self._check_extend_round(request)  # again: a control accepted alongside may have closed the round
-        self._controls[update_id] = None
-        # Before the first await: the round must not go overdue, or close, under this handler.
+        return await self._control(lambda: self._check_extend_round(request), lambda uid: self._extend(request, uid))
+
+    async def _extend(self, request: ExtendInput, update_id: str) -> RoundControlReceipt:
         deadline = max(self._round_deadline, workflow.now()) + request.by
         self._round_deadline = deadline
         silent = self._awaiting()
@@ -523,25 +535,10 @@ class ReviewRoundWorkflow:
         self._overdue_since = None
         self._extensions += 1
         self._changes += 1
-        step = f"extended-{self._extensions}"
-        receipt = await ledger(
-            self._input.proposal_id,
-            "round_extended",
-            f"{workflow.info().workflow_id}:extended:{update_id}",
-            {
-                "round": self._input.round,
-                "by": iso_duration(request.by),
-                "deadline": deadline.isoformat(),
-                "states": sorted(s.value for s in silent),
-                "step": step,
-            },
+        payload = {"by": iso_duration(request.by), "deadline": deadline.isoformat()}
+        return await self._announce(
+            "round_extended", f"extended:{update_id}", f"extended-{self._extensions}", silent, deadline, payload
         )
-        await self._mail_silent(step, [s for s in silent if s not in self._not_invited], deadline)
-        done = RoundControlReceipt(
-            round=self._input.round, action="extended", states=silent, deadline=deadline, ledger_seq=receipt.seq
-        )
-        self._controls[update_id] = done
-        return done
 
     @extend_round.validator
     def _check_extend_round(self, request: ExtendInput) -> None:
@@ -551,12 +548,11 @@ class ReviewRoundWorkflow:
     async def silence_procedure(self, request: SilenceProcedureInput) -> RoundControlReceipt:
         """Write to the silent states of an overdue round that unless they object by the end of `duration` they are
         deemed to concur: an ad referendum for those states only."""
-        update_id = self._control_id()
-        earlier = await self._controlled(update_id)
-        if earlier is not None:
-            return earlier
-        self._check_silence_procedure(request)  # again: one accepted alongside may have started already
-        self._controls[update_id] = None
+        return await self._control(
+            lambda: self._check_silence_procedure(request), lambda uid: self._start_procedure(request, uid)
+        )
+
+    async def _start_procedure(self, request: SilenceProcedureInput, update_id: str) -> RoundControlReceipt:
         ends = workflow.now() + request.duration
         silent = self._awaiting()
         for state in silent:
@@ -565,40 +561,45 @@ class ReviewRoundWorkflow:
         self._overdue_since = None
         self._procedures += 1
         self._changes += 1
-        step = f"silence-procedure-{self._procedures}"
-        receipt = await ledger(
-            self._input.proposal_id,
+        payload = {"duration": iso_duration(request.duration), "deadline": ends.isoformat()}
+        return await self._announce(
             "silence_procedure",
-            f"{workflow.info().workflow_id}:silence-procedure:{update_id}",
-            {
-                "round": self._input.round,
-                "duration": iso_duration(request.duration),
-                "deadline": ends.isoformat(),
-                "states": sorted(s.value for s in silent),
-                "step": step,
-            },
+            f"silence-procedure:{update_id}",
+            f"silence-procedure-{self._procedures}",
+            silent,
+            ends,
+            payload,
         )
-        await self._mail_silent(step, silent, ends)
-        done = RoundControlReceipt(
-            round=self._input.round, action="silence_procedure", states=silent, deadline=ends, ledger_seq=receipt.seq
-        )
-        self._controls[update_id] = done
-        return done
 
     @silence_procedure.validator
     def _check_silence_procedure(self, request: SilenceProcedureInput) -> None:
         self._check_control("a silence procedure", overdue=True)
 
+    async def _announce(
+        self, kind: str, tag: str, step: str, silent: list[MemberState], deadline: datetime, payload: dict[str, Any]
+    ) -> RoundControlReceipt:
+        """Record a new deadline for the silent states (an extension, a silence procedure), then write to them."""
+        receipt = await ledger(
+            self._input.proposal_id,
+            kind,
+            f"{workflow.info().workflow_id}:{tag}",
+            {"round": self._input.round, **payload, "states": sorted(s.value for s in silent), "step": step},
+        )
+        await self._mail_silent(step, [s for s in silent if s not in self._not_invited], deadline)
+        action = "extended" if kind == "round_extended" else kind
+        return RoundControlReceipt(
+            round=self._input.round, action=action, states=silent, deadline=deadline, ledger_seq=receipt.seq
+        )
+
     @workflow.update
     async def close_round(self, request: CloseRoundInput) -> RoundControlReceipt:
         """End an overdue round without consensus; the proposal goes to revision or ends, as its process says."""
-        update_id = self._control_id()
-        earlier = await self._controlled(update_id)
-        if earlier is not None:
-            return earlier
-        self._check_close_round(request)  # again: one accepted alongside may have closed it already
-        self._controls[update_id] = None
-        # Before the first await, so that the round closes on this and nothing else: answers already taken count.
+        return await self._control(
+            lambda: self._check_close_round(request), lambda uid: self._close_early(request, uid)
+        )
+
+    async def _close_early(self, request: CloseRoundInput, update_id: str) -> RoundControlReceipt:
+        # The round closes on this and nothing else; answers taken before it count.
         self._no_consensus = request.reason or "no consensus"
         self._changes += 1
         silent = self._awaiting()
@@ -608,11 +609,9 @@ class ReviewRoundWorkflow:
             f"{workflow.info().workflow_id}:no-consensus:{update_id}",
             {"round": self._input.round, "states": sorted(s.value for s in silent), "reason": request.reason},
         )
-        done = RoundControlReceipt(
+        return RoundControlReceipt(
             round=self._input.round, action="closed_no_consensus", states=silent, ledger_seq=receipt.seq
         )
-        self._controls[update_id] = done
-        return done
 
     @close_round.validator
     def _check_close_round(self, request: CloseRoundInput) -> None:

@@ -400,6 +400,7 @@ async def _form_page(
         "amount": amount,
         "checked": checked,
         "submit_label": SUBMIT_LABELS[purpose],
+        "silence_procedure": state in live.silence_procedure and live.purpose is not RoundPurpose.AD_REFERENDUM,
     }
     return templates.TemplateResponse(request, "action.html", page, status_code=status_code)
 

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from audit.bundle import LedgerLine
 from audit.record import AuditRecord, RoundColumn, StageSpan, build_record
 from audit.report import amount, timeline_svg
-from models.states import MemberState
+from models.states import MemberState, in_name_order
 from models.tables import LedgerEntry, ProposalRecord
 from models.timefmt import in_utc
 from web.auth import require_role
@@ -132,7 +132,7 @@ def overdue_by_round(lines: list[LedgerLine]) -> dict[int, str]:
             continue
         try:
             round_number = int(line.payload["round"])
-            states = [MemberState(s) for s in line.payload.get("states") or []]
+            states = in_name_order(MemberState(s) for s in line.payload.get("states") or [])
         except (KeyError, TypeError, ValueError):
             continue  # not an entry this page can read: the audit report says what is wrong with it
         if line.kind == "round_overdue":

@@ -371,6 +371,7 @@ class RoundControlReceipt(BaseModel):
     states: list[MemberState]
     deadline: datetime | None = None
     ledger_seq: int
+    ledger_entry_hash: str  # with the seq, what the audit cross-check finds the entry by
 
 
 class AnswerNotice(BaseModel):

@@ -588,7 +588,12 @@ class ReviewRoundWorkflow:
         await self._mail_silent(step, [s for s in silent if s not in self._not_invited], deadline)
         action = "extended" if kind == "round_extended" else kind
         return RoundControlReceipt(
-            round=self._input.round, action=action, states=silent, deadline=deadline, ledger_seq=receipt.seq
+            round=self._input.round,
+            action=action,
+            states=silent,
+            deadline=deadline,
+            ledger_seq=receipt.seq,
+            ledger_entry_hash=receipt.entry_hash,
         )
 
     @workflow.update
@@ -610,7 +615,11 @@ class ReviewRoundWorkflow:
             {"round": self._input.round, "states": sorted(s.value for s in silent), "reason": request.reason},
         )
         return RoundControlReceipt(
-            round=self._input.round, action="closed_no_consensus", states=silent, ledger_seq=receipt.seq
+            round=self._input.round,
+            action="closed_no_consensus",
+            states=silent,
+            ledger_seq=receipt.seq,
+            ledger_entry_hash=receipt.entry_hash,
         )
 
     @close_round.validator

@@ -19,6 +19,7 @@ from models.messages import (
     SilenceProcedureInput,
 )
 from models.positions import Position
+from models.process import SeniorOfficialsStage
 from models.rules import Verdict
 from models.states import MemberState
 from models.tokens import round_workflow_id
@@ -250,3 +251,26 @@ async def test_concurrent_controls_extend_each_once_and_close_once(harness: Harn
     assert all(isinstance(r, WorkflowUpdateFailedError) and "closed" in str(r.cause) for r in refused)
     assert len(harness.backend.payloads(proposal_id, "round_closed_no_consensus")) == 1
     assert status.deadline < live.deadline
+
+
+async def test_an_ad_referendum_round_is_extended_alike_and_its_silent_states_concur_at_the_new_deadline(
+    harness: Harness,
+) -> None:
+    stage = SeniorOfficialsStage.model_validate(
+        {"participants": THREE, "deadline": timedelta(days=7), "reminders": [timedelta(days=1)]}
+    )
+    handle = await harness.start(stage)
+    status = await harness.round_open(handle.id, 1)
+    await harness.answer(handle.id, 1, MY, Position.APPROVE)
+
+    receipt = await round_handle(harness, handle.id).execute_update(
+        ReviewRoundWorkflow.extend_round, ExtendInput(by=timedelta(days=5))
+    )
+
+    assert status.deadline is not None and receipt.deadline == status.deadline + timedelta(days=5)
+    assert receipt.states == [LA, SG]
+    result = await harness.result(handle)
+    outcome = result.rounds[0]
+    assert outcome.closed_at >= receipt.deadline and outcome.verdict is Verdict.PASSED
+    assert outcome.positions[LA].deemed and outcome.positions[SG].deemed and not outcome.positions[MY].deemed
+    assert not harness.backend.payloads(handle.id, "round_overdue")  # a silence procedure is never overdue

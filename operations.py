@@ -23,6 +23,7 @@ from activities.ledger import LEDGER_INTEGRITY
 from models.db import write_session
 from models.files import MAX_DOCUMENT_BYTES, InputFileError, format_validation_error, load_yaml
 from models.messages import (
+    CloseRoundInput,
     Comment,
     ConsultationStatus,
     DispositionInput,
@@ -37,6 +38,8 @@ from models.messages import (
     RespondManyInput,
     RespondManyResult,
     RevisionInput,
+    RoundControlReceipt,
+    SilenceProcedureInput,
     WithdrawInput,
 )
 from models.positions import Disposition
@@ -247,6 +250,11 @@ async def respond_many(
     return await _update(client, child, "respond_many", request, RespondManyResult)
 
 
+def parse_duration(duration: str) -> timedelta:
+    """An ISO 8601 duration as the coordinator typed it, or OperationError (for the CLI to refuse it first)."""
+    return _duration(duration)
+
+
 def _duration(duration: str) -> timedelta:
     """An ISO 8601 duration as the coordinator typed it (P7D, PT48H), or a one-line error."""
     if not duration.upper().startswith("P"):
@@ -283,6 +291,54 @@ async def extend(client: Client, proposal_id: str, duration: str) -> datetime:
         raise OperationError(f"{duration!r} is not an ISO 8601 duration such as P7D")
     child = await _open_child(client, proposal_id, ".consultation-", "consultation")
     return await _update(client, child, "extend", request, datetime)
+
+
+async def extend_open(
+    client: Client, proposal_id: str, duration: str
+) -> tuple[str, datetime, RoundControlReceipt | None]:
+    """Extend whichever is open: the consultation (as `extend` did) or the open round; says which, and to when."""
+    by = _duration(duration)
+    try:
+        request = ExtendInput(by=by)
+    except ValidationError as exc:
+        raise OperationError(f"{duration!r}: {_first_error(exc)} (write an ISO 8601 duration such as P7D)") from None
+    current = await status(client, proposal_id)
+    child = current.stage_workflow_id
+    if child and ".consultation-" in child:
+        return "consultation", await _update(client, child, "extend", request, datetime), None
+    if not current.round_workflow_id:
+        raise OperationError(f"{proposal_id} has no open consultation or round (it is in stage {current.stage})")
+    receipt = await _update(client, current.round_workflow_id, "extend_round", request, RoundControlReceipt)
+    assert receipt.deadline is not None
+    return "round", receipt.deadline, receipt
+
+
+async def silence_procedure(client: Client, proposal_id: str, duration: str) -> RoundControlReceipt:
+    """Put the overdue round to its silent states ad referendum: unless they object within `duration`, they concur."""
+    by = _duration(duration)
+    try:
+        request = SilenceProcedureInput(duration=by)
+    except ValidationError as exc:
+        raise OperationError(f"{duration!r}: {_first_error(exc)} (write an ISO 8601 duration such as P14D)") from None
+    return await _update(
+        client, await _open_round(client, proposal_id), "silence_procedure", request, RoundControlReceipt
+    )
+
+
+async def close_round(client: Client, proposal_id: str, reason: str | None = None) -> RoundControlReceipt:
+    """End the overdue round without consensus; the proposal goes to revision or ends, as its process says."""
+    try:
+        request = CloseRoundInput(no_consensus=True, reason=reason.strip() or None if reason is not None else None)
+    except ValidationError as exc:
+        raise OperationError(f"--reason: {_first_error(exc)}") from None
+    return await _update(client, await _open_round(client, proposal_id), "close_round", request, RoundControlReceipt)
+
+
+async def _open_round(client: Client, proposal_id: str) -> str:
+    current = await status(client, proposal_id)
+    if not current.round_workflow_id:
+        raise OperationError(f"{proposal_id} has no open round (it is in stage {current.stage})")
+    return current.round_workflow_id
 
 
 def load_meeting_record(path: Path) -> MeetingRecord:

@@ -427,6 +427,10 @@ def status(
                 for state, p in answered
             ),
         )
+    if current.overdue_since:
+        out.print(
+            Text.assemble(("OVERDUE", "bold red"), f" since {current.overdue_since.isoformat()}"), highlight=False
+        )
     if current.waiting:
         out.print(Text.assemble(("waiting: ", "bold red"), current.waiting), highlight=False)
     for outcome in current.rounds:
@@ -643,17 +647,123 @@ def extend(
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Extend the open consultation's deadline (stakeholders are told the new date)."""
+    """Extend the open consultation's deadline, or the open round's (overdue or not): whoever has not answered is
+    told the new date. A round's new deadline is the later of its deadline and now, plus DURATION."""
+    settings = settings_for(data_dir)
+    _checked_duration(duration)
+
+    async def work() -> Any:
+        return await operations.extend_open(await client_for(settings), proposal_id, duration)
+
+    try:
+        what, deadline, receipt = run(work)
+    except Failure as failure:
+        raise Failure(str(failure), 1) from None
+    if as_json:
+        extra = {"round": receipt.round, "states": [s.value for s in receipt.states]} if receipt else {}
+        emit_json({"id": proposal_id, "deadline": deadline.isoformat(), "extended": what, **extra})
+    elif receipt is None:
+        out.print(f"consultation extended to {deadline.isoformat()}")
+    else:
+        out.print(
+            f"round {receipt.round} extended to {deadline.isoformat()}: {_states_told(receipt.states)}"
+            f" (ledger #{receipt.ledger_seq})",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _checked_duration(duration: str) -> None:
+    """Refuse a malformed ISO 8601 duration before connecting anywhere (exit 2)."""
+    try:
+        positive = operations.parse_duration(duration).total_seconds() > 0
+    except operations.OperationError as exc:
+        raise Failure(str(exc), 2) from None
+    if not positive:
+        raise Failure(f"{duration!r}: give a positive duration such as P7D", 2)
+
+
+def _states_told(states: list[MemberState]) -> str:
+    return f"{len(states)} silent state(s) told ({', '.join(s.value for s in states)})" if states else "no state silent"
+
+
+@app.command(
+    "silence-procedure",
+    epilog=examples(
+        "aisafe silence-procedure operational-framework-1a2b3c4d P14D  # unless they object in 14 days they concur",
+        "aisafe silence-procedure operational-framework-1a2b3c4d P7D --json",
+    ),
+)
+def silence_procedure(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    duration: Annotated[str, typer.Argument(help="How long the silent states have to object (ISO 8601, e.g. P14D).")],
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Put an overdue round to its silent states ad referendum: each is written to that unless it objects by the end
+    of DURATION it is deemed to concur; then the round decides."""
+    settings = settings_for(data_dir)
+    _checked_duration(duration)
+
+    async def work() -> Any:
+        return await operations.silence_procedure(await client_for(settings), proposal_id, duration)
+
+    try:
+        receipt = run(work)
+    except Failure as failure:
+        raise Failure(str(failure), 1) from None
+    if as_json:
+        emit_json({"id": proposal_id, **receipt.model_dump(mode="json")})
+        return
+    assert receipt.deadline is not None
+    out.print(
+        f"silence procedure in round {receipt.round} until {receipt.deadline.isoformat()}: "
+        f"{_states_told(receipt.states)} (ledger #{receipt.ledger_seq})",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command(
+    "close-round",
+    epilog=examples(
+        'aisafe close-round operational-framework-1a2b3c4d --no-consensus --reason "no quorum of answers after P14D"',
+        "aisafe close-round operational-framework-1a2b3c4d --no-consensus --json",
+    ),
+)
+def close_round(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    no_consensus: Annotated[
+        bool, typer.Option("--no-consensus", help="Required: the round ends without consensus.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, for the ledger and the record.")] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """End an overdue round without consensus: the proposal goes to revision (a new version, then a new round) or
+    ends, as its process says (on_no_consensus: revise | end)."""
+    if not no_consensus:
+        raise Failure("close-round needs --no-consensus: a round is closed early only without consensus", 2)
+    if reason is not None and (len(reason) > 2000 or not reason.strip()):
+        raise Failure("--reason must be 1 to 2000 characters", 2)
     settings = settings_for(data_dir)
 
     async def work() -> Any:
-        return await operations.extend(await client_for(settings), proposal_id, duration)
+        return await operations.close_round(await client_for(settings), proposal_id, reason)
 
-    deadline = run(work)
+    try:
+        receipt = run(work)
+    except Failure as failure:
+        raise Failure(str(failure), 1) from None
     if as_json:
-        emit_json({"id": proposal_id, "deadline": deadline.isoformat()})
-    else:
-        out.print(f"consultation extended to {deadline.isoformat()}")
+        emit_json({"id": proposal_id, **receipt.model_dump(mode="json")})
+        return
+    out.print(
+        f"round {receipt.round} closed without consensus (ledger #{receipt.ledger_seq}); "
+        f"silent: {', '.join(s.value for s in receipt.states) or 'none'}",
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command(

@@ -56,7 +56,7 @@ from models.messages import (
     RoundPurpose,
     RoundRecipients,
 )
-from models.positions import Position
+from models.positions import AD_REFERENDUM_POSITIONS, Position
 from models.process import FundingModel, StageType
 from models.roster import REVIEW_ROLES, Role, Sector
 from models.settings import Settings
@@ -328,7 +328,7 @@ class MailActivities:
         coordinator = DelegateRecord(
             id=COORDINATOR_ID, state=None, role="coordinator", name=name or "Coordinator", email=address, timezone="UTC"
         )
-        step = f"not-invited:{alert.step}"
+        step = f"not-invited:{alert.step}" if not alert.overdue else f"overdue:{alert.step}"
         return await self._fan_out(
             proposal_id=alert.proposal_id,
             step=step,
@@ -659,7 +659,10 @@ class MailActivities:
             **_funding_context(mailing.funding, state),
             **_answers_context(mailing),
         }
-        prefix = "Reminder: " if is_reminder else ""
+        if mailing.step.startswith("silence-procedure"):
+            return self._silence_procedure_message(mailing, delegate, key, context)
+        context["is_extension"] = mailing.step.startswith("extended")
+        prefix = "Reminder: " if is_reminder else "New deadline: " if context["is_extension"] else ""
         subject = {
             RoundPurpose.REVIEW: f"Position of {state.official_name} requested",
             RoundPurpose.AD_REFERENDUM: f"Endorsement ad referendum by {abbreviation}",
@@ -716,7 +719,52 @@ class MailActivities:
             },
         )
 
+    def _silence_procedure_message(
+        self, mailing: RoundMailing, delegate: DelegateRecord, key: str, context: dict[str, Any]
+    ) -> EmailMessage:
+        """A silent state of an overdue round is told that unless it objects by the date it is deemed to concur."""
+        state = MemberState(delegate.state)
+        context["answers"] = ", ".join(p.label.lower() for p in AD_REFERENDUM_POSITIONS)
+        return self._message(
+            delegate,
+            key,
+            subject=f"[ASEAN AI SAFE] Silence procedure: unless {state.official_name} objects by "
+            f"{context['deadline_utc']} it is deemed to concur: {mailing.title} (round {mailing.round})",
+            template="silence_procedure_mail",
+            context=context,
+            headers={
+                "Proposal": mailing.proposal_id,
+                "Step": mailing.step,
+                "Round": str(mailing.round),
+                "State": state.value,
+                "Stage": mailing.stage_type.value,
+                "Kind": MailKind.ROUND.value,
+            },
+        )
+
+    def _overdue_message(self, alert: CoordinatorAlert, delegate: DelegateRecord, key: str) -> EmailMessage:
+        states = ", ".join(state.value for state in alert.overdue)
+        return self._message(
+            delegate,
+            key,
+            subject=f"[ASEAN AI SAFE] Overdue: {states} silent in round {alert.round} of {alert.title}",
+            template="round_overdue_alert",
+            context={
+                "alert": alert,
+                "body_name": "Round overdue",
+                "deadline_utc": in_utc(alert.deadline) if alert.deadline else "the deadline",
+            },
+            headers={
+                "Proposal": alert.proposal_id,
+                "Step": alert.step,
+                "Round": str(alert.round),
+                "Kind": MailKind.ALERT.value,
+            },
+        )
+
     def _alert_message(self, alert: CoordinatorAlert, delegate: DelegateRecord, key: str) -> EmailMessage:
+        if alert.overdue:
+            return self._overdue_message(alert, delegate, key)
         states = ", ".join(item.state.value for item in alert.not_invited)
         return self._message(
             delegate,

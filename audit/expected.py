@@ -190,6 +190,10 @@ UPDATES: dict[str, Callable[[str, AcceptedUpdate], list[Expected]]] = {
     ),
 }
 _extension_by_update = _keyed("consultation_extended", "extended:{id}", ("by",))
+# The coordinator's controls of an overdue round (workflows/review_round.py, SILENCE_NOT_CONSENT).
+UPDATES["extend_round"] = _keyed("round_extended", "extended:{id}", ())
+UPDATES["silence_procedure"] = _keyed("silence_procedure", "silence-procedure:{id}", ())
+UPDATES["close_round"] = _keyed("round_closed_no_consensus", "no-consensus:{id}", ("reason",))
 
 # Kinds only an Update (or a position Signal) writes: an entry of one of these that no Update claims is a finding.
 UPDATE_KINDS = {
@@ -203,7 +207,11 @@ UPDATE_KINDS = {
     "partner_pledge",
     "consultation_extended",
     "invitation_resent",
+    "round_extended",
+    "silence_procedure",
+    "round_closed_no_consensus",
 }
+OVERDUE_ALERT = "send_coordinator_alert"  # an overdue round's alert (step overdue-N) follows its `round_overdue`
 
 
 # --- workflow steps -----------------------------------------------------------------------------------------
@@ -333,6 +341,29 @@ def _round_steps(record: WorkflowRecord) -> list[Expected]:
                         file=mailing.file,
                     )
                 )
+    steps.extend(_overdue_steps(record))
+    return steps
+
+
+def _overdue_steps(record: WorkflowRecord) -> list[Expected]:
+    """Each time the round went overdue it recorded `round_overdue` under the step, then alerted the coordinator."""
+    steps: list[Expected] = []
+    for alert in record.activities:
+        step = str(dig(alert.input, "step") or "")
+        overdue = dig(alert.input, "overdue") or []
+        if alert.name == OVERDUE_ALERT and step.startswith("overdue-") and overdue:
+            steps.append(
+                Expected(
+                    record.workflow_id,
+                    "round_overdue",
+                    alert.event_id,
+                    f"the round went overdue ({step}) with {len(overdue)} state(s) silent",
+                    key=f"{record.workflow_id}:{step}",
+                    fields={"states": sorted(overdue)},
+                    strict=record.closed,
+                    file=alert.file,
+                )
+            )
     return steps
 
 

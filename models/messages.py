@@ -184,6 +184,11 @@ class RoundStatus(BaseModel):
     invited: dict[MemberState, list[str]] = Field(default_factory=dict, description="delegate ids whose answer counts")
     state_deadlines: dict[MemberState, datetime] = Field(default_factory=dict, description="fresh deadlines (resend)")
     waiting: str | None = Field(default=None, description="why a round past its deadline is still open")
+    overdue: bool = Field(default=False, description="past its deadline with states silent, awaiting the coordinator")
+    overdue_since: datetime | None = None
+    silence_procedure: dict[MemberState, datetime] = Field(
+        default_factory=dict, description="states under a silence procedure, and when it ends"
+    )
 
 
 class RoundOutcome(BaseModel):
@@ -271,6 +276,9 @@ class ProposalStatus(BaseModel):
         default_factory=dict, description="states of the open round nobody was written to, and why (from the round)"
     )
     waiting: str | None = Field(default=None, description="why the open round is still open (from the round)")
+    overdue_since: datetime | None = Field(
+        default=None, description="the open round is overdue (states silent past its deadline) since (from the round)"
+    )
 
 
 class LedgerAppend(BaseModel):
@@ -353,6 +361,42 @@ class CoordinatorAlert(BaseModel):
     step: str
     workflow_id: str
     not_invited: list[NotInvitedState]
+    overdue: list[MemberState] = Field(
+        default_factory=list, description="the states silent at the deadline: the round is overdue (step overdue-N)"
+    )
+    deadline: datetime | None = Field(default=None, description="the deadline that passed (an overdue alert)")
+
+
+class SilenceProcedureInput(BaseModel):
+    """`aisafe silence-procedure ID DURATION`: the silent states of an overdue round are deemed to concur at the end
+    of `duration` unless they object meanwhile."""
+
+    duration: timedelta
+
+    @model_validator(mode="after")
+    def _positive(self) -> SilenceProcedureInput:
+        if self.duration <= timedelta(0):
+            raise ValueError("a silence procedure needs a positive duration such as P7D")
+        return self
+
+
+class CloseRoundInput(BaseModel):
+    """`aisafe close-round ID --no-consensus [--reason TEXT]`: end an overdue round without consensus."""
+
+    no_consensus: bool = True
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class RoundControlReceipt(BaseModel):
+    """What the coordinator's control of an open round did: the round's new deadline (extend, silence procedure)
+    and the states it concerns."""
+
+    round: int
+    action: str  # extended, silence_procedure, closed_no_consensus
+    states: list[MemberState]
+    deadline: datetime | None = None
+    ledger_seq: int
+    ledger_entry_hash: str  # with the seq, what the audit cross-check finds the entry by
 
 
 class AnswerNotice(BaseModel):

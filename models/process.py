@@ -116,11 +116,19 @@ class ConsultationStage(_Timed):
     sectors: list[Sector] | None = Field(default=None, description="invited sectors; default: all")
 
 
+class NoConsensusPolicy(StrEnum):
+    """Where a member-review round the coordinator closed without consensus leaves the proposal."""
+
+    REVISE = "revise"  # a new version, then a new round (as after a change request)
+    END = "end"
+
+
 class MemberReviewStage(_StatesDecide):
     """WG-AI review in rounds; each round asks every participating state for its position."""
 
     type: Literal[StageType.MEMBER_REVIEW] = StageType.MEMBER_REVIEW
     max_rounds: int = Field(default=3, ge=1, le=20)
+    on_no_consensus: NoConsensusPolicy = NoConsensusPolicy.REVISE
 
 
 class EndorsementMode(StrEnum):
@@ -266,6 +274,7 @@ def load_proposal_file(path: Path, max_document_bytes: int = MAX_DOCUMENT_BYTES)
     data, source = load_yaml(path)
     if not isinstance(data, dict):
         raise InputFileError(f"{path}: expected a mapping with title, kind, document and process")
+    _refuse_silence_as_consent(path, data, source)
     try:
         proposal = ProposalFile.model_validate(data)
     except ValidationError as exc:
@@ -276,3 +285,44 @@ def load_proposal_file(path: Path, max_document_bytes: int = MAX_DOCUMENT_BYTES)
         return proposal, read_document(confined(path.parent, proposal.document, "document"), max_document_bytes)
     except (LocalFileError, InputFileError) as exc:
         raise InputFileError(f"{where}: {exc}") from None
+
+
+# Silence is not consent (ASEAN Charter Art. 20): only a silence procedure, announced as such, counts a silent state.
+_SILENCE_INSTEAD = {
+    "abstain": "a state that does not answer is not counted; the round becomes overdue at its deadline and the "
+    "coordinator extends it, runs a silence procedure or closes it without consensus",
+    "object": "a state that does not answer is not counted as objecting; the round becomes overdue at its deadline "
+    "and the coordinator extends it, runs a silence procedure or closes it without consensus",
+    "concur": "silence counts as concurrence only in a silence procedure: a senior_officials or ministerial stage "
+    "with mode: ad_referendum (announced in every invitation), or `aisafe silence-procedure ID DURATION` on an "
+    "overdue round",
+}
+
+
+def _refuse_silence_as_consent(path: Path, data: dict[object, object], source: str) -> None:
+    """Refuse a `silence:` the process file may no longer say, naming the line and what to write instead.
+
+    Checked on the file, not on the model: running proposals' definitions hold `silence: abstain` and must load."""
+    process = data.get("process")
+    stages = process.get("stages") if isinstance(process, dict) else None
+    if not isinstance(stages, list):
+        return
+    for index, stage in enumerate(stages):
+        if not isinstance(stage, dict) or "silence" not in stage:
+            continue
+        kind, policy = str(stage.get("type", "")), str(stage.get("silence"))
+        ad_referendum = kind in ("senior_officials", "ministerial") and stage.get("mode", "ad_referendum") == (
+            "ad_referendum"
+        )
+        if kind in ("member_review", "funding") and policy in ("abstain", "object", "concur"):
+            pass
+        elif not ad_referendum and kind in ("senior_officials", "ministerial") and policy == "concur":
+            pass
+        else:
+            continue
+        line = line_of(source, ("process", "stages", index, "silence"))
+        where = f"{path} (line {line})" if line else str(path)
+        raise InputFileError(
+            f"{where}: process.stages.{index}.silence: `silence: {policy}` is not allowed in a {kind} stage "
+            f"(silence is not consent). Remove the line: {_SILENCE_INSTEAD[policy]}"
+        )

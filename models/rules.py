@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -13,6 +13,8 @@ class Verdict(StrEnum):
     PASSED = "passed"
     CHANGES_REQUESTED = "changes_requested"
     NOT_PASSED = "not_passed"
+    # The coordinator closed an overdue round: states stayed silent, and silence is not consent.
+    NO_CONSENSUS = "no_consensus"
 
 
 @dataclass(frozen=True)
@@ -28,15 +30,21 @@ def decide(
     *,
     min_participants: int = 2,
     objection_blocks: bool = False,
+    silent: Collection[str] = (),
 ) -> Decision:
-    """Apply `rule` to the final position of every participating state (silence already applied).
+    """Apply `rule` to the final position of every participating state.
+
+    `silent` are the participating states that never answered (absent from `positions`). Silence is not consent:
+    under consensus or unanimity a silent state means there is no consensus. (Rounds from before this rule deemed
+    each silent state to have taken a position by their silence policy and pass it in `positions` instead.)
+    `objection_blocks`: ASEAN-minus-X as the Charter has it (participate / opt_out / object).
 
     consensus: passes when no state objects or requests changes and at least one approves (abstentions
     allowed). unanimity: only when every state approves. asean_minus_x: objecting states opt out; passes
     when at least `min_participants` approve, and names them. silence: passes unless a state broke the
     silence by objecting or requesting changes. An objection or change request sends the text back.
     """
-    if not positions:
+    if not positions and not silent:
         return Decision(Verdict.NOT_PASSED, "no participating states")
     changes = sorted(s for s, p in positions.items() if p is Position.REQUEST_CHANGES)
     objecting = sorted(s for s, p in positions.items() if p.is_objection)
@@ -53,6 +61,11 @@ def decide(
     if blocking:
         word = "silence broken by" if rule is DecisionRule.SILENCE else "objection or change request from"
         return Decision(Verdict.CHANGES_REQUESTED, f"{word} {', '.join(blocking)}")
+    unanswered = sorted(str(s) for s in silent)
+    if unanswered and rule is not DecisionRule.SILENCE:
+        return Decision(
+            Verdict.NO_CONSENSUS, f"no consensus: {', '.join(unanswered)} did not answer (silence is not consent)"
+        )
     if rule is DecisionRule.SILENCE:
         return Decision(Verdict.PASSED, "silence procedure: no state objected")
     if rule is DecisionRule.UNANIMITY:

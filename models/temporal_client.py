@@ -87,6 +87,8 @@ async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:
             status.positions = {state: None for state in live.participants}
             status.positions.update({state: p.position for state, p in live.positions.items()})
             status.not_invited, status.waiting = live.not_invited, live.waiting
+            status.overdue_since = live.overdue_since
+            status.deadline = live.deadline if live.is_open else status.deadline  # moved by `aisafe extend`
     return status
 
 

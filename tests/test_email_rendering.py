@@ -93,6 +93,9 @@ KINDS = {
     "reminder": Kind(frozenset({YANGON, GENEVA}), DEADLINE, "act"),
     "ad-referendum": Kind(frozenset({YANGON, GENEVA}), DEADLINE, "act"),
     "funding": Kind(frozenset({YANGON, GENEVA}), DEADLINE, "act"),
+    # An overdue round's controls: a new deadline, and a silence procedure for the silent states.
+    "extension": Kind(frozenset({YANGON, GENEVA}), DEADLINE, "act"),
+    "silence-procedure": Kind(frozenset({YANGON, GENEVA}), DEADLINE, "act"),
     # The other delegate is told; the one who answered (YANGON) gets a receipt.
     "notice": Kind(frozenset({YANGON, GENEVA}), None, None, names_document=False),
     "consultation": Kind(frozenset({BANGKOK}), DEADLINE, "comment"),
@@ -147,6 +150,8 @@ async def sent(settings: Settings) -> AsyncIterator[dict[str, list[EmailMessage]
     sends: list[tuple[Any, Any]] = [
         (mail.send_round_mail, _round("invitation")),
         (mail.send_round_mail, _round("reminder", step="reminder-1")),
+        (mail.send_round_mail, _round("extension", step="extended-1")),
+        (mail.send_round_mail, _round("silence-procedure", step="silence-procedure-1")),
         (
             mail.send_round_mail,
             _round(
@@ -519,3 +524,33 @@ def test_a_calendar_file_keeps_names_with_quotes_commas_and_accents() -> None:
     assert str(event["ATTENDEE"].params["CN"]) == 'Nguyễn "Lan" Anh; Deputy'
     assert str(event["ATTENDEE"]) == "mailto:lan@vn.example.org"
     assert event.decoded("DTSTAMP") == datetime(2030, 12, 1, tzinfo=UTC)
+
+
+def test_the_silence_procedure_says_in_plain_words_that_silence_is_deemed_concurrence(
+    sent: dict[str, list[EmailMessage]],
+) -> None:
+    for message in messages_of(sent, "silence-procedure"):
+        text, html = text_and_html(message)
+        shown = SHOWN[DEADLINE][recipient(message)]
+        for part in (text, re.sub(r"<[^>]+>", "", html)):
+            flat = " ".join(part.split())
+            assert re.search(rf"unless Myanmar objects by {re.escape(shown)}[^.]*, Myanmar is deemed to concur", flat)
+            assert "Silence is not consent" in flat
+            assert "Answers: approve, approve with reservation, object." in flat
+        assert "Silence procedure: unless Myanmar objects by" in str(message["Subject"])
+
+
+def test_an_extension_says_the_deadline_was_extended(sent: dict[str, list[EmailMessage]]) -> None:
+    for message in messages_of(sent, "extension"):
+        text, _ = text_and_html(message)
+        assert "The deadline of this round has been extended" in text
+        assert str(message["Subject"]).startswith("New deadline: ")
+
+
+def test_every_ad_referendum_invitation_announces_that_silence_is_concurrence(
+    sent: dict[str, list[EmailMessage]],
+) -> None:
+    for message in messages_of(sent, "ad-referendum"):
+        text, html = text_and_html(message)
+        assert "A state that does not answer is deemed to concur." in text
+        assert "A state that does not answer is deemed to concur." in html

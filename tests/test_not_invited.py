@@ -14,7 +14,14 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from models.messages import PositionSignal, PositionSubmission, ProposalState, ResendInput, ResendReceipt
+from models.messages import (
+    PositionSignal,
+    PositionSubmission,
+    ProposalState,
+    ResendInput,
+    ResendReceipt,
+    SilenceProcedureInput,
+)
 from models.positions import Position
 from models.states import MemberState
 from models.tokens import round_workflow_id
@@ -137,17 +144,26 @@ async def test_a_state_whose_every_recipient_was_refused_is_not_invited_and_its_
         await refused(harness.answer(handle.id, 1, PH, Position.APPROVE, delegate_id=delegate), "NotInvited")
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
 
-    # The relay is fixed; the Philippines is invited with a fresh week, stays silent, and only then is deemed.
+    # The relay is fixed; the Philippines is invited with a fresh week and stays silent: only once its own deadline
+    # has passed is the round overdue, and only a silence procedure announced to it then deems it to concur.
     harness.backend.refused.clear()
     await harness.env.sleep(timedelta(days=6))
     receipt = await resend(harness, handle.id, PH, timedelta(days=7))
     status = await harness.round_status(handle.id, 1)
     assert status.is_open and status.waiting is not None and "Philippines (PH) until" in status.waiting
     assert "round_closed" not in harness.backend.kinds(handle.id)
+    while not (await harness.round_status(handle.id, 1)).overdue:
+        await harness.env.sleep(timedelta(days=1))
+    [overdue] = await ledger_has(harness, handle.id, "round_overdue")
+    assert overdue["states"] == ["PH"] and overdue["deadline"] == receipt.deadline.isoformat()
+    rounds = harness.client.get_workflow_handle_for(ReviewRoundWorkflow.run, round_workflow_id(handle.id, 1))
+    await rounds.execute_update(
+        ReviewRoundWorkflow.silence_procedure, SilenceProcedureInput(duration=timedelta(days=7))
+    )
     result = await harness.result(handle)
     closed = result.rounds[0]
-    assert closed.closed_because == "deadline" and closed.closed_at >= receipt.deadline
-    assert closed.positions[PH].deemed and closed.positions[PH].position is Position.ABSTAIN
+    assert closed.closed_because == "silence procedure ended" and closed.closed_at >= receipt.deadline
+    assert closed.positions[PH].deemed and closed.positions[PH].position is Position.APPROVE
 
 
 async def test_an_answer_from_a_delegate_id_the_round_did_not_invite_is_refused_and_not_recorded(

@@ -32,7 +32,6 @@ process:
       rule: consensus
       deadline: P14D
       reminders: [P7D, P1D]
-      silence: abstain
       max_rounds: 3
 """
 
@@ -544,3 +543,49 @@ def test_the_cli_refuses_a_bad_file_with_exit_code_2_naming_file_and_line(
     assert says in result.stderr
     assert re.search(rf"line {line_of(text, bad_line)}\b", result.stderr), result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+# --- silence is not consent ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stage", "policy"),
+    [
+        ("member_review", "abstain"),
+        ("member_review", "object"),
+        ("member_review", "concur"),
+        ("funding\n      budget_target: 1000", "abstain"),
+        ("funding\n      budget_target: 1000", "object"),
+        ("senior_officials\n      mode: meeting\n      date: 2027-01-15T09:00:00+08:00\n      chair: MY", "concur"),
+    ],
+)
+def test_a_silence_policy_outside_a_silence_procedure_is_refused_naming_file_line_and_remedy(
+    tmp_path: Path, stage: str, policy: str
+) -> None:
+    text = PROPOSAL.replace("    - type: member_review\n", f"    - type: {stage}\n      silence: {policy}\n")
+    path = write_proposal(tmp_path, text)
+
+    message = refusal(load_proposal_file, path)
+
+    kind = stage.split("\n")[0]
+    assert message.startswith(f"{path} (line {line_of(text, f'silence: {policy}')}): process.stages.1.silence: ")
+    assert f"`silence: {policy}` is not allowed in a {kind} stage (silence is not consent)" in message
+    assert "Remove the line" in message
+    assert ("mode: ad_referendum" in message) if policy == "concur" else ("overdue" in message)
+    assert "\n" not in message
+
+
+def test_silence_concur_stays_allowed_in_an_ad_referendum_stage(tmp_path: Path) -> None:
+    text = PROPOSAL + "    - type: senior_officials\n      mode: ad_referendum\n      silence: concur\n"
+
+    proposal, _ = load_proposal_file(write_proposal(tmp_path, text))
+
+    assert proposal.process.stages[-1].silence is SilencePolicy.CONCUR
+
+
+def test_a_running_proposals_definition_with_silence_abstain_still_loads_as_a_payload() -> None:
+    # Recorded and running proposals carry `silence: abstain` in their member_review stages: the model takes it.
+    stage = MemberReviewStage.model_validate({"type": "member_review", "silence": "abstain"})
+
+    assert stage.silence is SilencePolicy.ABSTAIN
+    assert stage.on_no_consensus.value == "revise"

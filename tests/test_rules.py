@@ -54,8 +54,49 @@ def test_consensus_allows_abstentions() -> None:
     assert decision.participating is None
 
 
-def test_consensus_passes_with_a_single_approval_and_everyone_else_abstaining() -> None:
+def test_consensus_passes_with_a_single_approval_and_everyone_else_explicitly_abstaining() -> None:
+    # An explicit abstention is an answer: every state took part and none objected.
     assert decide(DecisionRule.CONSENSUS, positions(Position.ABSTAIN, MY=Position.APPROVE)).verdict is Verdict.PASSED
+
+
+@pytest.mark.parametrize("rule", [DecisionRule.CONSENSUS, DecisionRule.UNANIMITY])
+def test_silence_is_not_consent_one_approval_and_ten_silent_states_is_no_consensus(rule: DecisionRule) -> None:
+    silent = [s.value for s in MemberState if s is not MemberState.MY]
+
+    decision = decide(rule, {"MY": Position.APPROVE}, silent=silent)
+
+    assert decision.verdict is Verdict.NO_CONSENSUS
+    assert decision.reason == f"no consensus: {', '.join(sorted(silent))} did not answer (silence is not consent)"
+
+
+@pytest.mark.parametrize("rule", [DecisionRule.CONSENSUS, DecisionRule.UNANIMITY])
+def test_one_silent_state_is_enough_to_leave_no_consensus(rule: DecisionRule) -> None:
+    everyone_else = positions(Position.APPROVE)
+    del everyone_else["LA"]
+
+    decision = decide(rule, everyone_else, silent=["LA"])
+
+    assert decision.verdict is Verdict.NO_CONSENSUS
+    assert "LA did not answer" in decision.reason
+
+
+def test_no_state_answering_at_all_is_no_consensus() -> None:
+    everyone = [s.value for s in MemberState]
+
+    assert decide(DecisionRule.CONSENSUS, {}, silent=everyone).verdict is Verdict.NO_CONSENSUS
+
+
+def test_an_objection_still_sends_the_text_back_when_other_states_are_silent() -> None:
+    decision = decide(DecisionRule.CONSENSUS, {"MY": Position.APPROVE, "VN": Position.OBJECT}, silent=["LA"])
+
+    assert decision.verdict is Verdict.CHANGES_REQUESTED
+    assert decision.reason == "objection or change request from VN"
+
+
+def test_every_state_answering_with_explicit_abstentions_and_approvals_is_consensus() -> None:
+    decision = decide(DecisionRule.CONSENSUS, positions(Position.APPROVE, LA=Position.ABSTAIN), silent=[])
+
+    assert decision.verdict is Verdict.PASSED
 
 
 @pytest.mark.parametrize("rule", [DecisionRule.CONSENSUS, DecisionRule.UNANIMITY, DecisionRule.ASEAN_MINUS_X])
@@ -317,7 +358,7 @@ def test_what_each_position_counts_as(position: Position, approval: bool, object
     assert position.is_objection is objection
 
 
-# --- silence policy and positions ------------------------------------------------------------------------
+# --- silence policy and positions (rounds from before silence stopped counting: their histories replay) ---------
 
 
 @pytest.mark.parametrize(

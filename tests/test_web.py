@@ -46,6 +46,7 @@ from models.messages import (
     ReviewRoundInput,
     RoundPurpose,
     RoundStatus,
+    SilenceProcedureInput,
 )
 from models.positions import (
     AD_REFERENDUM_POSITIONS,
@@ -222,8 +223,7 @@ class Site:
                 roles=[Role.FOCAL_POINT, Role.ALTERNATE],
                 document=self.v2,
                 participants=[MemberState.PH, MemberState.SG],
-                deadline=datetime.now(UTC) + timedelta(days=1),
-                **(defaults | fields),
+                **({"deadline": datetime.now(UTC) + timedelta(days=1)} | defaults | fields),
             ),
             id=round_workflow_id(self.proposal_id, number),
             task_queue=self.task_queue,
@@ -791,3 +791,31 @@ async def test_a_stakeholder_comments_through_the_emailed_link(tmp_path: Path, s
     finally:
         engine.dispose()
         await stack.client.get_workflow_handle(proposal_id).terminate("test finished")
+
+
+async def test_a_state_under_a_silence_procedure_is_offered_concur_or_object(site: Site, worker: Worker) -> None:
+    handle = await site.start_round(7, RoundPurpose.REVIEW, deadline=datetime.now(UTC) + timedelta(seconds=2))
+    for _ in range(200):  # the deadline passes with both states silent: the round is overdue
+        if (await handle.query(ReviewRoundWorkflow.status)).overdue:
+            break
+        await asyncio.sleep(0.05)
+    await handle.execute_update(
+        ReviewRoundWorkflow.silence_procedure, SilenceProcedureInput(duration=timedelta(days=7))
+    )
+    link = site.action_link(7)
+
+    page = await site.http.get(link)
+
+    assert page.status_code == 200
+    text = " ".join(page.text.split())
+    assert "unless Philippines objects by" in text and "Philippines is deemed to concur" in text
+    assert _CHOICE.findall(page.text) == [p.value for p in AD_REFERENDUM_POSITIONS]
+    refused = await site.http.post(
+        link, data={"csrf": await form_of(site, link), "position": "request_changes", "reason": "x"}
+    )
+    assert refused.status_code == 400 and "is not an answer this round takes" in refused.text
+    receipt = await site.http.post(
+        link, data={"csrf": await form_of(site, link), "position": "object", "reason": "not in this form"}
+    )
+    assert receipt.status_code == 200 and _ENTRY_HASH.search(receipt.text)
+    assert site.ledger_kinds().count("position") == 1

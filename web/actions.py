@@ -380,10 +380,13 @@ async def _form_page(
     if previous is not None and previous.sha256 != sha256:
         changes = await rendered_diff(engine, previous.sha256, previous.version, sha256, context.version)
     expected = funding.expected.get(state) if funding else None
-    page = _page_context(context, live.purpose, live.stage_type) | {
+    # A state under a silence procedure (an overdue round's, for the silent states only) concurs or objects.
+    purpose = RoundPurpose.AD_REFERENDUM if state in live.silence_procedure else live.purpose
+    allowed = ROUND_ANSWERS[purpose] if state in live.silence_procedure else live.allowed
+    page = _page_context(context, purpose, live.stage_type) | {
         "document_html": document_html,
-        "positions": live.allowed or ROUND_ANSWERS[live.purpose],
-        "reason_label": REASON_LABELS[live.purpose],
+        "positions": allowed or ROUND_ANSWERS[live.purpose],
+        "reason_label": REASON_LABELS[purpose],
         "csrf": csrf_token(settings.signing_keys, context.token),
         "current": current,
         "current_at": both(current.recorded_at, context.delegate.timezone) if current else None,
@@ -399,7 +402,8 @@ async def _form_page(
         "reason": reason,
         "amount": amount,
         "checked": checked,
-        "submit_label": SUBMIT_LABELS[live.purpose],
+        "submit_label": SUBMIT_LABELS[purpose],
+        "silence_procedure": state in live.silence_procedure and live.purpose is not RoundPurpose.AD_REFERENDUM,
     }
     return templates.TemplateResponse(request, "action.html", page, status_code=status_code)
 

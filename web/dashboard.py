@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from audit.bundle import LedgerLine
 from audit.record import AuditRecord, RoundColumn, StageSpan, build_record
 from audit.report import amount, timeline_svg
-from models.states import MemberState
+from models.states import MemberState, in_name_order
 from models.tables import LedgerEntry, ProposalRecord
 from models.timefmt import in_utc
 from web.auth import require_role
@@ -64,6 +64,7 @@ class ProposalView:
     not_invited: dict[MemberState, str]  # states of the open round nobody was written to, and why
     # Dialogue partners' trust-fund pledges (partner, amount in words, activities), shown apart from the core budget.
     trust_fund: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    overdue: str | None = None  # the open round is overdue: since when and who is silent, in words
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -122,6 +123,7 @@ def proposal_view(proposal: ProposalRecord, lines: list[LedgerLine], number: int
         ],
         not_invited=uninvited.get(open_round.round, {}) if open_round else {},
         trust_fund=trust_fund_of(record),
+        overdue=overdue_by_round(lines).get(open_round.round) if open_round else None,
     )
 
 
@@ -129,6 +131,26 @@ def trust_fund_of(record: AuditRecord) -> list[tuple[str, str, list[str]]]:
     """Partners' pledges as the dashboard lists them: partner, amount in words, the activities earmarked."""
     currency = f"{record.currency} " if record.currency else ""
     return [(p.contributor, f"{currency}{amount(p.amount)}", p.activities) for p in record.pledges if p.trust_fund]
+
+
+def overdue_by_round(lines: list[LedgerLine]) -> dict[int, str]:
+    """Per round, what it is overdue with (`round_overdue`), unless the coordinator has acted since."""
+    found: dict[int, str] = {}
+    for line in lines:
+        if line.kind not in ("round_overdue", "round_extended", "silence_procedure", "round_closed_no_consensus"):
+            continue
+        try:
+            round_number = int(line.payload["round"])
+            states = in_name_order(MemberState(s) for s in line.payload.get("states") or [])
+        except (KeyError, TypeError, ValueError):
+            continue  # not an entry this page can read: the audit report says what is wrong with it
+        if line.kind == "round_overdue":
+            since = str(line.payload.get("since") or "")
+            names = ", ".join(f"{s.official_name} ({s.value})" for s in states)
+            found[round_number] = f"since {since}: {names} did not answer"
+        else:
+            found.pop(round_number, None)
+    return found
 
 
 def not_invited_by_round(lines: list[LedgerLine]) -> dict[int, dict[MemberState, str]]:

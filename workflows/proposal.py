@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         FundingStage,
         MemberReviewStage,
         MinisterialStage,
+        NoConsensusPolicy,
         NoRecordPolicy,
         SeniorOfficialsStage,
         StageType,
@@ -245,6 +246,15 @@ class ProposalWorkflow:
             if outcome.verdict is Verdict.NOT_PASSED:
                 # Only a change request or an objection sends the text back; a round nobody carried ends the stage.
                 return StageResult(False, f"round {outcome.round}: {outcome.reason}", details=_round_details(outcome))
+            # A round the coordinator closed without consensus (only rounds since the round's SILENCE_NOT_CONSENT
+            # patch can) goes to revision like a change request, or ends the proposal, as the process says.
+            if outcome.verdict is Verdict.NO_CONSENSUS and stage.on_no_consensus is NoConsensusPolicy.END:
+                return StageResult(
+                    False,
+                    f"round {outcome.round}: {outcome.reason}",
+                    details=_round_details(outcome),
+                    decision=Verdict.NO_CONSENSUS.value,
+                )
             if round_in_stage == stage.max_rounds:
                 return StageResult(False, f"round {outcome.round}: {outcome.reason}; {stage.max_rounds} round(s) spent")
             if not await self._await_revision():

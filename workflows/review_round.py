@@ -11,7 +11,8 @@ or its own deadline has passed.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,8 +23,10 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from models.messages import (
         AnswerNotice,
+        CloseRoundInput,
         CoordinatorAlert,
         FundingStep,
+        ExtendInput,
         MailingResult,
         MailOutcome,
         NotInvitedState,
@@ -34,14 +37,16 @@ with workflow.unsafe.imports_passed_through():
         ResendInput,
         ResendReceipt,
         ReviewRoundInput,
+        RoundControlReceipt,
         RoundMailing,
         RoundOutcome,
         RoundRecipients,
         RoundStatus,
+        SilenceProcedureInput,
         StatePosition,
     )
-    from models.positions import Position
-    from models.process import FundingModel
+    from models.positions import AD_REFERENDUM_POSITIONS, Position, SilencePolicy
+    from models.process import FundingModel, iso_duration
     from models.rules import decide
     from models.states import MemberState
     from workflows.common import (
@@ -59,6 +64,12 @@ AWAITING = SearchAttributeKey.for_keyword_list("AisafeAwaiting")
 # counted a state nobody wrote to by its silence; they replay as they ran.
 INVITED_ONLY = "round-invited-only"
 EVERY_RECIPIENT_FAILED = "every recipient was refused or bounced"
+# Rounds from this patch on do not count silence outside a silence procedure: at the deadline with states silent the
+# round is overdue until they answer or the coordinator extends it, runs a silence procedure or closes it. Older
+# rounds deemed the silent states to have taken their stage's silence policy, and replay so.
+SILENCE_NOT_CONSENT = "round-silence-not-consent"
+# While overdue the silent states are reminded once a day; each reminder's link works for two days.
+OVERDUE_REMINDERS = timedelta(days=1)
 
 
 @workflow.defn
@@ -81,11 +92,24 @@ class ReviewRoundWorkflow:
         self._resending: dict[MemberState, int] = {}  # resends in flight, per state: the round waits for them
         self._past_deadline = False
         self._changes = 0  # counts answers and resends, so a wait past the deadline wakes for each
+        # SILENCE_NOT_CONSENT: silence counts only in a silence procedure; the coordinator's controls of the round.
+        self._counted = False  # this round takes SILENCE_NOT_CONSENT
+        self._round_deadline = round_input.deadline  # moved by `extend_round`
+        self._overdue_since: datetime | None = None
+        self._overdues = 0
+        self._overdue_reminded: datetime | None = None
+        self._extra_reminders = 0  # reminders after the round's own schedule, numbered on from it
+        self._procedure: dict[MemberState, datetime] = {}  # states under a silence procedure: when it ends
+        self._no_consensus: str | None = None  # set by `close_round`: the coordinator's reason
+        self._controls: dict[str, RoundControlReceipt | None] = {}  # by Update id; None while being recorded
+        self._extensions = 0
+        self._procedures = 0
 
     @workflow.run
     async def run(self, round_input: ReviewRoundInput) -> RoundOutcome:
         deadline = round_input.deadline
         invited_only = workflow.patched(INVITED_ONLY)
+        self._counted = invited_only and workflow.patched(SILENCE_NOT_CONSENT)
         await ledger(
             round_input.proposal_id,
             "round_opened",
@@ -113,6 +137,9 @@ class ReviewRoundWorkflow:
             if invited_only and not all_answered:
                 self._past_deadline = True
                 all_answered = await self._past_the_deadline()
+            because = "all states answered" if all_answered else "deadline"
+            if self._counted and not all_answered and not self._silence_counts():
+                because = await self._until_resolved()
         except asyncio.CancelledError:
             # The proposal was withdrawn: let accepted answers finish recording, then stop.
             self._closed = True
@@ -123,7 +150,7 @@ class ReviewRoundWorkflow:
         self._closed = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._notices)
-        return await self._close("all states answered" if all_answered else "deadline")
+        return await self._close(because)
 
     async def _collect_answers(self, deadline: datetime) -> bool:
         """Remind the silent at each offset; True when every state answered before the deadline."""
@@ -140,7 +167,7 @@ class ReviewRoundWorkflow:
             all_answered = await self._wait_for_everyone(until=deadline)
         return all_answered
 
-    async def _remind(self, number: int) -> None:
+    async def _remind(self, number: int, deadline: datetime | None = None) -> None:
         """Email the states that have not answered yet and record in the ledger whom the reminder went to."""
         silent = self._awaiting()
         if self._invited is not None:
@@ -150,7 +177,7 @@ class ReviewRoundWorkflow:
                 return
             step = f"reminder-{number}"
             ids = sorted(i for s in silent for i in self._invited.get(s, ()))
-            result = await self._mail(step, silent, delegate_ids=ids)
+            result = await self._mail(step, silent, delegate_ids=ids, deadline=deadline)
             await self._record_mail_outcome(step, result, [])
         else:
             await self._mail(f"reminder-{number}", silent)
@@ -271,13 +298,15 @@ class ReviewRoundWorkflow:
                     f"delegate {submission.delegate_id} was not invited to answer for {submission.state} in this round",
                     type="NotInvited",
                 )
-            if workflow.now() >= self._deadline_of(submission.state):
+            # While the round is overdue a silent state's late answer is still taken: silence is not consent.
+            if workflow.now() >= self._deadline_of(submission.state) and self._overdue_since is None:
                 raise ApplicationError(f"the deadline of {submission.state} has passed", type="DeadlinePassed")
         if submission.document_sha256 != self._input.document.sha256:
             raise ApplicationError(
                 "the answer names a document version that is not the one under review", type="DocumentMismatch"
             )
-        if submission.position not in self._input.allowed:
+        allowed = AD_REFERENDUM_POSITIONS if submission.state in self._procedure else self._input.allowed
+        if submission.position not in allowed:
             raise ApplicationError(
                 f"{submission.position.label} is not an answer this round takes", type="PositionNotAllowed"
             )
@@ -298,7 +327,7 @@ class ReviewRoundWorkflow:
             workflow_id=workflow.info().workflow_id,
             document=self._input.document,
             opened_at=self._opened_at,
-            deadline=self._input.deadline,
+            deadline=self._round_deadline,
             is_open=not self._closed,
             participants=self._input.participants,
             positions=dict(self._positions),
@@ -311,6 +340,9 @@ class ReviewRoundWorkflow:
             invited={s: sorted(ids) for s, ids in (self._invited or {}).items()},
             state_deadlines=dict(self._state_deadlines),
             waiting=self._waiting(),
+            overdue=self._overdue_since is not None and not self._closed,
+            overdue_since=None if self._closed else self._overdue_since,
+            silence_procedure=dict(self._procedure),
         )
 
     def _waiting(self) -> str | None:
@@ -324,6 +356,18 @@ class ReviewRoundWorkflow:
                 f"not invited: {names}. The round stays open {when} until each is invited (fix the roster, then "
                 f"aisafe resend ID --state XX) and answers or its own deadline passes"
             )
+        if self._overdue_since is not None:
+            silent = ", ".join(f"{s.official_name} ({s.value})" for s in self._awaiting())
+            return (
+                f"overdue since {self._overdue_since.isoformat()}: {silent} did not answer (silence is not consent). "
+                f"Choose: aisafe extend ID P7D, aisafe silence-procedure ID P14D, or aisafe close-round ID "
+                f"--no-consensus"
+            )
+        if self._procedure:
+            ends = max(self._procedure.values())
+            silent = ", ".join(f"{s.official_name} ({s.value})" for s in self._awaiting() if s in self._procedure)
+            if silent:
+                return f"silence procedure until {ends.isoformat()}: unless they object, {silent} are deemed to concur"
         if self._past_deadline:
             later = sorted((d, s) for s, d in self._state_deadlines.items() if s in self._awaiting())
             if later:
@@ -333,7 +377,7 @@ class ReviewRoundWorkflow:
         return None
 
     def _deadline_of(self, state: MemberState) -> datetime:
-        return self._state_deadlines.get(state, self._input.deadline)
+        return self._state_deadlines.get(state, self._round_deadline)
 
     async def _past_the_deadline(self) -> bool:
         """After the round's deadline: wait while a state is not invited, or has a fresh deadline of its own still
@@ -355,6 +399,249 @@ class ReviewRoundWorkflow:
                 await workflow.wait_condition(lambda seen=seen: self._changes != seen, timeout=timeout)
             except TimeoutError:
                 pass
+
+    # --- silence is not consent: the overdue round and the coordinator's three controls -------------------------
+
+    def _silence_counts(self) -> bool:
+        """Only an ad referendum (a silence procedure announced in every invitation) counts the silent as concurring."""
+        return self._input.silence is SilencePolicy.CONCUR
+
+    async def _until_resolved(self) -> str:
+        """Past the deadline with states silent: overdue (coordinator told, silent states reminded daily) until every
+        state has answered, the coordinator closes the round, or a silence procedure or extension given meanwhile
+        runs out; returns why the round closes."""
+        while True:
+            awaiting = self._awaiting()
+            if not awaiting:
+                return "all states answered"
+            if self._no_consensus is not None:
+                return "closed without consensus"
+            now = workflow.now()
+            still_open = [
+                s for s in awaiting if s in self._not_invited or self._resending.get(s) or self._deadline_of(s) > now
+            ]
+            timeout: float | None = None
+            if still_open:
+                # Extended, under a silence procedure, or being invited again: not overdue until that runs out.
+                timers = [self._deadline_of(s) for s in still_open if self._deadline_of(s) > now]
+                timeout = (min(timers) - now).total_seconds() if timers else None
+            elif self._procedure:
+                return "silence procedure ended"
+            elif self._overdue_since is None:
+                await self._become_overdue(awaiting)
+                continue
+            else:
+                assert self._overdue_reminded is not None
+                due = self._overdue_reminded + OVERDUE_REMINDERS
+                if now >= due:
+                    self._overdue_reminded = now
+                    self._extra_reminders += 1
+                    await self._remind(
+                        len(self._input.reminders) + self._extra_reminders, deadline=now + 2 * OVERDUE_REMINDERS
+                    )
+                    continue
+                timeout = (due - now).total_seconds()
+            seen = self._changes
+            try:
+                await workflow.wait_condition(lambda seen=seen: self._changes != seen, timeout=timeout)
+            except TimeoutError:
+                pass
+
+    async def _become_overdue(self, silent: list[MemberState]) -> None:
+        """Record that the round is overdue and tell the coordinator, who chooses what happens next."""
+        self._overdue_since = workflow.now()
+        # The silent states' links expired with the deadline: the first reminder, with a fresh link, goes at once.
+        self._overdue_reminded = self._overdue_since - OVERDUE_REMINDERS
+        self._overdues += 1
+        self._changes += 1
+        step = f"overdue-{self._overdues}"
+        deadline = max(self._deadline_of(s) for s in silent)
+        await ledger(
+            self._input.proposal_id,
+            "round_overdue",
+            f"{workflow.info().workflow_id}:{step}",
+            {
+                "round": self._input.round,
+                "states": sorted(s.value for s in silent),
+                "deadline": deadline.isoformat(),
+                "since": self._overdue_since.isoformat(),
+            },
+        )
+        self._in_background(
+            "send_coordinator_alert",
+            CoordinatorAlert(
+                proposal_id=self._input.proposal_id,
+                title=self._input.title,
+                round=self._input.round,
+                step=step,
+                workflow_id=workflow.info().workflow_id,
+                not_invited=[],
+                overdue=silent,
+                deadline=deadline,
+            ),
+        )
+
+    async def _control(
+        self, check: Callable[[], None], act: Callable[[str], Awaitable[RoundControlReceipt]]
+    ) -> RoundControlReceipt:
+        """Run one of the coordinator's controls once per Update id (a delivery again gets the first's receipt).
+
+        `check` runs again first: a control accepted alongside may have closed the round or started a procedure.
+        `act` changes the round's state before its first await, so that no deadline, answer or other control
+        interleaves between the check and the change."""
+        update = workflow.current_update_info()
+        update_id = update.id if update else str(workflow.uuid4())
+        if update_id in self._controls:
+            await workflow.wait_condition(lambda: self._controls.get(update_id, True) is not None)
+            earlier = self._controls.get(update_id)
+            if earlier is None:
+                raise ApplicationError("the first delivery of this Update was refused", type="Refused")
+            return earlier
+        check()
+        self._controls[update_id] = None
+        try:
+            done = await act(update_id)
+        except BaseException:
+            del self._controls[update_id]
+            raise
+        self._controls[update_id] = done
+        return done
+
+    def _check_control(self, what: str, *, overdue: bool) -> None:
+        if self._closed or self._no_consensus is not None:
+            raise ApplicationError("this round is closed", type="RoundClosed")
+        if not self._counted:
+            raise ApplicationError(f"this round predates {what}", type="ControlUnsupported")
+        if not self._invitation_sent:
+            raise ApplicationError("the round is still sending its invitations; try again shortly", type="Busy")
+        if not self._awaiting():
+            raise ApplicationError("every state has answered: the round is closing", type="AllAnswered")
+        if overdue and self._overdue_since is None:
+            raise ApplicationError(
+                f"round {self._input.round} is not overdue (its deadline is {self._round_deadline.isoformat()}): "
+                f"{what} applies once the deadline has passed with states silent",
+                type="NotOverdue",
+            )
+
+    @workflow.update
+    async def extend_round(self, request: ExtendInput) -> RoundControlReceipt:
+        """Give the open round a new deadline (the later of its deadline and now, plus `by`); the silent states are
+        told the new date."""
+        return await self._control(lambda: self._check_extend_round(request), lambda uid: self._extend(request, uid))
+
+    async def _extend(self, request: ExtendInput, update_id: str) -> RoundControlReceipt:
+        deadline = max(self._round_deadline, workflow.now()) + request.by
+        self._round_deadline = deadline
+        silent = self._awaiting()
+        for state in silent:
+            if state in self._state_deadlines:
+                self._state_deadlines[state] = max(self._state_deadlines[state], deadline)
+            if state in self._procedure:
+                self._procedure[state] = self._deadline_of(state)
+        self._overdue_since = None
+        self._extensions += 1
+        self._changes += 1
+        payload = {"by": iso_duration(request.by), "deadline": deadline.isoformat()}
+        return await self._announce(
+            "round_extended", f"extended:{update_id}", f"extended-{self._extensions}", silent, deadline, payload
+        )
+
+    @extend_round.validator
+    def _check_extend_round(self, request: ExtendInput) -> None:
+        self._check_control("extending a round", overdue=False)
+
+    @workflow.update
+    async def silence_procedure(self, request: SilenceProcedureInput) -> RoundControlReceipt:
+        """Write to the silent states of an overdue round that unless they object by the end of `duration` they are
+        deemed to concur: an ad referendum for those states only."""
+        return await self._control(
+            lambda: self._check_silence_procedure(request), lambda uid: self._start_procedure(request, uid)
+        )
+
+    async def _start_procedure(self, request: SilenceProcedureInput, update_id: str) -> RoundControlReceipt:
+        ends = workflow.now() + request.duration
+        silent = self._awaiting()
+        for state in silent:
+            self._procedure[state] = ends
+            self._state_deadlines[state] = ends
+        self._overdue_since = None
+        self._procedures += 1
+        self._changes += 1
+        payload = {"duration": iso_duration(request.duration), "deadline": ends.isoformat()}
+        return await self._announce(
+            "silence_procedure",
+            f"silence-procedure:{update_id}",
+            f"silence-procedure-{self._procedures}",
+            silent,
+            ends,
+            payload,
+        )
+
+    @silence_procedure.validator
+    def _check_silence_procedure(self, request: SilenceProcedureInput) -> None:
+        self._check_control("a silence procedure", overdue=True)
+
+    async def _announce(
+        self, kind: str, tag: str, step: str, silent: list[MemberState], deadline: datetime, payload: dict[str, Any]
+    ) -> RoundControlReceipt:
+        """Record a new deadline for the silent states (an extension, a silence procedure), then write to them."""
+        receipt = await ledger(
+            self._input.proposal_id,
+            kind,
+            f"{workflow.info().workflow_id}:{tag}",
+            {"round": self._input.round, **payload, "states": sorted(s.value for s in silent), "step": step},
+        )
+        await self._mail_silent(step, [s for s in silent if s not in self._not_invited], deadline)
+        action = "extended" if kind == "round_extended" else kind
+        return RoundControlReceipt(
+            round=self._input.round,
+            action=action,
+            states=silent,
+            deadline=deadline,
+            ledger_seq=receipt.seq,
+            ledger_entry_hash=receipt.entry_hash,
+        )
+
+    @workflow.update
+    async def close_round(self, request: CloseRoundInput) -> RoundControlReceipt:
+        """End an overdue round without consensus; the proposal goes to revision or ends, as its process says."""
+        return await self._control(
+            lambda: self._check_close_round(request), lambda uid: self._close_early(request, uid)
+        )
+
+    async def _close_early(self, request: CloseRoundInput, update_id: str) -> RoundControlReceipt:
+        # The round closes on this and nothing else; answers taken before it count.
+        self._no_consensus = request.reason or "no consensus"
+        self._changes += 1
+        silent = self._awaiting()
+        receipt = await ledger(
+            self._input.proposal_id,
+            "round_closed_no_consensus",
+            f"{workflow.info().workflow_id}:no-consensus:{update_id}",
+            {"round": self._input.round, "states": sorted(s.value for s in silent), "reason": request.reason},
+        )
+        return RoundControlReceipt(
+            round=self._input.round,
+            action="closed_no_consensus",
+            states=silent,
+            ledger_seq=receipt.seq,
+            ledger_entry_hash=receipt.entry_hash,
+        )
+
+    @close_round.validator
+    def _check_close_round(self, request: CloseRoundInput) -> None:
+        if not request.no_consensus:
+            raise ApplicationError("a round is closed only without consensus (--no-consensus)", type="BadRequest")
+        self._check_control("closing a round without consensus", overdue=True)
+
+    async def _mail_silent(self, step: str, states: list[MemberState], deadline: datetime) -> None:
+        """Write to the invited delegates of `states` (a new deadline, a silence procedure) and record the outcome."""
+        assert self._invited is not None
+        if not states:
+            return
+        ids = sorted(i for s in states for i in self._invited.get(s, ()))
+        result = await self._mail(step, states, delegate_ids=ids, deadline=deadline)
+        await self._record_mail_outcome(step, result, [])
 
     # --- invitations, and inviting a state again ---------------------------------------------------------------
 
@@ -588,14 +875,23 @@ class ReviewRoundWorkflow:
         silence = self._input.silence
         # No silence policy counts a state nobody was written to (the round cannot get here while one is left).
         assert not self._not_invited.keys() & set(self._awaiting()), self._not_invited
+        silent: list[str] = []
         for state in self._awaiting():
-            final[state] = StatePosition(position=silence.deemed_position, recorded_at=closed_at, deemed=True)
+            if self._counted and state not in self._procedure and not self._silence_counts():
+                silent.append(state.value)  # silence is not consent: the state is left out, and named
+                continue
+            deemed = SilencePolicy.CONCUR if state in self._procedure else silence
+            final[state] = StatePosition(position=deemed.deemed_position, recorded_at=closed_at, deemed=True)
         decision = decide(
             self._input.rule,
             {s.value: p.position for s, p in final.items()},
             min_participants=self._input.min_participants,
             objection_blocks=Position.PARTICIPATE in self._input.allowed,
+            silent=silent,
         )
+        reason = decision.reason
+        if self._no_consensus:
+            reason = f"{reason}; closed by the coordinator: {self._no_consensus}"
         outcome = RoundOutcome(
             round=self._input.round,
             document=self._input.document,
@@ -603,7 +899,7 @@ class ReviewRoundWorkflow:
             closed_at=closed_at,
             closed_because=because,
             verdict=decision.verdict,
-            reason=decision.reason,
+            reason=reason,
             positions=final,
             purpose=self._input.purpose,
             stage_type=self._input.stage_type,

@@ -169,6 +169,7 @@ UPDATES: dict[str, Callable[[str, AcceptedUpdate], list[Expected]]] = {
     "respond_many": _respond_many,
     "record_meeting": _keyed("meeting_recorded", "recorded", ("positions", "reasons", "summary")),
     "resend": _keyed("invitation_resent", "resent:{id}", ("state",)),
+    "roster_changed": _keyed("delegates_replaced", "replaced:{id}", ("state",)),
     "revise": _by_content(
         "version_uploaded",
         ("version", "sha256"),
@@ -203,6 +204,7 @@ UPDATE_KINDS = {
     "partner_pledge",
     "consultation_extended",
     "invitation_resent",
+    "delegates_replaced",
 }
 
 

@@ -17,7 +17,7 @@ from activities.email import MailActivities
 from activities.ledger import LedgerActivities
 from activities.membership import MembershipActivities
 from models.db import init_db, make_engine
-from models.membership import load_admitted
+from models.membership import keep_admitted, load_admitted
 from models.observability import ActivityLogContext, WorkerHealth, http_listener
 from models.settings import Settings
 from models.temporal_client import connect
@@ -81,7 +81,7 @@ async def run_worker(settings: Settings) -> None:
         if settings.worker_health_address:
             health = WorkerHealth(worker, client, settings.task_queue)
             await listeners.enter_async_context(http_listener(settings.worker_health_address, health.routes))
-        await asyncio.Event().wait()
+        await keep_admitted(engine)  # until cancelled: learns of states admitted since it started
 
 
 if __name__ == "__main__":

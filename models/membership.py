@@ -7,11 +7,13 @@ through the `members_on` activity).
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import asyncio
+import logging
+from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 from sqlmodel import Session, select
 
 from models.controlchars import first_acting
@@ -20,6 +22,7 @@ from models.states import MEMBER_SINCE, STATE_CODE, STATE_NAMES, MemberState, in
 from models.tables import MembershipRecord
 
 NAME_LIMIT = 100
+log = logging.getLogger(__name__)
 
 
 class Member(BaseModel):
@@ -64,6 +67,21 @@ def members_on(engine: Engine, day: date) -> list[MemberState]:
 def load_admitted(engine: Engine) -> None:
     """Register the states admitted as data in this process (the worker and the web app do it at start)."""
     members(engine)
+
+
+# How often a long-running process (worker, web app) reads the table again, to learn of a state admitted since it
+# started; the worker also learns of one whenever a round or meeting opens (the `members_on` activity).
+REFRESH_EVERY = timedelta(minutes=1)
+
+
+async def keep_admitted(engine: Engine, every: timedelta = REFRESH_EVERY) -> None:
+    """Read the membership table again every `every` until cancelled; a failed read is logged and tried again."""
+    while True:
+        await asyncio.sleep(every.total_seconds())
+        try:
+            await asyncio.to_thread(load_admitted, engine)
+        except SQLAlchemyError as exc:
+            log.warning("could not read the member states again: %s", type(exc).__name__)
 
 
 def admit(engine: Engine, code: str, name: str | None, since: str) -> Member:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import date, timedelta
 from pathlib import Path
@@ -11,10 +12,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from models.membership import MembershipError, admit, members, members_on
+from models.db import write_session
+from models.membership import MembershipError, admit, keep_admitted, members, members_on
 from models.messages import ResendInput, ResendReceipt, RosterChange, RosterChangeReceipt
 from models.positions import Position
 from models.states import MEMBER_SINCE, MemberState, in_name_order, register_admitted
+from models.tables import MembershipRecord
 from models.tokens import round_workflow_id
 from tests.fakes import fake_delegates
 from tests.harness import Harness, review
@@ -208,3 +211,23 @@ async def test_a_roster_change_for_a_state_not_in_the_round_is_refused(harness: 
     # Nothing was recorded for it, and the round goes on.
     assert "delegates_replaced" not in harness.backend.kinds(handle.id)
     assert (await harness.round_status(handle.id, 1)).is_open
+
+
+async def test_a_long_running_process_learns_of_a_state_admitted_since_it_started(sqlite_engine: Any) -> None:
+    refresher = asyncio.create_task(keep_admitted(sqlite_engine, every=timedelta(milliseconds=10)))
+    try:
+        with pytest.raises(ValueError):
+            MemberState("QS")
+        with write_session(sqlite_engine) as session:  # as `aisafe members admit` in another process writes it
+            session.add(MembershipRecord(code="QS", name="Quux Ess", member_since=date(2030, 1, 1)))
+            session.commit()
+        learned = None
+        for _ in range(200):
+            try:
+                learned = MemberState("QS")
+                break
+            except ValueError:
+                await asyncio.sleep(0.01)
+        assert learned is not None and learned.official_name == "Quux Ess"
+    finally:
+        refresher.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from models.db import init_db, make_engine
-from models.membership import load_admitted
+from models.membership import keep_admitted, load_admitted
 from models.settings import Settings
 from models.temporal_client import connect
 from web.actions import router as action_router
@@ -48,7 +49,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         init_db(app.state.engine)
         load_admitted(app.state.engine)  # links and records naming a state admitted as data
         app.state.client = client or await connect(settings)
+        refresh = asyncio.create_task(keep_admitted(app.state.engine))  # and those admitted since
         yield
+        refresh.cancel()
         app.state.engine.dispose()
 
     app = FastAPI(title="aisafe", lifespan=lifespan, docs_url=None, redoc_url=None)

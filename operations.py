@@ -48,7 +48,7 @@ from models.roster import RosterFile
 from models.settings import Settings
 from models.states import MemberState
 from models.tables import DelegateRecord, utcnow
-from models.temporal_client import proposal_status
+from models.temporal_client import QUERY_TIMEOUT, proposal_status
 from models.update_retry import retrying
 
 PROPOSAL_WORKFLOW = "ProposalWorkflow"
@@ -140,20 +140,23 @@ def replace_roster(engine: Engine, roster: RosterFile) -> tuple[tuple[int, int, 
     return counts, changes
 
 
-async def tell_rounds(client: Client, changes: list[RosterChange]) -> list[tuple[str, RosterChangeReceipt | str]]:
-    """Tell every open round in which a changed state takes part: (round workflow id, its receipt or its refusal)."""
+async def tell_rounds(
+    client: Client, changes: list[RosterChange], task_queue: str
+) -> list[tuple[str, RosterChangeReceipt | str]]:
+    """Tell every open round of this deployment (its task queue) in which a changed state takes part: (round
+    workflow id, its receipt or its refusal)."""
     told: list[tuple[str, RosterChangeReceipt | str]] = []
     if not changes:
         return told
-    rounds = [
-        execution.id
-        async for execution in client.list_workflows(
-            "WorkflowType = 'ReviewRoundWorkflow' AND ExecutionStatus = 'Running'"
-        )
-    ]
+    if not task_queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise OperationError(f"not a task queue name: {task_queue!r}")
+    query = f"WorkflowType = 'ReviewRoundWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
+    rounds = [execution.id async for execution in client.list_workflows(query)]
     for round_id in sorted(rounds):
         try:
-            current = await client.get_workflow_handle(round_id).query("status", result_type=RoundStatus)
+            current = await client.get_workflow_handle(round_id).query(
+                "status", result_type=RoundStatus, rpc_timeout=QUERY_TIMEOUT
+            )
         except RPCError:
             continue  # it closed meanwhile
         for change in changes:

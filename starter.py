@@ -375,7 +375,7 @@ def _roster_replace(settings: Settings, engine: Any, roster: Any, as_json: bool)
 
 
 async def _tell_rounds(settings: Settings, changes: Any) -> Any:
-    return await operations.tell_rounds(await client_for(settings), changes)
+    return await operations.tell_rounds(await client_for(settings), changes, settings.task_queue)
 
 
 @roster_app.command(

@@ -522,7 +522,7 @@ class MailActivities:
     ) -> MailingResult | None:
         """Copy an invitation or outcome to the ASEAN Secretariat: what was sent, to whom, with no link that answers
         or comments for anyone (a copy must never let the Secretariat answer for a state)."""
-        if not self._settings.secretariat_copies:
+        if not self._settings.mail_copies:
             return None
         return await self._fan_out(
             proposal_id=proposal_id,

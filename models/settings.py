@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         max_length=200,
         description="the line that signs every email",
     )
-    secretariat_copies: bool = Field(
+    mail_copies: bool = Field(
         default=True,
         description="copy every invitation and outcome (without answering links) to the roster's asean_secretariat",
     )

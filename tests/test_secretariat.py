@@ -160,7 +160,7 @@ async def test_the_sender_is_the_lead_proponent_by_default_and_configurable(
         update={
             "mail_from": "Kementerian Digital Malaysia <ai-safe@digital.example.my>",
             "mail_signature": "Kementerian Digital Malaysia",
-            "secretariat_copies": False,
+            "mail_copies": False,
         }
     )
     mail = MailActivities(configured, engine)

@@ -342,6 +342,7 @@ class MailActivities:
                     ),
                     ("Not invited", _state_names(item.state for item in result.not_invited)),
                 ],
+                progress_from=result.sent,
                 headers={"Proposal": mailing.proposal_id, "Step": mailing.step, "Round": str(mailing.round)},
             )
         return result
@@ -415,6 +416,7 @@ class MailActivities:
                     ("Comments by", in_utc(mailing.deadline)),
                     ("Sectors", ", ".join(SECTOR_LABELS[s] for s in mailing.sectors)),
                 ],
+                progress_from=result.sent,
                 headers={"Proposal": mailing.proposal_id, "Step": mailing.step},
             )
         return result
@@ -447,6 +449,7 @@ class MailActivities:
                     ("Document", f"version {mailing.document.version}, SHA-256 {mailing.document.sha256}"),
                     ("States invited", _state_names(mailing.states)),
                 ],
+                progress_from=result.sent,
                 headers={"Proposal": mailing.proposal_id, "Step": mailing.step},
             )
         return result
@@ -479,6 +482,7 @@ class MailActivities:
                 ("Outcome", OUTCOME_NAMES[mailing.status] + (f": {mailing.reason}" if mailing.reason else "")),
                 ("Final document", f"version {mailing.document.version}, SHA-256 {mailing.document.sha256}"),
             ],
+            progress_from=result.sent,
             headers={"Proposal": mailing.proposal_id, "Step": "outcome", "Outcome": mailing.status.value},
         )
         return result
@@ -519,12 +523,23 @@ class MailActivities:
         intro: str,
         facts: list[tuple[str, str]],
         headers: dict[str, str | None],
+        progress_from: int,
     ) -> MailingResult | None:
         """Copy an invitation or outcome to the ASEAN Secretariat: what was sent, to whom, with no link that answers
-        or comments for anyone (a copy must never let the Secretariat answer for a state)."""
+        or comments for anyone (a copy must never let the Secretariat answer for a state).
+
+        `progress_from` is what the mailing's heartbeats reached: the copies' heartbeats go on from there."""
         if not self._settings.mail_copies:
             return None
+
+        def anyone() -> bool:
+            with Session(self._engine) as session:
+                return bool(self._secretariat(session))
+
+        if not await asyncio.to_thread(anyone):
+            return None  # no Secretariat on the roster: no second pass over the relay
         return await self._fan_out(
+            progress_from=progress_from,
             proposal_id=proposal_id,
             step=f"copy:{step}",
             kind=MailKind.COPY,
@@ -564,6 +579,7 @@ class MailActivities:
         recipients: Recipients,
         key: Callable[[DelegateRecord], str],
         compose: Callable[[DelegateRecord, str], EmailMessage],
+        progress_from: int = 0,
     ) -> MailingResult:
         """Send one message to each recipient not yet written to for this step, over one SMTP connection.
 
@@ -574,7 +590,7 @@ class MailActivities:
         deferred: list[RecipientOutcome] = []
         # Heartbeats come from a ticker for as long as the activity runs: under load a database call or the relay's
         # reply can take longer than the heartbeat timeout, and the server would cancel a mailing that is alive.
-        async with _heartbeating(lambda: sent):
+        async with _heartbeating(lambda: progress_from + sent):
             pending, already_sent, missing = await asyncio.to_thread(self._pending, recipients, key)
             outcomes.extend(_outcome(d, MailOutcome.SENT) for d in already_sent)
             if pending:

@@ -40,6 +40,9 @@ from models.messages import (
     RevisionInput,
     RoundControlReceipt,
     SilenceProcedureInput,
+    RosterChange,
+    RosterChangeReceipt,
+    RoundStatus,
     WithdrawInput,
 )
 from models.positions import Disposition
@@ -48,7 +51,7 @@ from models.roster import RosterFile
 from models.settings import Settings
 from models.states import MemberState
 from models.tables import DelegateRecord, utcnow
-from models.temporal_client import proposal_status
+from models.temporal_client import QUERY_TIMEOUT, proposal_status
 from models.update_retry import retrying
 
 PROPOSAL_WORKFLOW = "ProposalWorkflow"
@@ -95,6 +98,78 @@ def import_roster(engine: Engine, roster: RosterFile) -> tuple[int, int, int]:
                 unchanged += 1
         session.commit()
     return added, updated, unchanged
+
+
+def replace_roster(engine: Engine, roster: RosterFile) -> tuple[tuple[int, int, int], list[RosterChange]]:
+    """Import a roster that is the whole list of each state it names: that state's delegates missing from the file are
+    taken off the roster (their links stop working). Returns the import's counts and, per state whose delegates
+    changed, who left and who came (the open rounds are told with `tell_rounds`)."""
+    states = sorted({e.state.value for e in roster.delegates if e.state is not None})
+
+    def active_by_state() -> dict[str, set[str]]:
+        with Session(engine) as session:
+            rows = session.exec(
+                select(DelegateRecord)
+                .where(DelegateRecord.state.in_(states))  # type: ignore[union-attr]
+                .where(DelegateRecord.active)
+            ).all()
+        found: dict[str, set[str]] = {s: set() for s in states}
+        for row in rows:
+            found[row.state or ""].add(row.id)
+        return found
+
+    before = active_by_state()
+    counts = import_roster(engine, roster)
+    listed = {e.delegate_id for e in roster.delegates}
+    with write_session(engine) as session:
+        for state in states:
+            for record_id in sorted(before[state] - listed):
+                record = session.get(DelegateRecord, record_id)
+                if record is not None:
+                    record.active = False
+                    record.updated_at = utcnow()
+                    session.add(record)
+        session.commit()
+    after = active_by_state()
+    changes = [
+        RosterChange(
+            state=MemberState(state),
+            removed=sorted(before[state] - after[state]),
+            added=sorted(after[state] - before[state]),
+        )
+        for state in states
+        if before[state] != after[state]
+    ]
+    return counts, changes
+
+
+async def tell_rounds(
+    client: Client, changes: list[RosterChange], task_queue: str
+) -> list[tuple[str, RosterChangeReceipt | str]]:
+    """Tell every open round of this deployment (its task queue) in which a changed state takes part: (round
+    workflow id, its receipt or its refusal)."""
+    told: list[tuple[str, RosterChangeReceipt | str]] = []
+    if not changes:
+        return told
+    if not task_queue.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise OperationError(f"not a task queue name: {task_queue!r}")
+    query = f"WorkflowType = 'ReviewRoundWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '{task_queue}'"
+    rounds = [execution.id async for execution in client.list_workflows(query)]
+    for round_id in sorted(rounds):
+        try:
+            current = await client.get_workflow_handle(round_id).query(
+                "status", result_type=RoundStatus, rpc_timeout=QUERY_TIMEOUT
+            )
+        except RPCError:
+            continue  # it closed meanwhile
+        for change in changes:
+            if change.state not in current.participants or not current.is_open:
+                continue
+            try:
+                told.append((round_id, await _update(client, round_id, "roster_changed", change, RosterChangeReceipt)))
+            except OperationError as refusal:
+                told.append((round_id, str(refusal)))
+    return told
 
 
 def revoke_delegate(engine: Engine, email: str, state: str | None = None) -> list[DelegateRecord]:
@@ -265,14 +340,30 @@ def _duration(duration: str) -> timedelta:
         raise OperationError(f"{duration!r}: {_first_error(exc)} (write an ISO 8601 duration such as P7D)") from None
 
 
-async def resend(client: Client, proposal_id: str, state: str, deadline: str | None = None) -> ResendReceipt:
-    """Invite one state of the open round again, after its delegates were put on the roster."""
+async def resend(
+    client: Client, proposal_id: str, state: str | None, deadline: str | None = None, delegate: str | None = None
+) -> ResendReceipt:
+    """Invite one state of the open round again, after its delegates were put on the roster (or only `delegate`)."""
+    if delegate is not None:
+        delegate = delegate.strip()
+        prefix = delegate.partition("-")[0]
+        if not delegate or "-" not in delegate:
+            raise OperationError(
+                f"{delegate!r} is not a delegate id such as TL-1a2b3c4d5e6f7a8b (aisafe roster show --json lists them)"
+            )
+        if state is not None and state.strip().upper() != prefix:
+            raise OperationError(f"delegate {delegate} speaks for {prefix}, not for {state.strip().upper()}")
+        state = prefix
+    if state is None:
+        raise OperationError("name the state with --state XX, or one delegate with --delegate ID")
     try:
         member = MemberState(state.strip().upper())
     except ValueError:
         raise OperationError(f"{state!r} is not a member state code such as TL") from None
     try:
-        request = ResendInput(state=member, deadline=_duration(deadline) if deadline is not None else None)
+        request = ResendInput(
+            state=member, deadline=_duration(deadline) if deadline is not None else None, delegate_id=delegate
+        )
     except ValidationError as exc:
         raise OperationError(f"{deadline!r}: {_first_error(exc)}") from None
     current = await status(client, proposal_id)

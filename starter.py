@@ -82,11 +82,17 @@ db_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 users_app = typer.Typer(
-    help="Coordinator and auditor accounts of the web app.",
+    help="Coordinator, auditor and ASEAN Secretariat accounts of the web app.",
     epilog=examples('aisafe users add "Audit Office" --role auditor', "aisafe users list"),
     no_args_is_help=True,
 )
 app.add_typer(users_app, name="users")
+members_app = typer.Typer(
+    help="ASEAN membership as data: the member states and the day each one's membership took effect.",
+    epilog=examples("aisafe members list", 'aisafe members admit TL --name "Timor-Leste" --since 2025-10-26'),
+    no_args_is_help=True,
+)
+app.add_typer(members_app, name="members")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -163,6 +169,9 @@ def engine_for(settings: Settings) -> Any:
         init_db(engine)
     except SQLAlchemyError as exc:
         raise Failure(f"cannot prepare the database {shown}: {_database_error(exc)}") from None
+    from models.membership import load_admitted
+
+    load_admitted(engine)  # states admitted as data are member states in this command too
     return engine
 
 
@@ -279,25 +288,97 @@ def milestones(caption: str, names: Sequence[str]) -> Iterator[Callable[[str], N
     epilog=examples(
         "aisafe roster import examples/roster.yaml",
         "aisafe roster import examples/roster.yaml --json  # counts added, updated, unchanged",
+        "aisafe roster import singapore.yaml --replace  # SG's delegation as listed: the open rounds are told",
     ),
 )
 def roster_import(
     file: Annotated[Path, typer.Argument(help="Roster YAML: delegates with state, role, name, email, timezone.")],
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="The file lists the whole delegation of each state in it: that state's delegates not in the file are "
+            "taken off the roster, and every open round is told (the new delegates get their link at once, the old "
+            "links stop working).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Import delegates; importing the same file twice changes nothing (keyed by state and email)."""
     from models.roster import load_roster_file
 
+    settings = settings_for(data_dir)
+    engine = engine_for(settings)  # first: a roster may name a state admitted as data
     try:
         roster = load_roster_file(file)
     except InputFileError as exc:
         raise Failure(str(exc), 2) from None
-    added, updated, unchanged = operations.import_roster(engine_for(settings_for(data_dir)), roster)
+    if replace:
+        _roster_replace(settings, engine, roster, as_json)
+        return
+    added, updated, unchanged = operations.import_roster(engine, roster)
     if as_json:
         emit_json({"added": added, "updated": updated, "unchanged": unchanged})
     else:
         out.print(f"{len(roster.delegates)} delegates: {added} added, {updated} updated, {unchanged} unchanged")
+
+
+def _roster_replace(settings: Settings, engine: Any, roster: Any, as_json: bool) -> None:
+    """`roster import --replace`: import, take off the delegates the file no longer lists, tell the open rounds."""
+    (added, updated, unchanged), changes = operations.replace_roster(engine, roster)
+    removed = sum(len(c.removed) for c in changes)
+    told: list[tuple[str, Any]] = []
+    unreachable: str | None = None
+    if changes:
+        try:
+            told = run(lambda: _tell_rounds(settings, changes))
+        except Failure as failure:
+            unreachable = str(failure)
+    if as_json:
+        emit_json(
+            {
+                "added": added,
+                "updated": updated,
+                "unchanged": unchanged,
+                "removed": removed,
+                "rounds": [
+                    {
+                        "round_workflow_id": wf,
+                        **(r.model_dump(mode="json") if not isinstance(r, str) else {"refused": r}),
+                    }
+                    for wf, r in told
+                ],
+                "rounds_not_told": unreachable,
+            }
+        )
+    else:
+        out.print(
+            f"{len(roster.delegates)} delegates: {added} added, {updated} updated, {unchanged} unchanged, "
+            f"{removed} taken off the roster",
+            highlight=False,
+        )
+        for wf, receipt in told:
+            if isinstance(receipt, str):
+                out.print(visible(f"{wf}: not told ({receipt})"), highlight=False, markup=False)
+            else:
+                out.print(
+                    f"{wf}: {receipt.state.value}: links of {len(receipt.withdrawn)} delegate(s) withdrawn, "
+                    f"{len(receipt.invited)} new delegate(s) written to (ledger #{receipt.ledger_seq})",
+                    highlight=False,
+                    markup=False,
+                )
+    if unreachable is not None:
+        raise Failure(
+            f"the roster was imported, but the open rounds were not told: {unreachable}. The removed delegates' links "
+            "already stop working; once Temporal answers, give the new delegates their links with "
+            "aisafe resend ID --delegate DELEGATE_ID",
+            1,
+        )
+
+
+async def _tell_rounds(settings: Settings, changes: Any) -> Any:
+    return await operations.tell_rounds(await client_for(settings), changes, settings.task_queue)
 
 
 @roster_app.command(
@@ -305,7 +386,7 @@ def roster_import(
     epilog=examples(
         "aisafe roster show",
         "aisafe roster show | awk -F'\\t' '$1 == \"SG\"'  # piped: tab-separated, one delegate a line",
-        "aisafe roster show --json",
+        "aisafe roster show --json  # each delegate's id too, for aisafe resend ID --delegate DELEGATE_ID",
     ),
 )
 def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
@@ -316,14 +397,19 @@ def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
             [
                 {"state": d.state, "role": d.role, "name": d.name, "email": d.email, "timezone": d.timezone}
                 | ({"sector": d.sector, "organisation": d.organisation} if d.sector else {})
+                | {"id": d.id}
                 for d in delegates
             ]
         )
         return
     print_table(
-        ["State / sector", "Role", "Name", key_column("Email"), "Time zone"],
-        ([d.state or d.sector or "", d.role, d.name, d.email, d.timezone] for d in delegates),
+        ["State / sector", "Role", "Name", key_column("Email"), "Time zone", key_column("Id")],
+        ([d.state or d.sector or _no_state(d.role), d.role, d.name, d.email, d.timezone, d.id] for d in delegates),
     )
+
+
+def _no_state(role: str) -> str:
+    return "ASEAN Secretariat" if role == "asean_secretariat" else ""
 
 
 @roster_app.command(
@@ -489,22 +575,34 @@ def _position_cell(position: Position | None, not_invited: str | None) -> Text:
     epilog=examples(
         "aisafe resend operational-framework-1a2b3c4d --state TL  # after the roster lists TL's delegates",
         "aisafe resend operational-framework-1a2b3c4d --state TL --deadline P7D  # and a fresh deadline for TL",
+        "aisafe resend operational-framework-1a2b3c4d --delegate TL-1a2b3c4d5e6f7a8b  # one delegate's link again",
     )
 )
 def resend(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
-    state: Annotated[str, typer.Option("--state", help="The member state to invite again, e.g. TL.")],
+    state: Annotated[str | None, typer.Option("--state", help="The member state to invite again, e.g. TL.")] = None,
     deadline: Annotated[
         str | None, typer.Option("--deadline", help="A fresh deadline for that state, from now (ISO 8601, e.g. P7D).")
+    ] = None,
+    delegate: Annotated[
+        str | None,
+        typer.Option(
+            "--delegate",
+            metavar="DELEGATE_ID",
+            help="Write to this one delegate only (an id from `aisafe roster show --json`); the state follows from it.",
+        ),
     ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Invite one state of the open round again (after fixing the roster); the ledger records it."""
+    """Invite one state of the open round again (after fixing the roster), or one of its delegates; the ledger
+    records it."""
     settings = settings_for(data_dir)
+    if state is None and delegate is None:
+        raise Failure("name the state with --state XX, or one delegate with --delegate DELEGATE_ID", 2)
 
     async def work() -> Any:
-        return await operations.resend(await client_for(settings), proposal_id, state, deadline)
+        return await operations.resend(await client_for(settings), proposal_id, state, deadline, delegate)
 
     try:
         receipt = run(work)
@@ -1144,11 +1242,14 @@ async def _until_signal(work: Awaitable[Any]) -> None:
     epilog=examples(
         'aisafe users add "Audit Office" --role auditor',
         'aisafe users add "Aminah (MY secretariat)" --role coordinator --json  # {"token": …} for scripts',
+        'aisafe users add "ASEAN Secretariat" --role asean_secretariat  # reads the dashboard and audit, never acts',
     ),
 )
 def users_add(
     name: Annotated[str, typer.Argument(help="Who the account is for, e.g. 'Aminah (MY secretariat)'.")],
-    role: Annotated[str, typer.Option("--role", help="coordinator or auditor.")],
+    role: Annotated[
+        str, typer.Option("--role", help="coordinator, auditor, or asean_secretariat (reads the dashboard and audit).")
+    ],
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -1158,7 +1259,7 @@ def users_add(
     try:
         chosen = UserRole(role)
     except ValueError:
-        raise Failure(f"--role must be coordinator or auditor, not {role!r}", 2) from None
+        raise Failure(f"--role must be coordinator, auditor or asean_secretariat, not {role!r}", 2) from None
     try:
         token = add_user(engine_for(settings_for(data_dir)), name, chosen)
     except UserError as exc:
@@ -1210,6 +1311,74 @@ def users_signout(name: Annotated[str, typer.Argument()], data_dir: DataDirOpt =
     except UserError as exc:
         raise Failure(str(exc), 2) from None
     out.print(f"{ended} session{'' if ended == 1 else 's'} of {name!r} ended", highlight=False)
+
+
+# --- members ----------------------------------------------------------------------------------------
+
+
+@members_app.command("list", epilog=examples("aisafe members list", "aisafe members list --json"))
+def members_list(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
+    """List the member states in ASEAN's order (by English name), with the day each membership took effect."""
+    from datetime import UTC, datetime
+
+    from models.membership import members
+
+    found = members(engine_for(settings_for(data_dir)))
+    today = datetime.now(UTC).date()
+    if as_json:
+        emit_json(
+            [
+                {
+                    "code": m.code,
+                    "name": m.name,
+                    "member_since": m.member_since.isoformat(),
+                    "member": m.member_since <= today,
+                }
+                for m in found
+            ]
+        )
+        return
+    print_table(
+        ["Code", "State", "Member since"],
+        (
+            [m.code, m.name, m.member_since.isoformat() + ("" if m.member_since <= today else " (not yet)")]
+            for m in found
+        ),
+    )
+
+
+@members_app.command(
+    "admit",
+    epilog=examples(
+        'aisafe members admit TL --name "Timor-Leste" --since 2025-10-26',
+        "aisafe members admit TL --since 2025-10-26  # a member's effective date, its name as it is",
+    ),
+)
+def members_admit(
+    code: Annotated[str, typer.Argument(metavar="CODE", help="The state's ISO 3166-1 alpha-2 code, e.g. TL.")],
+    since: Annotated[str, typer.Option("--since", help="The day membership takes effect (YYYY-MM-DD).")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="The state's English name, as ASEAN lists it (needed for a new state).")
+    ] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Admit a state as a member from a day (or set a member's effective date): rounds and meetings opened on or
+    after that day include it; those already open keep their participants."""
+    from models.membership import MembershipError, admit
+
+    try:
+        member = admit(engine_for(settings_for(data_dir)), code, name, since)
+    except MembershipError as exc:
+        raise Failure(str(exc), 2) from None
+    if as_json:
+        emit_json({"code": member.code, "name": member.name, "member_since": member.member_since.isoformat()})
+        return
+    out.print(
+        visible(f"{member.code} {member.name}: a member state from {member.member_since.isoformat()}"),
+        highlight=False,
+        markup=False,
+    )
 
 
 # --- audit ------------------------------------------------------------------------------------------

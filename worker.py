@@ -15,7 +15,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.comments import CommentActivities
 from activities.email import MailActivities
 from activities.ledger import LedgerActivities
+from activities.membership import MembershipActivities
 from models.db import init_db, make_engine
+from models.membership import keep_admitted, load_admitted
 from models.observability import ActivityLogContext, WorkerHealth, http_listener
 from models.settings import Settings
 from models.temporal_client import connect
@@ -30,6 +32,7 @@ HEARTBEAT_FLUSH = timedelta(seconds=2)
 
 
 def build_worker(client: Client, settings: Settings, engine: Engine, *, task_queue: str | None = None) -> Worker:
+    load_admitted(engine)  # payloads naming a state admitted as data must validate here
     ledger = LedgerActivities(engine)
     mail = MailActivities(settings, engine)
     return Worker(
@@ -48,6 +51,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
             mail.send_meeting_mail,
             mail.send_outcome_mail,
             *CommentActivities(settings, engine).activities(),
+            MembershipActivities(engine).members_on,
         ],
         # Ledger activities are synchronous database transactions; they run on these threads.
         activity_executor=ThreadPoolExecutor(max_workers=16),
@@ -77,7 +81,7 @@ async def run_worker(settings: Settings) -> None:
         if settings.worker_health_address:
             health = WorkerHealth(worker, client, settings.task_queue)
             await listeners.enter_async_context(http_listener(settings.worker_health_address, health.routes))
-        await asyncio.Event().wait()
+        await keep_admitted(engine)  # until cancelled: learns of states admitted since it started
 
 
 if __name__ == "__main__":

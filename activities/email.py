@@ -11,7 +11,7 @@ import asyncio
 import email.errors
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
@@ -60,7 +60,7 @@ from models.positions import AD_REFERENDUM_POSITIONS, Position
 from models.process import FundingModel, StageType
 from models.roster import REVIEW_ROLES, Role, Sector
 from models.settings import Settings
-from models.states import MemberState, members_on
+from models.states import MemberState, in_name_order, members_on
 from models.tables import DelegateRecord, SentEmail
 from models.timefmt import both, in_utc
 from models.tokens import (
@@ -87,7 +87,9 @@ HEARTBEAT_EVERY = timedelta(seconds=1)
 # A stakeholder's comment link outlives the announced deadline: the consultation may be extended, and the
 # consultation workflow, not the link, decides when comments stop.
 COMMENT_LINK_GRACE = timedelta(days=90)
-SIGNATURE = "ASEAN AI SAFE Secretariat (Ministry of Digital, Malaysia)"
+# The default signature (Settings.mail_signature): the engine writes for the lead proponent; ASEAN AI SAFE has no
+# secretariat of its own, and the ASEAN Secretariat is copied (`_copy_to_secretariat`).
+SIGNATURE = Settings.model_fields["mail_signature"].default
 
 
 class MailKind(StrEnum):
@@ -99,6 +101,8 @@ class MailKind(StrEnum):
     MEETING = "meeting"
     OUTCOME = "outcome"
     ALERT = "alert"
+    # The ASEAN Secretariat's copy of an invitation or outcome: no link in it answers or comments for anyone.
+    COPY = "copy"
 
 
 BODY_ABBREVIATIONS: dict[StageType, str] = {
@@ -319,6 +323,30 @@ class MailActivities:
         result.not_invited = not_invited(
             mailing.states, result.states_without_delegates, result.recipients, mailing.roles
         )
+        if not mailing.step.startswith("reminder"):
+            await self._copy_to_secretariat(
+                proposal_id=mailing.proposal_id,
+                key_base=f"{workflow_id}:{mailing.step}",
+                step=mailing.step,
+                subject=f"{ROUND_NAMES[mailing.purpose]} {mailing.round}: {mailing.title}",
+                intro=(
+                    f"The delegates of the member states below were invited to answer in "
+                    f"{ROUND_NAMES[mailing.purpose].lower()} {mailing.round} "
+                    f"({STAGE_BODY_NAMES.get(mailing.stage_type, STAGE_BODY_NAMES[StageType.MEMBER_REVIEW])})."
+                ),
+                facts=[
+                    ("Proposal", f"{mailing.title} ({mailing.proposal_id})"),
+                    ("Document", f"version {mailing.document.version}, SHA-256 {mailing.document.sha256}"),
+                    ("Deadline", in_utc(mailing.deadline)),
+                    (
+                        "States written to",
+                        _state_names(o.state for o in result.recipients if o.outcome is MailOutcome.SENT),
+                    ),
+                    ("Not invited", _state_names(item.state for item in result.not_invited)),
+                ],
+                progress_from=result.sent,
+                headers={"Proposal": mailing.proposal_id, "Step": mailing.step, "Round": str(mailing.round)},
+            )
         return result
 
     @activity.defn(name="send_coordinator_alert")
@@ -369,7 +397,7 @@ class MailActivities:
     async def send_consultation_mail(self, mailing: ConsultationMailing) -> MailingResult:
         """Email each stakeholder of the invited sectors their own signed comment link."""
         workflow_id = consultation_workflow_id(mailing.proposal_id, mailing.stage_index)
-        return await self._fan_out(
+        result = await self._fan_out(
             proposal_id=mailing.proposal_id,
             step=mailing.step,
             kind=MailKind.CONSULTATION,
@@ -377,12 +405,29 @@ class MailActivities:
             key=lambda d: f"{workflow_id}:{mailing.step}:{d.id}",
             compose=lambda d, key: self._consultation_message(mailing, d, key),
         )
+        if not mailing.step.startswith("reminder"):
+            await self._copy_to_secretariat(
+                proposal_id=mailing.proposal_id,
+                key_base=f"{workflow_id}:{mailing.step}",
+                step=mailing.step,
+                subject=f"Public consultation on {mailing.title}",
+                intro="The stakeholders of the sectors below were invited to comment on the text.",
+                facts=[
+                    ("Proposal", f"{mailing.title} ({mailing.proposal_id})"),
+                    ("Document", f"version {mailing.document.version}, SHA-256 {mailing.document.sha256}"),
+                    ("Comments by", in_utc(mailing.deadline)),
+                    ("Sectors", ", ".join(SECTOR_LABELS[s] for s in mailing.sectors)),
+                ],
+                progress_from=result.sent,
+                headers={"Proposal": mailing.proposal_id, "Step": mailing.step},
+            )
+        return result
 
     @activity.defn(name="send_meeting_mail")
     async def send_meeting_mail(self, mailing: MeetingMailing) -> MailingResult:
         """Invite the delegates of `mailing.states` to an ADGSOM or ADGMIN meeting, with a calendar file."""
         workflow_id = meeting_workflow_id(mailing.proposal_id, mailing.stage_index)
-        return await self._fan_out(
+        result = await self._fan_out(
             proposal_id=mailing.proposal_id,
             step=mailing.step,
             kind=MailKind.MEETING,
@@ -390,6 +435,26 @@ class MailActivities:
             key=lambda d: f"{workflow_id}:{mailing.step}:{d.id}",
             compose=lambda d, key: self._meeting_message(mailing, d, key),
         )
+        if not mailing.step.startswith("reminder"):
+            abbreviation = BODY_ABBREVIATIONS.get(mailing.stage_type, "WG-AI")
+            await self._copy_to_secretariat(
+                proposal_id=mailing.proposal_id,
+                key_base=f"{workflow_id}:{mailing.step}",
+                step=mailing.step,
+                subject=f"{abbreviation} meeting on {mailing.date:%-d %B %Y}: {mailing.title}",
+                intro=f"The delegates of the member states below were invited to the {abbreviation} meeting.",
+                facts=[
+                    ("Proposal", f"{mailing.title} ({mailing.proposal_id})"),
+                    ("Date", in_utc(mailing.date)),
+                    ("Venue", mailing.venue or "to be announced"),
+                    ("Chair", mailing.chair.official_name),
+                    ("Document", f"version {mailing.document.version}, SHA-256 {mailing.document.sha256}"),
+                    ("States invited", _state_names(mailing.states)),
+                ],
+                progress_from=result.sent,
+                headers={"Proposal": mailing.proposal_id, "Step": mailing.step},
+            )
+        return result
 
     @activity.defn(name="send_outcome_mail")
     async def send_outcome_mail(self, mailing: OutcomeMailing) -> MailingResult:
@@ -400,7 +465,7 @@ class MailActivities:
                 type="ProposalStillRunning",
                 non_retryable=True,
             )
-        return await self._fan_out(
+        result = await self._fan_out(
             proposal_id=mailing.proposal_id,
             step="outcome",
             kind=MailKind.OUTCOME,
@@ -408,6 +473,21 @@ class MailActivities:
             key=lambda d: f"{mailing.proposal_id}:outcome:{d.id}",
             compose=lambda d, key: self._outcome_message(mailing, d, key),
         )
+        await self._copy_to_secretariat(
+            proposal_id=mailing.proposal_id,
+            key_base=f"{mailing.proposal_id}:outcome",
+            step="outcome",
+            subject=f"{OUTCOME_NAMES[mailing.status]}: {mailing.title}",
+            intro="The delegates and stakeholders were told how the proposal below ended.",
+            facts=[
+                ("Proposal", f"{mailing.title} ({mailing.proposal_id})"),
+                ("Outcome", OUTCOME_NAMES[mailing.status] + (f": {mailing.reason}" if mailing.reason else "")),
+                ("Final document", f"version {mailing.document.version}, SHA-256 {mailing.document.sha256}"),
+            ],
+            progress_from=result.sent,
+            headers={"Proposal": mailing.proposal_id, "Step": "outcome", "Outcome": mailing.status.value},
+        )
+        return result
 
     # --- recipients and the outbox --------------------------------------------------------------------------
 
@@ -424,11 +504,67 @@ class MailActivities:
         )
 
     @staticmethod
+    def _secretariat(session: Session) -> list[DelegateRecord]:
+        """The ASEAN Secretariat's addresses on the roster: they receive copies, never an answering link."""
+        return list(
+            session.exec(
+                select(DelegateRecord)
+                .where(DelegateRecord.role == Role.ASEAN_SECRETARIAT.value)
+                .where(DelegateRecord.active)
+                .order_by(DelegateRecord.id)
+            ).all()
+        )
+
+    async def _copy_to_secretariat(
+        self,
+        *,
+        proposal_id: str,
+        key_base: str,
+        step: str,
+        subject: str,
+        intro: str,
+        facts: list[tuple[str, str]],
+        headers: dict[str, str | None],
+        progress_from: int,
+    ) -> MailingResult | None:
+        """Copy an invitation or outcome to the ASEAN Secretariat: what was sent, to whom, with no link that answers
+        or comments for anyone (a copy must never let the Secretariat answer for a state).
+
+        `progress_from` is what the mailing's heartbeats reached: the copies' heartbeats go on from there."""
+        if not self._settings.mail_copies:
+            return None
+
+        def anyone() -> bool:
+            with Session(self._engine) as session:
+                return bool(self._secretariat(session))
+
+        if not await asyncio.to_thread(anyone):
+            return None  # no Secretariat on the roster: no second pass over the relay
+        return await self._fan_out(
+            progress_from=progress_from,
+            proposal_id=proposal_id,
+            step=f"copy:{step}",
+            kind=MailKind.COPY,
+            recipients=lambda session: (self._secretariat(session), []),
+            key=lambda d: f"{key_base}:copy:{d.id}",
+            compose=lambda d, key: self._message(
+                d,
+                key,
+                subject=f"[ASEAN AI SAFE] Copy: {subject}",
+                template="secretariat_copy",
+                context={"intro": intro, "facts": facts, "body_name": "Copy for the ASEAN Secretariat"},
+                headers={**headers, "Kind": MailKind.COPY.value},
+            ),
+        )
+
+    @staticmethod
     def _everyone(session: Session) -> tuple[list[DelegateRecord], list[MemberState]]:
         delegates = list(
             session.exec(
                 select(DelegateRecord)
                 .where(DelegateRecord.active)
+                # The Secretariat gets its copy of the outcome (`_copy_to_secretariat`), not a delegate's notice.
+                .where(DelegateRecord.role != Role.ASEAN_SECRETARIAT.value)
                 .order_by(DelegateRecord.state, DelegateRecord.role, DelegateRecord.id)
             ).all()
         )
@@ -445,6 +581,7 @@ class MailActivities:
         recipients: Recipients,
         key: Callable[[DelegateRecord], str],
         compose: Callable[[DelegateRecord, str], EmailMessage],
+        progress_from: int = 0,
     ) -> MailingResult:
         """Send one message to each recipient not yet written to for this step, over one SMTP connection.
 
@@ -455,7 +592,7 @@ class MailActivities:
         deferred: list[RecipientOutcome] = []
         # Heartbeats come from a ticker for as long as the activity runs: under load a database call or the relay's
         # reply can take longer than the heartbeat timeout, and the server would cancel a mailing that is alive.
-        async with _heartbeating(lambda: sent):
+        async with _heartbeating(lambda: progress_from + sent):
             pending, already_sent, missing = await asyncio.to_thread(self._pending, recipients, key)
             outcomes.extend(_outcome(d, MailOutcome.SENT) for d in already_sent)
             if pending:
@@ -613,7 +750,7 @@ class MailActivities:
         headers: dict[str, str | None],
     ) -> EmailMessage:
         """A multipart/alternative message (text, then HTML) with the X-Aisafe-* headers that apply."""
-        context = {"delegate": delegate, "signature": SIGNATURE, "subject": subject, **context}
+        context = {"delegate": delegate, "signature": self._settings.mail_signature, "subject": subject, **context}
         message = EmailMessage(policy=MESSAGE_POLICY)
         message["Subject"] = one_line(subject)
         message["From"] = self._settings.mail_from
@@ -964,6 +1101,12 @@ def _funding_context(funding: FundingTerms | None, state: MemberState) -> dict[s
         "voluntary": funding.model is FundingModel.VOLUNTARY and funding.step is not FundingStep.CONFIRMATION,
         "expected_amount": money(expected, funding.currency) if expected is not None else None,
     }
+
+
+def _state_names(states: Iterable[MemberState | None]) -> str:
+    """States as a copy lists them: by English name, in ASEAN's order; "none" for none."""
+    found = in_name_order({s for s in states if s is not None})
+    return ", ".join(f"{s.official_name} ({s.value})" for s in found) or "none"
 
 
 def _local_day(moment: datetime, zone: str) -> str:

@@ -169,6 +169,7 @@ UPDATES: dict[str, Callable[[str, AcceptedUpdate], list[Expected]]] = {
     "respond_many": _respond_many,
     "record_meeting": _keyed("meeting_recorded", "recorded", ("positions", "reasons", "summary")),
     "resend": _keyed("invitation_resent", "resent:{id}", ("state",)),
+    "roster_changed": _keyed("delegates_replaced", "replaced:{id}", ("state",)),
     "revise": _by_content(
         "version_uploaded",
         ("version", "sha256"),
@@ -210,6 +211,7 @@ UPDATE_KINDS = {
     "round_extended",
     "silence_procedure",
     "round_closed_no_consensus",
+    "delegates_replaced",
 }
 OVERDUE_ALERT = "send_coordinator_alert"  # an overdue round's alert (step overdue-N) follows its `round_overdue`
 

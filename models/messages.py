@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -336,6 +336,7 @@ class ResendInput(BaseModel):
 
     state: MemberState
     deadline: timedelta | None = Field(default=None, description="a fresh deadline for this state, from now")
+    delegate_id: str | None = Field(default=None, description="only this delegate of the state (--delegate)")
 
     @model_validator(mode="after")
     def _positive(self) -> ResendInput:
@@ -350,6 +351,35 @@ class ResendReceipt(BaseModel):
     delegate_ids: list[str]
     deadline: datetime
     ledger_seq: int
+    ledger_entry_hash: str | None = None  # with the seq, the receipt the audit cross-check matches to its entry
+
+
+class MembersOnQuery(BaseModel):
+    """Which states are ASEAN members on `day` (the `members_on` activity reads the membership table)."""
+
+    day: date
+
+
+class MembersOnDay(BaseModel):
+    day: date
+    states: list[MemberState] = Field(default_factory=list, description="in ASEAN's order")
+
+
+class RosterChange(BaseModel):
+    """`aisafe roster import` tells each open round which delegates of a state left the roster and which came."""
+
+    state: MemberState
+    removed: list[str] = Field(default_factory=list, description="delegate ids no longer on the roster")
+    added: list[str] = Field(default_factory=list, description="delegate ids new on the roster")
+
+
+class RosterChangeReceipt(BaseModel):
+    round: int
+    state: MemberState
+    withdrawn: list[str] = Field(default_factory=list, description="delegate ids whose links stopped working")
+    invited: list[str] = Field(default_factory=list, description="delegate ids written to with a link")
+    ledger_seq: int | None = None
+    ledger_entry_hash: str | None = None
 
 
 class CoordinatorAlert(BaseModel):

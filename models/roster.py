@@ -36,6 +36,8 @@ class Sector(StrEnum):
 
 
 REVIEW_ROLES = (Role.FOCAL_POINT, Role.ALTERNATE)
+# The ids of the ASEAN Secretariat's roster entries begin `ASEC-`: never a state's, never a stakeholder's.
+SECRETARIAT_PREFIX = "ASEC"
 
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -58,6 +60,10 @@ class DelegateIn(BaseModel):
         if self.role is Role.STAKEHOLDER:
             if self.sector is None:
                 raise ValueError("a stakeholder needs a sector: civil_society, academia, industry or dialogue_partner")
+        elif self.role is Role.ASEAN_SECRETARIAT:
+            # The ASEAN Secretariat speaks for no state: it is copied and reads, it never answers.
+            if self.state is not None or self.sector is not None:
+                raise ValueError("the asean_secretariat speaks for no member state: leave out state and sector")
         elif self.state is None:
             raise ValueError(f"a {self.role.value} needs the member state they speak for")
         elif self.sector is not None:
@@ -84,6 +90,8 @@ class DelegateIn(BaseModel):
 
     @property
     def delegate_id(self) -> str:
+        if self.role is Role.ASEAN_SECRETARIAT:
+            return delegate_id(SECRETARIAT_PREFIX, self.email)
         return delegate_id(self.state, self.email)
 
 
@@ -96,7 +104,7 @@ class RosterFile(BaseModel):
 def delegate_id(state: MemberState | str | None, email: str) -> str:
     """A stable id for a delegate that does not reveal the address (it travels in links and histories).
 
-    Stakeholders, who speak for no state, get ids beginning `SH-`."""
+    Stakeholders, who speak for no state, get ids beginning `SH-`; the ASEAN Secretariat `ASEC-`."""
     prefix = state or "SH"
     digest = hashlib.sha256(f"{prefix}:{email.strip().lower()}".encode()).hexdigest()[:16]
     return f"{prefix}-{digest}"

@@ -54,7 +54,22 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
-    mail_from: str = "ASEAN AI SAFE Secretariat <secretariat@aisafe.example.org>"
+    # The engine writes for the lead proponent, not for a secretariat of its own: ASEAN AI SAFE has none (the ASEAN
+    # Secretariat is copied, below).
+    mail_from: str = Field(
+        default="Malaysia as lead proponent of ASEAN AI SAFE <aisafe@aisafe.example.org>",
+        description="From of every email: the lead proponent's name and address",
+    )
+    mail_signature: str = Field(
+        default="Ministry of Digital, Malaysia, lead proponent of ASEAN AI SAFE",
+        min_length=1,
+        max_length=200,
+        description="the line that signs every email",
+    )
+    mail_copies: bool = Field(
+        default=True,
+        description="copy every invitation and outcome (without answering links) to the roster's asean_secretariat",
+    )
 
     web_host: str = "127.0.0.1"
     web_port: int = 8000

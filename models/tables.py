@@ -6,7 +6,7 @@ Table objects and sessions stay inside activities, the web layer and the CLI; wo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Column, DateTime, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -129,3 +129,14 @@ class CommentBlob(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))
     size: int
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class MembershipRecord(SQLModel, table=True):
+    """A member state of ASEAN and the day its membership took effect (models/membership.py reads it)."""
+
+    __tablename__ = "member_state"
+
+    code: str = Field(primary_key=True, max_length=2, description="ISO 3166-1 alpha-2, e.g. TL")
+    name: str = Field(max_length=100, description="the English name ASEAN lists it by, e.g. Timor-Leste")
+    member_since: date
+    admitted_at: datetime = Field(default_factory=utcnow, description="when this row was written")

@@ -1,4 +1,4 @@
-"""Coordinator and auditor accounts of the web app: API tokens, shown once and stored only as a hash.
+"""Coordinator, auditor and ASEAN Secretariat accounts of the web app: API tokens, shown once and stored only as a hash.
 
 Delegates never need an account: their signed email links are their identity.
 """
@@ -26,6 +26,8 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}$")
 class UserRole(StrEnum):
     COORDINATOR = "coordinator"
     AUDITOR = "auditor"
+    # Reads the dashboard and the audit record, acts on nothing (issue 18).
+    ASEAN_SECRETARIAT = "asean_secretariat"
 
 
 class UserError(ValueError):

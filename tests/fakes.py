@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from temporalio import activity
@@ -26,6 +26,8 @@ from models.messages import (
     MailingResult,
     MailOutcome,
     MeetingMailing,
+    MembersOnDay,
+    MembersOnQuery,
     NotInvitedState,
     OutcomeMailing,
     ProposalInput,
@@ -34,7 +36,7 @@ from models.messages import (
     RoundMailing,
     RoundRecipients,
 )
-from models.states import MemberState
+from models.states import MemberState, in_name_order, members_on
 
 
 def fake_delegates(state: MemberState) -> list[str]:
@@ -63,6 +65,9 @@ class FakeBackend:
     alerts: list[CoordinatorAlert] = field(default_factory=list)
     nobody: set[MemberState] = field(default_factory=set)  # states with nobody on the fake roster
     refused: set[MemberState] = field(default_factory=set)  # states whose every address the fake relay refuses
+    admitted: dict[MemberState, date] = field(default_factory=dict)  # states admitted as data, and since when
+    # A state's delegates after a roster change (default: `fake_delegates`).
+    roster: dict[MemberState, list[str]] = field(default_factory=dict)
 
     def _append(self, entry: LedgerAppend) -> LedgerReceipt:
         if entry.idempotency_key in self.receipts:
@@ -112,6 +117,9 @@ class FakeBackend:
             if e.proposal_id == proposal_id and e.idempotency_key.startswith(f"{workflow_id}:")
         )
 
+    def delegates_of(self, state: MemberState) -> list[str]:
+        return self.roster.get(state, fake_delegates(state))
+
     def kinds(self, proposal_id: str) -> list[str]:
         return [e.kind for e in self.entries if e.proposal_id == proposal_id]
 
@@ -142,7 +150,7 @@ class FakeBackend:
         @activity.defn(name="find_round_recipients")
         async def find_round_recipients(query: RecipientsQuery) -> RoundRecipients:
             return RoundRecipients(
-                delegates={s: fake_delegates(s) for s in query.states if s not in self.nobody},
+                delegates={s: self.delegates_of(s) for s in query.states if s not in self.nobody},
                 nobody=[
                     NotInvitedState(state=s, reason="no delegate in role focal_point")
                     for s in query.states
@@ -153,7 +161,7 @@ class FakeBackend:
         @activity.defn(name="send_round_mail")
         async def send_round_mail(mailing: RoundMailing) -> MailingResult:
             self.mailings.append(mailing)
-            state_of = {i: s for s in mailing.states for i in fake_delegates(s)}
+            state_of = {i: s for s in mailing.states for i in self.delegates_of(s)}
             ids = state_of if mailing.delegate_ids is None else [i for i in mailing.delegate_ids if i in state_of]
             outcomes = [
                 RecipientOutcome(state=state_of[i], delegate_id=i, outcome=MailOutcome.REFUSED, code=550, reply="5.1.1")
@@ -189,6 +197,11 @@ class FakeBackend:
             self.outcomes.append(mailing)
             return MailingResult(sent=1, already_sent=0)
 
+        @activity.defn(name="members_on")
+        async def members_on_day(query: MembersOnQuery) -> MembersOnDay:
+            admitted = [s for s, since in self.admitted.items() if since <= query.day]
+            return MembersOnDay(day=query.day, states=in_name_order([*members_on(query.day), *admitted]))
+
         @activity.defn(name="comment_limits")
         async def comment_limits() -> CommentLimits:
             return self.comment_limits
@@ -222,4 +235,5 @@ class FakeBackend:
             send_consultation_mail,
             send_meeting_mail,
             send_outcome_mail,
+            members_on_day,
         ]

@@ -22,11 +22,12 @@ from web.app import create_app
 from web.codec import own_origin
 
 # Every route of the app that is not an emailed link, with the roles allowed on it.
+# The ASEAN Secretariat reads the dashboard and the audit record (issue 18).
 ROLE_ROUTES = {
-    ("GET", "/"): {"coordinator", "auditor"},
-    ("GET", "/audit"): {"coordinator", "auditor"},
-    ("GET", "/audit/p-unknown"): {"coordinator", "auditor"},
-    ("GET", "/audit/p-unknown/bundle.zip"): {"coordinator", "auditor"},
+    ("GET", "/"): {"coordinator", "auditor", "asean_secretariat"},
+    ("GET", "/audit"): {"coordinator", "auditor", "asean_secretariat"},
+    ("GET", "/audit/p-unknown"): {"coordinator", "auditor", "asean_secretariat"},
+    ("GET", "/audit/p-unknown/bundle.zip"): {"coordinator", "auditor", "asean_secretariat"},
 }
 
 
@@ -144,6 +145,6 @@ def test_users_command_prints_the_token_once_and_checks_its_input(tmp_path: Path
     assert [u["name"] for u in listed.json()] == ["Audit Office"]
     assert cli("users", "add", "Audit Office", "--role", "auditor", env=env).code == 2  # the name is taken
     bad_role = cli("users", "add", "Someone", "--role", "admin", env=env)
-    assert bad_role.code == 2 and "coordinator or auditor" in bad_role.stderr
+    assert bad_role.code == 2 and "coordinator, auditor or asean_secretariat" in bad_role.stderr
     assert cli("users", "revoke", "Audit Office", env=env).code == 0
     assert cli("users", "revoke", "Nobody", env=env).code == 2

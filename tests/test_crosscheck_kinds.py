@@ -842,6 +842,21 @@ CONSTRUCTED = {
         ],
         (),
     ),
+    "delegates_replaced": (
+        "ReviewRoundWorkflow",
+        WF,
+        "roster_changed",
+        {"state": "SG", "removed": ["d-sg-old"], "added": ["d-sg-new"]},
+        {"round": 1, "state": "SG", "withdrawn": ["d-sg-old"], "invited": ["d-sg-new"]},
+        [
+            (
+                "delegates_replaced",
+                f"{WF}:replaced:u-1",
+                {"round": 1, "state": "SG", "withdrawn": ["d-sg-old"], "invited": ["d-sg-new"]},
+            )
+        ],
+        (),
+    ),
     "disposition (bulk)": (
         "ConsultationWorkflow",
         "p.consultation-1",

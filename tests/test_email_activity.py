@@ -162,7 +162,7 @@ async def test_invitation_reaches_both_delegates_of_every_state(
         assert item.aisafe["round"] == "1"
         assert TITLE in item.subject and "round 1" in item.subject
         assert not item.subject.startswith("Reminder")
-        assert "secretariat@aisafe.example.org" in item.sender
+        assert "aisafe@aisafe.example.org" in item.sender  # the lead proponent's address (Settings.mail_from)
 
 
 async def test_every_message_has_a_plain_text_and_an_html_part(

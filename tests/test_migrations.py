@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +215,46 @@ def test_cli_bad_database_url_is_one_line_and_exit_2(url: str, message: str, tmp
         assert result.stderr.startswith(message), result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert "s3cret" not in result.stderr
+
+
+def test_0004_seeds_the_member_states_and_keeps_admissions(empty_engine: Engine) -> None:
+    from alembic import command
+
+    from models.db import alembic_config
+    from models.membership import admit, members
+    from models.states import MEMBER_SINCE, MemberState
+    from models.tables import MembershipRecord
+
+    with empty_engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0003")
+    assert "member_state" not in inspect(empty_engine).get_table_names()
+    # Before 0004 the built-in dates stand.
+    assert {m.code: m.member_since for m in members(empty_engine)} == {s.value: d for s, d in MEMBER_SINCE.items()}
+
+    upgrade_db(empty_engine)
+
+    assert schema_differences(empty_engine) == []
+    with Session(empty_engine) as session:
+        rows = {r.code: (r.name, r.member_since) for r in session.exec(select(MembershipRecord))}
+    assert rows == {s.value: (s.official_name, d) for s, d in MEMBER_SINCE.items()}
+    admit(empty_engine, "TL", None, "2025-11-01")
+    admit(empty_engine, "QT", "Quux Tee", "2030-01-01")
+    with empty_engine.begin() as connection:  # 0004 run again over its own table: it adds only what is missing
+        connection.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+        connection.execute(text("DELETE FROM member_state WHERE code = 'SG'"))
+    upgrade_db(empty_engine)
+    with Session(empty_engine) as session:
+        rows = {r.code: r.member_since for r in session.exec(select(MembershipRecord))}
+    assert len(rows) == len(MEMBER_SINCE) + 1 and rows["SG"] == MEMBER_SINCE[MemberState.SG]
+    assert rows["TL"] == date(2025, 11, 1) and rows["QT"] == date(2030, 1, 1)  # admissions are kept
+
+
+def test_0004_seeds_a_member_state_table_create_all_left_empty(empty_engine: Engine) -> None:
+    from models.tables import MembershipRecord
+
+    SQLModel.metadata.create_all(empty_engine)  # adoption: the table exists, empty
+
+    upgrade_db(empty_engine)
+
+    with Session(empty_engine) as session:
+        assert len(session.exec(select(MembershipRecord)).all()) == 11

@@ -90,13 +90,13 @@ async def test_states_not_invited_are_not_counted_are_shown_and_resend_lets_the_
     assert sum(r["outcome"] == "sent" for r in recipients) == 18
     assert "@" not in str(outcome)  # delegate ids only, never addresses
 
-    # The coordinator is told at once, at the secretariat's address.
+    # The coordinator is told at once, at the sender's address.
     async def alerted() -> bool:
         return any(i.aisafe.get("kind") == "alert" for i in read_mailbox(mail_dir))
 
     await wait_for(alerted, "the coordinator's alert")
     [alert] = [i for i in read_mailbox(mail_dir) if i.aisafe.get("kind") == "alert"]
-    assert "secretariat@aisafe.example.org" in alert.to
+    assert "aisafe@aisafe.example.org" in alert.to
     assert "aisafe resend" in alert.text and "TL Timor-Leste" in alert.text and "PH Philippines" in alert.text
 
     shown = await acli("status", proposal_id, "--json", env=env)

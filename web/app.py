@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,12 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from models.db import init_db, make_engine
+from models.membership import keep_admitted, load_admitted
 from models.settings import Settings
 from models.temporal_client import connect
 from web.actions import router as action_router
 from web.audit import router as audit_router
+from web.auth import READERS, require_role
 from web.auth import install as install_auth
-from web.auth import require_role
 from web.auth import router as auth_router
 from web.codec import CodecCors, own_origin
 from web.codec import router as codec_router
@@ -45,8 +47,11 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = make_engine(settings.sqlalchemy_url)
         init_db(app.state.engine)
+        load_admitted(app.state.engine)  # links and records naming a state admitted as data
         app.state.client = client or await connect(settings)
+        refresh = asyncio.create_task(keep_admitted(app.state.engine))  # and those admitted since
         yield
+        refresh.cancel()
         app.state.engine.dispose()
 
     app = FastAPI(title="aisafe", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -55,7 +60,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(action_router)
     app.include_router(comment_router)
     app.include_router(auth_router)
-    app.include_router(audit_router, dependencies=[Depends(require_role("auditor", "coordinator"))])
+    app.include_router(audit_router, dependencies=[Depends(require_role(*READERS))])
     app.include_router(codec_router)
     app.include_router(dashboard_router)
     app.add_middleware(CodecCors, origins=settings.ui_origin_list, own_origin=own_origin(settings.base_url))

@@ -39,6 +39,11 @@ SIGNIN_REFERRER_POLICY = "same-origin"
 
 router = APIRouter()
 
+# Who may read the dashboard and the audit pages. The ASEAN Secretariat reads and cannot act: no page of the app
+# lets a signed-in account answer for a state (only a delegate's own link does), and any coordinator action added
+# must require "coordinator" alone. Decrypting Temporal payloads (/codec) stays with coordinators and auditors.
+READERS = ("coordinator", "auditor", "asean_secretariat")
+
 
 class SignInRequired(Exception):
     """Raised by `require_role` for a request without a valid token or session (answered by the app)."""
@@ -85,7 +90,12 @@ def install(app: Any) -> None:
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
         if exc.wants_page:
             return RedirectResponse(f"/signin?next={quote(exc.path)}", status_code=303)
-        response = error_page(request, 401, "Sign-in required", "This page is for signed-in coordinators and auditors.")
+        response = error_page(
+            request,
+            401,
+            "Sign-in required",
+            "This page is for signed-in coordinators, auditors and the ASEAN Secretariat.",
+        )
         response.headers["WWW-Authenticate"] = 'Bearer realm="aisafe"'
         return response
 

@@ -24,11 +24,11 @@ from audit.report import amount, timeline_svg
 from models.states import MemberState, in_name_order
 from models.tables import LedgerEntry, ProposalRecord
 from models.timefmt import in_utc
-from web.auth import require_role
+from web.auth import READERS, require_role
 from web.pages import templates
 
 PAGE_SIZE = 20
-router = APIRouter(dependencies=[Depends(require_role("coordinator", "auditor"))])
+router = APIRouter(dependencies=[Depends(require_role(*READERS))])
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger, ledger_activity
     from workflows.consultation import ConsultationWorkflow
     from workflows.meeting import MeetingWorkflow
+    from workflows.membership import members_on_day
     from workflows.review_round import ReviewRoundWorkflow
 
 REVISION = "revision"  # the stage name shown while a text sent back waits for its next version
@@ -279,7 +280,7 @@ class ProposalWorkflow:
                     grace=stage.grace,
                     rule=stage.decision_rule,
                     min_participants=stage.min_participants,
-                    participants=self._participants(stage),
+                    participants=await self._participants(stage),
                     roles=list(STAGE_ROLES[stage.type]),
                     document=self._versions[-1],
                 ),
@@ -312,7 +313,7 @@ class ProposalWorkflow:
     async def _funding(self, index: int, stage: FundingStage) -> StageResult:
         if workflow.patched(MINISTERS_CONFIRM):
             return await self._indicated_then_confirmed(index, stage)
-        participants = self._participants(stage)
+        participants = await self._participants(stage)
         terms = FundingTerms(
             model=stage.model,
             currency=stage.currency,
@@ -348,7 +349,7 @@ class ProposalWorkflow:
     async def _indicated_then_confirmed(self, index: int, stage: FundingStage) -> StageResult:
         """Focal points indicate contributions subject to domestic clearance; then each indicating state's
         minister's office confirms or declines in a second round. Only confirmed contributions count."""
-        participants = self._participants(stage)
+        participants = await self._participants(stage)
         silence = _silence_for(stage.rule, stage.silence)
         shares = _expected_shares(stage, participants)
         indication = FundingTerms(
@@ -448,7 +449,7 @@ class ProposalWorkflow:
             roles=roles or list(STAGE_ROLES[stage_type]),
             document=self._versions[-1],
             previous_document=self._versions[-2] if len(self._versions) > 1 else None,
-            participants=participants or self._participants(stage),
+            participants=participants or await self._participants(stage),
             deadline=workflow.now() + stage.deadline,
             funding=funding,
         )
@@ -495,8 +496,15 @@ class ProposalWorkflow:
         await workflow.wait_condition(lambda: len(self._versions) > versions or self._withdrawn is not None)
         return self._withdrawn is None
 
-    def _participants(self, stage: MemberReviewStage | Endorsement | FundingStage) -> list[MemberState]:
-        return stage.participants or members_on(workflow.now().date())
+    async def _participants(self, stage: MemberReviewStage | Endorsement | FundingStage) -> list[MemberState]:
+        """The stage's own participants, or the members on the day the round or meeting opens."""
+        if stage.participants:
+            return stage.participants
+        # Runs from before this patch read the built-in membership dates; since, membership is data (a state
+        # admitted with `aisafe members admit` takes part from its effective date).
+        if workflow.patched("members-from-table"):
+            return await members_on_day(workflow.now().date())
+        return members_on(workflow.now().date())
 
     async def _enter_stage(self, index: int, stage_type: StageType) -> None:
         self._stage_index = index

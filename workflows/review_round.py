@@ -38,6 +38,8 @@ with workflow.unsafe.imports_passed_through():
         ResendReceipt,
         ReviewRoundInput,
         RoundControlReceipt,
+        RosterChange,
+        RosterChangeReceipt,
         RoundMailing,
         RoundOutcome,
         RoundRecipients,
@@ -70,6 +72,11 @@ EVERY_RECIPIENT_FAILED = "every recipient was refused or bounced"
 SILENCE_NOT_CONSENT = "round-silence-not-consent"
 # While overdue the silent states are reminded once a day; each reminder's link works for two days.
 OVERDUE_REMINDERS = timedelta(days=1)
+# A resend to one delegate (`aisafe resend ID --delegate ...`), and a delegate replaced on the roster mid-round
+# (`roster_changed`): both came after the rounds recorded so far, which replay without them.
+RESEND_ONE_DELEGATE = "resend-one-delegate"
+ROSTER_CHANGED = "round-roster-changed"
+TAKEN_OFF = "every delegate invited was taken off the roster"
 
 
 @workflow.defn
@@ -746,6 +753,8 @@ class ReviewRoundWorkflow:
             self._state_deadlines[state] = deadline
         self._resending[state] = self._resending.get(state, 0) + 1
         try:
+            if request.delegate_id is not None and workflow.patched(RESEND_ONE_DELEGATE):
+                return await self._resend_delegate(state, request.delegate_id, deadline, update_id)
             return await self._resend(state, deadline, update_id)
         except ApplicationError:
             if earlier is None:
@@ -771,7 +780,10 @@ class ReviewRoundWorkflow:
         if missing:
             reason = missing[0].reason
             raise ApplicationError(f"{state.value} is still not invited ({reason})", type="NotInvited")
-        newly = sorted(self._invited[state] - before)
+        return await self._resent(state, update_id, sorted(self._invited[state] - before))
+
+    async def _resent(self, state: MemberState, update_id: str, delegate_ids: list[str], **more: str) -> ResendReceipt:
+        """Record an invitation sent again (to `delegate_ids`, newly invited or written to again) and say so."""
         receipt = await ledger(
             self._input.proposal_id,
             "invitation_resent",
@@ -779,17 +791,100 @@ class ReviewRoundWorkflow:
             {
                 "round": self._input.round,
                 "state": state.value,
-                "delegate_ids": newly,
+                "delegate_ids": delegate_ids,
+                **more,
                 "deadline": self._deadline_of(state).isoformat(),
             },
         )
         return ResendReceipt(
             round=self._input.round,
             state=state,
-            delegate_ids=newly,
+            delegate_ids=delegate_ids,
             deadline=self._deadline_of(state),
             ledger_seq=receipt.seq,
+            ledger_entry_hash=receipt.entry_hash,
         )
+
+    async def _resend_delegate(
+        self, state: MemberState, delegate_id: str, deadline: datetime, update_id: str
+    ) -> ResendReceipt:
+        """Write to one delegate of the state again (a lost email, a new address), with their own link."""
+        assert self._invited is not None
+        found = await self._recipients([state])
+        if delegate_id not in found.delegates.get(state, []):
+            raise ApplicationError(
+                f"delegate {delegate_id} is not on the roster for {state.value} in the roles this round writes to",
+                type="NotInvited",
+            )
+        self._resends += 1  # taken with no await before its use, as in `_resend`
+        step = f"resend-{self._resends}"
+        await self._invite(step, [state], deadline, RoundRecipients(delegates={state: [delegate_id]}))
+        if delegate_id not in self._invited.get(state, set()):
+            raise ApplicationError(
+                f"the email to delegate {delegate_id} was refused or bounced; check the address on the roster",
+                type="NotInvited",
+            )
+        return await self._resent(state, update_id, [delegate_id], delegate_id=delegate_id)
+
+    @workflow.update
+    async def roster_changed(self, change: RosterChange) -> RosterChangeReceipt:
+        """A roster import replaced delegates of a state: the removed ones' answers stop counting at once, and the
+        new ones get their own link (while the state has not answered and its deadline runs)."""
+        update = workflow.current_update_info()
+        update_id = update.id if update else str(workflow.uuid4())
+        assert self._invited is not None
+        state = change.state
+        if not workflow.patched(ROSTER_CHANGED):  # no round recorded before this Update existed receives it
+            raise ApplicationError("this round predates roster changes", type="ResendUnsupported")
+        # Before the first await: an answer through a removed delegate's link is refused from this moment on.
+        invited = self._invited.setdefault(state, set())
+        withdrawn = sorted(invited & set(change.removed))
+        invited.difference_update(change.removed)
+        self._resending[state] = self._resending.get(state, 0) + 1
+        try:
+            newly: list[str] = []
+            if change.added and state not in self._positions and workflow.now() < self._deadline_of(state):
+                found = await self._recipients([state])
+                fresh = [i for i in found.delegates.get(state, []) if i in change.added and i not in invited]
+                if fresh:
+                    self._resends += 1
+                    step = f"replaced-{self._resends}"
+                    before = set(invited)
+                    await self._invite(
+                        step, [state], self._deadline_of(state), RoundRecipients(delegates={state: fresh})
+                    )
+                    newly = sorted(self._invited.get(state, set()) - before)
+            if not self._invited.get(state) and state not in self._positions and state not in self._not_invited:
+                # Nobody left who may answer: the state is not invited, never deemed silent, until `resend`.
+                self._not_invited[state] = TAKEN_OFF
+            receipt = await ledger(
+                self._input.proposal_id,
+                "delegates_replaced",
+                f"{workflow.info().workflow_id}:replaced:{update_id}",
+                {"round": self._input.round, "state": state.value, "withdrawn": withdrawn, "invited": newly},
+            )
+        finally:
+            self._resending[state] -= 1
+            self._changes += 1
+        return RosterChangeReceipt(
+            round=self._input.round,
+            state=state,
+            withdrawn=withdrawn,
+            invited=newly,
+            ledger_seq=receipt.seq,
+            ledger_entry_hash=receipt.entry_hash,
+        )
+
+    @roster_changed.validator
+    def _check_roster_change(self, change: RosterChange) -> None:
+        if self._closed:
+            raise ApplicationError("this round is closed", type="RoundClosed")
+        if change.state not in self._input.participants:
+            raise ApplicationError(f"{change.state.value} is not a participant in this round", type="NotParticipant")
+        if not self._invitation_sent:
+            raise ApplicationError("the round is still sending its invitations; try again shortly", type="Busy")
+        if self._invited is None:
+            raise ApplicationError("this round predates invitations by resend", type="ResendUnsupported")
 
     @resend.validator
     def _check_resend(self, request: ResendInput) -> None:

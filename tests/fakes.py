@@ -33,6 +33,7 @@ from models.messages import (
     RecipientsQuery,
     RoundMailing,
     RoundRecipients,
+    SummitReportMailing,
 )
 from models.states import MemberState
 
@@ -58,6 +59,7 @@ class FakeBackend:
     consultation_mailings: list[ConsultationMailing] = field(default_factory=list)
     meeting_mailings: list[MeetingMailing] = field(default_factory=list)
     outcomes: list[OutcomeMailing] = field(default_factory=list)
+    summit_reports: list[SummitReportMailing] = field(default_factory=list)
     comment_bodies: dict[str, str] = field(default_factory=dict)
     comment_limits: CommentLimits = field(default_factory=lambda: CommentLimits(per_link=20, max_chars=10000))
     alerts: list[CoordinatorAlert] = field(default_factory=list)
@@ -189,6 +191,11 @@ class FakeBackend:
             self.outcomes.append(mailing)
             return MailingResult(sent=1, already_sent=0)
 
+        @activity.defn(name="send_summit_report")
+        async def send_summit_report(mailing: SummitReportMailing) -> MailingResult:
+            self.summit_reports.append(mailing)
+            return MailingResult(sent=1, already_sent=0)
+
         @activity.defn(name="comment_limits")
         async def comment_limits() -> CommentLimits:
             return self.comment_limits
@@ -222,4 +229,5 @@ class FakeBackend:
             send_consultation_mail,
             send_meeting_mail,
             send_outcome_mail,
+            send_summit_report,
         ]

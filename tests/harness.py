@@ -31,7 +31,7 @@ from models.messages import (
 from models.positions import Position
 from models.process import MemberReviewStage, ProcessDefinition
 from models.roster import Sector
-from models.states import MemberState
+from models.states import MemberState, in_name_order
 from models.temporal_client import proposal_status
 from models.tokens import consultation_workflow_id, meeting_workflow_id, round_workflow_id
 from tests.fakes import FakeBackend
@@ -40,7 +40,7 @@ from workflows.meeting import MeetingWorkflow
 from workflows.proposal import ProposalWorkflow
 from workflows.review_round import ReviewRoundWorkflow
 
-ALL = sorted(MemberState, key=lambda s: s.value)  # the order rounds list participants in
+ALL = in_name_order(MemberState)  # the order rounds list participants in
 DOC1 = DocumentRef(sha256="a" * 64, version=1, filename="v1.md", size=10)
 
 

@@ -1,8 +1,9 @@
-"""A proposal's life, stage by stage as its process lists them, to adopted, not adopted, withdrawn or expired.
+"""A proposal's life, stage by stage as its process lists them, to its deciding body's word (agreed, endorsed,
+approved, noted, or not), withdrawn or expired (`adopted` / `not_adopted` in histories from before that word).
 
-Stages: drafting -> consultation -> member review (rounds, revised between them) -> senior officials
-(ADGSOM) -> ministers (ADGMIN) -> funding. Each consultation, round and meeting is a child workflow, so no
-single history grows without bound.
+Stages: drafting -> WG-AI review -> consultation -> WG-AI final review (rounds, revised between them) ->
+senior officials (ADGSOM) -> ministers (ADGMIN) -> funding -> report to the ASEAN Summit. Each consultation,
+round and meeting is a child workflow, so no single history grows without bound.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ with workflow.unsafe.imports_passed_through():
         RoundPurpose,
         StageReport,
         StageStatus,
+        SummitReportMailing,
         WithdrawInput,
     )
+    from models.outcomes import REPORTED, FinalWord, StageWord, final_state, higher_body_follows, round_word
     from models.positions import DecisionRule, Position, SilencePolicy
     from models.process import (
         STAGE_ROLES,
@@ -54,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         NoRecordPolicy,
         SeniorOfficialsStage,
         StageType,
+        SummitReportStage,
     )
     from models.roster import Sector
     from models.rules import Verdict
@@ -74,6 +78,9 @@ KIND_KEY = SearchAttributeKey.for_keyword("AisafeKind")
 # Runs that reach a coordinator Update since this patch take the workflow's lock for the whole handler (see
 # `_serially`); older histories replay the handlers as they ran.
 SERIAL_HANDLERS = "serial-coordinator-handlers"
+# Proposals that close since this patch end in their deciding body's own word (models/outcomes.py: agreed,
+# endorsed, approved, noted, ...); older histories replay ending `adopted` / `not_adopted`.
+FINAL_WORDS = "final-words-of-the-bodies"
 
 T = TypeVar("T")
 Endorsement = SeniorOfficialsStage | MinisterialStage
@@ -109,6 +116,7 @@ class ProposalWorkflow:
         self._withdrawn: str | None = None
         self._started_at = workflow.now()
         self._revision_base = 0  # how many versions there were when the text was sent back for revision
+        self._decided_by: StageType | None = None
         # Coordinator Updates change state after awaiting their ledger write; concurrent ones take turns.
         self._lock = asyncio.Lock()
 
@@ -131,11 +139,11 @@ class ProposalWorkflow:
                 self._closed_reason = result.outcome
                 break
             if not result.passed:
-                self._status = ProposalState.NOT_ADOPTED
+                self._status = self._final_status(ProposalState.NOT_ADOPTED)
                 self._closed_reason = self._closed_reason or result.outcome
                 break
         else:
-            self._status = ProposalState.ADOPTED
+            self._status = self._final_status(ProposalState.ADOPTED)
             self._closed_reason = "every stage passed"
 
         self._set_stage(self._status.value)
@@ -148,6 +156,8 @@ class ProposalWorkflow:
                 status=self._status,
                 reason=self._closed_reason,
                 document=self._versions[-1],
+                decided_by=self._decided_by,
+                summit_reported=self._summit_reported(),
             ),
             result_type=MailingResult,
             start_to_close_timeout=MAIL_TIMEOUT,
@@ -158,7 +168,8 @@ class ProposalWorkflow:
             proposal.proposal_id,
             "proposal_closed",
             f"{proposal.proposal_id}:closed",
-            {"status": self._status.value, "reason": self._closed_reason, "rounds": self._round},
+            {"status": self._status.value, "reason": self._closed_reason, "rounds": self._round}
+            | ({"decided_by": self._decided_by.value} if self._decided_by else {}),
         )
         return self.status()
 
@@ -173,6 +184,8 @@ class ProposalWorkflow:
             return await self._endorsement(index, stage)
         if isinstance(stage, FundingStage):
             return await self._funding(index, stage)
+        if isinstance(stage, SummitReportStage):
+            return await self._summit_report(index, stage)
         raise ApplicationError(f"unknown stage type {stage.type}", non_retryable=True)
 
     # --- stages ------------------------------------------------------------------------------------------------
@@ -234,12 +247,26 @@ class ProposalWorkflow:
             if outcome is None:
                 return StageResult(False, "withdrawn during review")
             if outcome.verdict is Verdict.PASSED:
-                return StageResult(True, f"round {outcome.round}: {outcome.reason}", details=_round_details(outcome))
+                return StageResult(
+                    True,
+                    f"round {outcome.round}: {outcome.reason}",
+                    details=_round_details(outcome),
+                    decision=self._round_word(index, stage.type, True),
+                )
             if outcome.verdict is Verdict.NOT_PASSED:
                 # Only a change request or an objection sends the text back; a round nobody carried ends the stage.
-                return StageResult(False, f"round {outcome.round}: {outcome.reason}", details=_round_details(outcome))
+                return StageResult(
+                    False,
+                    f"round {outcome.round}: {outcome.reason}",
+                    details=_round_details(outcome),
+                    decision=self._round_word(index, stage.type, False),
+                )
             if round_in_stage == stage.max_rounds:
-                return StageResult(False, f"round {outcome.round}: {outcome.reason}; {stage.max_rounds} round(s) spent")
+                return StageResult(
+                    False,
+                    f"round {outcome.round}: {outcome.reason}; {stage.max_rounds} round(s) spent",
+                    decision=self._round_word(index, stage.type, False),
+                )
             if not await self._await_revision():
                 return StageResult(False, "withdrawn while awaiting a revision")
             self._set_stage(stage.type.value)
@@ -290,7 +317,12 @@ class ProposalWorkflow:
         if outcome is None:
             return StageResult(False, f"withdrawn during the {body} ad referendum")
         passed = outcome.verdict is Verdict.PASSED
-        return StageResult(passed, f"{body} ad referendum: {outcome.reason}", details=_round_details(outcome))
+        return StageResult(
+            passed,
+            f"{body} ad referendum: {outcome.reason}",
+            details=_round_details(outcome),
+            decision=self._round_word(index, stage.type, passed),
+        )
 
     async def _funding(self, index: int, stage: FundingStage) -> StageResult:
         participants = self._participants(stage)
@@ -331,6 +363,69 @@ class ProposalWorkflow:
             short = stage.budget_target - total
             return StageResult(False, f"funding: {money}, short by {short:,.2f}", details=details)
         return StageResult(True, f"funding approved: {outcome.reason}; {money}", details=details)
+
+    async def _summit_report(self, index: int, stage: SummitReportStage) -> StageResult:
+        """Tell the contact for the Leaders, and record that the proposal is reported to the ASEAN Summit."""
+        word = final_state(self._stage_words())
+        mailed = await workflow.execute_activity(
+            "send_summit_report",
+            SummitReportMailing(
+                proposal_id=self._proposal.proposal_id,
+                title=self._proposal.title,
+                stage_index=index,
+                status=word.status,
+                decided_by=word.decided_by,
+                summit=stage.summit,
+                document=self._versions[-1],
+            ),
+            result_type=MailingResult,
+            start_to_close_timeout=MAIL_TIMEOUT,
+            heartbeat_timeout=MAIL_HEARTBEAT,
+            retry_policy=MAIL_RETRY,
+        )
+        await ledger(
+            self._proposal.proposal_id,
+            "summit_reported",
+            f"{self._proposal.proposal_id}:stage-{index}:summit-reported",
+            {
+                "index": index,
+                "summit": stage.summit,
+                "status": word.status.value,
+                "decided_by": word.decided_by.value if word.decided_by else None,
+                "sha256": self._versions[-1].sha256,
+                "notified": mailed.sent + mailed.already_sent,
+            },
+        )
+        where = stage.summit or "the ASEAN Summit"
+        if mailed.sent + mailed.already_sent == 0:
+            return StageResult(
+                True, f"reported to {where}; the roster has no contact for the Leaders", decision=REPORTED
+            )
+        return StageResult(True, f"reported to {where}", decision=REPORTED)
+
+    # --- the final word ----------------------------------------------------------------------------------------
+
+    def _round_word(self, index: int, stage_type: StageType, passed: bool) -> str:
+        types = [s.type for s in self._proposal.process.stages]
+        return round_word(stage_type, passed, higher_body_follows(types, index))
+
+    def _stage_words(self) -> list[StageWord]:
+        ended = (StageStatus.PASSED, StageStatus.FAILED)
+        return [
+            StageWord(r.type, r.status is StageStatus.PASSED, r.decision) for r in self._reports if r.status in ended
+        ]
+
+    def _final_status(self, unpatched: ProposalState) -> ProposalState:
+        """The body's own word for how the proposal ended (models/outcomes.py); `adopted` / `not_adopted` for
+        histories from before FINAL_WORDS."""
+        if not workflow.patched(FINAL_WORDS):
+            return unpatched
+        word: FinalWord = final_state(self._stage_words())
+        self._decided_by = word.decided_by
+        return word.status
+
+    def _summit_reported(self) -> bool:
+        return any(r.type is StageType.SUMMIT_REPORT and r.status is StageStatus.PASSED for r in self._reports)
 
     # --- rounds, children and revisions ------------------------------------------------------------------------
 
@@ -417,6 +512,7 @@ class ProposalWorkflow:
         else:
             report.status = StageStatus.PASSED if result.passed else StageStatus.FAILED
         report.outcome, report.ended_at, report.details = result.outcome, workflow.now(), result.details or {}
+        report.decision = result.decision
         await ledger(
             self._proposal.proposal_id,
             "stage_ended",
@@ -588,6 +684,8 @@ class ProposalWorkflow:
             stages=[r.model_copy() for r in self._reports],
             stage_workflow_id=self._stage_workflow_id if not self._active_round else None,
             pledges=list(self._pledges),
+            decided_by=self._decided_by,
+            summit_reported=self._summit_reported(),
         )
 
 

@@ -189,7 +189,7 @@ async def test_a_revoked_delegates_links_stop_working(stack: EmbeddedStack) -> N
         assert still.status_code == 200
     listed = (await acli("roster", "show", "--json", env=env)).json()
     assert not [d for d in listed if d["email"] in singapore[0].to]  # off the roster
-    assert len(listed) == 52 - 1
+    assert len(listed) == 53 - 1
 
 
 async def test_bad_links_and_forms_get_clear_4xx_pages(stack: EmbeddedStack) -> None:
@@ -339,12 +339,12 @@ async def test_cli_input_errors_and_roster_import(tmp_path: Path, dev_env: Workf
     }
     first = await acli("roster", "import", str(EXAMPLES / "roster.yaml"), "--json", env=env)
     assert first.code == 0, first.stderr
-    assert first.json() == {"added": 52, "updated": 0, "unchanged": 0}
+    assert first.json() == {"added": 53, "updated": 0, "unchanged": 0}
     second = await acli("roster", "import", str(EXAMPLES / "roster.yaml"), "--json", env=env)
-    assert second.json() == {"added": 0, "updated": 0, "unchanged": 52}
+    assert second.json() == {"added": 0, "updated": 0, "unchanged": 53}
     shown = await acli("roster", "show", "--json", env=env)
     rows = shown.json()
-    assert len(rows) == 52 and all({"state", "role", "name", "email", "timezone"} <= set(r) for r in rows)
+    assert len(rows) == 53 and all({"state", "role", "name", "email", "timezone"} <= set(r) for r in rows)
     assert sum(1 for r in rows if r["role"] == "stakeholder" and r["state"] is None and r["sector"]) == 8
 
     bad = tmp_path / "bad.yaml"

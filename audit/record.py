@@ -43,6 +43,7 @@ class StageSpan:
     ended_at: datetime | None = None
     status: str = "running"
     outcome: str = ""
+    decision: str | None = None  # the body's own word (agreed, endorsed, ...), from the stage_ended entry
 
 
 @dataclass
@@ -244,6 +245,7 @@ def build_record(lines: list[LedgerLine]) -> AuditRecord:
                 for span in record.stages:
                     if span.index == payload.get("index") and span.ended_at is None:
                         span.ended_at, span.status = at, str(payload.get("status", ""))
+                        span.decision = payload.get("decision")
                         span.outcome = str(payload.get("outcome", ""))
             case "round_opened":
                 number = int(payload.get("round", 0))

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 
 import operations
 import starter
-from audit.record import AuditRecord, name_key
+from audit.bundle import LedgerLine
+from audit.record import AuditRecord, build_record, name_key
+from audit.report import render_report
 from models.labels import status_text
 from models.messages import DocumentRef, ProposalState, ProposalStatus
 from models.outcomes import CARRIED, FinalWord, StageWord, final_state, higher_body_follows, round_word
@@ -240,3 +242,36 @@ def test_status_lists_states_by_english_name_in_json_and_on_screen() -> None:
     assert "status: endorsed by the ADGMIN; reported to the ASEAN Summit" in human.stdout
     rows = [line.split("\t")[0] for line in human.stdout.splitlines() if line[:2] in {"KH", "ID", "MY", "MM"}]
     assert rows == ["KH Cambodia", "ID Indonesia", "MY Malaysia", "MM Myanmar"]
+
+
+def ledger(*entries: tuple[str, str, dict[str, Any]]) -> list[LedgerLine]:
+    return [
+        LedgerLine("p", seq, kind, key, json.dumps(payload), f"2027-01-2{seq}T00:00:00Z", "0" * 64, "0" * 64)
+        for seq, (kind, key, payload) in enumerate(entries, start=1)
+    ]
+
+
+def test_the_record_and_its_report_use_the_bodies_words() -> None:
+    lines = ledger(
+        ("stage_started", "p:stage-0", {"index": 0, "stage": "ministerial"}),
+        (
+            "stage_ended",
+            "p:stage-0:ended",
+            {"index": 0, "stage": "ministerial", "status": "passed", "outcome": "ADGMIN ad referendum: no objection"}
+            | {"decision": "endorsed"},
+        ),
+        ("stage_started", "p:stage-1", {"index": 1, "stage": "summit_report"}),
+        ("summit_reported", "p:stage-1:summit-reported", {"index": 1, "status": "endorsed", "notified": 1}),
+        ("stage_ended", "p:stage-1:ended", {"index": 1, "stage": "summit_report", "status": "passed"}),
+        ("proposal_closed", "p:closed", {"status": "endorsed", "rounds": 1, "decided_by": "ministerial"}),
+    )
+    record = build_record(lines)
+
+    assert record.status_words == "endorsed by the ADGMIN; reported to the ASEAN Summit"
+    assert [(s.body, s.decision) for s in record.stages] == [
+        ("ASEAN Digital Ministers' Meeting (ADGMIN)", "endorsed"),
+        ("Report to the ASEAN Summit", None),
+    ]
+    page = render_report(record, None)
+    assert "status <strong>endorsed by the ADGMIN; reported to the ASEAN Summit</strong>" in page
+    assert "<td>passed (endorsed)</td>" in page and "adopted" not in page

@@ -517,7 +517,8 @@ class ProposalWorkflow:
             self._proposal.proposal_id,
             "stage_ended",
             f"{self._proposal.proposal_id}:stage-{index}:ended",
-            {"index": index, "stage": report.type.value, "status": report.status.value, "outcome": result.outcome},
+            {"index": index, "stage": report.type.value, "status": report.status.value, "outcome": result.outcome}
+            | ({"decision": result.decision} if result.decision else {}),
         )
 
     def _set_stage(self, stage: str) -> None:

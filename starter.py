@@ -325,8 +325,10 @@ def roster_import(
     ),
 )
 def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
-    """Show the delegates on the roster (revoked ones are not on it)."""
+    """Show the delegates on the roster (revoked ones are not on it), states in ASEAN's order."""
     delegates = operations.roster(engine_for(settings_for(data_dir)))
+    # By English name, not code (the sort is stable: each state's roles keep their order; stakeholders stay first).
+    delegates.sort(key=lambda d: MemberState(d.state).official_name if d.state else "")
     if as_json:
         emit_json(
             [

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 import operations
@@ -31,12 +32,14 @@ from models.process import (
     StageType,
     load_proposal_file,
 )
+from models.roster import load_roster_file
 from models.states import MemberState
 
 REVIEW, ADGSOM, ADGMIN = StageType.MEMBER_REVIEW, StageType.SENIOR_OFFICIALS, StageType.MINISTERIAL
 FUNDING, SUMMIT = StageType.FUNDING, StageType.SUMMIT_REPORT
 # Codes and names disagree on these: by code ID, KH, MM, MY; by English name Cambodia, Indonesia, Malaysia, Myanmar.
 ID, KH, MM, MY = MemberState.ID, MemberState.KH, MemberState.MM, MemberState.MY
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 # --- point 3: the final status in the deciding body's word ---------------------------------------------------
@@ -275,3 +278,15 @@ def test_the_record_and_its_report_use_the_bodies_words() -> None:
     page = render_report(record, None)
     assert "status <strong>endorsed by the ADGMIN; reported to the ASEAN Summit</strong>" in page
     assert "<td>passed (endorsed)</td>" in page and "adopted" not in page
+
+
+def test_roster_show_lists_states_by_english_name(sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    operations.import_roster(sqlite_engine, load_roster_file(EXAMPLES / "roster.yaml"))
+    monkeypatch.setattr(starter, "engine_for", lambda settings: sqlite_engine)
+
+    shown = CliRunner().invoke(starter.app, ["roster", "show", "--json"])
+
+    assert shown.exit_code == 0, shown.output
+    states = list(dict.fromkeys(row["state"] for row in json.loads(shown.stdout) if row["state"]))
+    assert [MemberState(s).official_name for s in states] == sorted(s.official_name for s in MemberState)
+    assert states[:3] == ["BN", "KH", "ID"]

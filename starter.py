@@ -25,7 +25,8 @@ from temporalio.service import RPCError
 
 import operations
 from models.controlchars import json_visible, visible
-from models.messages import ProposalState, RespondManyResult
+from models.labels import status_text
+from models.messages import ProposalState, ProposalStatus, RespondManyResult
 from models.positions import Disposition, Position
 from models.process import InputFileError
 from models.settings import Settings
@@ -247,7 +248,25 @@ STATUS_STYLES = {
     ProposalState.NOT_ADOPTED: "bold red",
     ProposalState.WITHDRAWN: "dim",
     ProposalState.EXPIRED: "dim",
+    ProposalState.AGREED: "bold green",
+    ProposalState.ENDORSED: "bold green",
+    ProposalState.APPROVED: "bold green",
+    ProposalState.NOTED: "green",
+    ProposalState.NOT_AGREED: "bold red",
+    ProposalState.NOT_ENDORSED: "bold red",
+    ProposalState.NOT_FUNDED: "bold red",
 }
+
+
+def _status_words(current: ProposalStatus) -> str:
+    """The status as people read it: "endorsed by the ADGMIN; reported to the ASEAN Summit"."""
+    return status_text(current.status, current.decided_by, current.summit_reported)
+
+
+def _in_name_order(states: dict[str, Any]) -> dict[str, Any]:
+    """A `--json` mapping keyed by state code, in ASEAN's order (by English name), not by code."""
+    ordered = [s.value for s in in_name_order(MemberState(k) for k in states if k in MemberState.__members__)]
+    return {k: states[k] for k in ordered} | {k: v for k, v in states.items() if k not in ordered}
 
 
 @contextmanager
@@ -390,8 +409,10 @@ async def _tell_rounds(settings: Settings, changes: Any) -> Any:
     ),
 )
 def roster_show(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
-    """Show the delegates on the roster (revoked ones are not on it)."""
+    """Show the delegates on the roster (revoked ones are not on it), states in ASEAN's order."""
     delegates = operations.roster(engine_for(settings_for(data_dir)))
+    # By English name, not code (the sort is stable: each state's roles keep their order; stakeholders stay first).
+    delegates.sort(key=lambda d: MemberState(d.state).official_name if d.state else "")
     if as_json:
         emit_json(
             [
@@ -481,13 +502,18 @@ def status(
 
     current = run(work)
     if as_json:
-        emit_json(current.model_dump(mode="json"))
+        data = current.model_dump(mode="json")
+        for key in ("positions", "not_invited"):
+            data[key] = _in_name_order(data[key])
+        for outcome in data["rounds"]:
+            outcome["positions"] = _in_name_order(outcome["positions"])
+        emit_json(data)
         return
     out.print(Text.assemble((visible(current.title), "bold"), visible(f"  ({current.id})")), highlight=False)
     out.print(
         Text.assemble(
             visible(f"stage: {current.stage}   status: "),
-            (visible(current.status.value), STATUS_STYLES.get(current.status, "")),
+            (visible(_status_words(current)), STATUS_STYLES.get(current.status, "")),
             f"   round: {current.round}",
         ),
         highlight=False,
@@ -502,7 +528,7 @@ def status(
     if current.closed_reason:
         out.print(visible(f"outcome: {current.closed_reason}"), highlight=False, markup=False)
     if current.positions:
-        answered = [(state, current.positions[state]) for state in MemberState if state in current.positions]
+        answered = [(state, current.positions[state]) for state in in_name_order(current.positions)]
         print_table(
             ["State", "Position"],
             (
@@ -623,7 +649,7 @@ def resend(
     "list",
     epilog=examples(
         "aisafe list",
-        "aisafe list --stage member_review  # a stage, or a final status such as adopted",
+        "aisafe list --stage member_review  # a stage, or a final status such as endorsed",
         "aisafe list --json | jq -r '.[].id'",
     ),
 )
@@ -665,7 +691,10 @@ def list_command(
             Column("Status", no_wrap=True),
             Column("Round", justify="right"),
         ],
-        ([s.id, s.title, s.stage, Text(s.status.value, STATUS_STYLES.get(s.status, "")), str(s.round)] for s in found),
+        (
+            [s.id, s.title, s.stage, Text(_status_words(s), STATUS_STYLES.get(s.status, "")), str(s.round)]
+            for s in found
+        ),
     )
 
 
@@ -1155,7 +1184,17 @@ def dev(
 
 
 # The lines devstack.demo.run_demo reports at each stage, in order (indented lines are its closing summary).
-DEMO_MILESTONES = ("roster", "proposed", "drafting", "consultation", "member review", "ADGSOM", "ADGMIN", "funding")
+DEMO_MILESTONES = (
+    "roster",
+    "proposed",
+    "drafting",
+    "first review",
+    "consultation",
+    "final review",
+    "ADGSOM",
+    "ADGMIN",
+    "funding",
+)
 
 
 @app.command(
@@ -1169,7 +1208,7 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
     """Run the whole default process end to end: delegates and stakeholders simulated over HTTP.
 
     Uses the stack running at $TEMPORAL_ADDRESS / $AISAFE_DATA_DIR, or starts the embedded stack.
-    Exits 0 when the proposal is adopted.
+    Exits 0 when the proposal is carried (endorsed by the ADGMIN, in the default process).
     """
     from devstack.demo import run_demo
     from devstack.private import make_private
@@ -1203,7 +1242,9 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
                 (err if err.is_terminal and out.is_terminal else out).print(visible(line), markup=False)
 
         result = run(lambda: work(say))
-    adopted = result.status.status.value == "adopted"
+    from models.outcomes import CARRIED
+
+    carried = result.status.status in CARRIED
     if as_json:
         emit_json(
             {
@@ -1216,8 +1257,8 @@ def demo(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
                 "emails": result.emails,
             }
         )
-    if not adopted:
-        raise Failure(f"the demo proposal ended {result.status.status.value}: {result.status.closed_reason}")
+    if not carried:
+        raise Failure(f"the demo proposal ended {_status_words(result.status)}: {result.status.closed_reason}")
 
 
 async def _until_signal(work: Awaitable[Any]) -> None:

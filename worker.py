@@ -50,6 +50,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
             mail.send_consultation_mail,
             mail.send_meeting_mail,
             mail.send_outcome_mail,
+            mail.send_summit_report,
             *CommentActivities(settings, engine).activities(),
             MembershipActivities(engine).members_on,
         ],

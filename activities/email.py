@@ -36,7 +36,7 @@ from activities.calendar import meeting_invite
 from activities.mime import MESSAGE_POLICY, set_boundary, wire_policy
 from activities.smtp import send_recorded
 from models.db import write_session
-from models.labels import SECTOR_LABELS, STAGE_BODY_NAMES, money
+from models.labels import SECTOR_LABELS, STAGE_BODY_NAMES, SUMMIT_REPORTED, money, status_text
 from models.messages import (
     ROUND_ANSWERS,
     AnswerNotice,
@@ -55,6 +55,7 @@ from models.messages import (
     RoundMailing,
     RoundPurpose,
     RoundRecipients,
+    SummitReportMailing,
 )
 from models.positions import AD_REFERENDUM_POSITIONS, Position
 from models.process import FundingModel, StageType
@@ -103,6 +104,7 @@ class MailKind(StrEnum):
     ALERT = "alert"
     # The ASEAN Secretariat's copy of an invitation or outcome: no link in it answers or comments for anyone.
     COPY = "copy"
+    SUMMIT_REPORT = "summit_report"
 
 
 BODY_ABBREVIATIONS: dict[StageType, str] = {
@@ -125,7 +127,22 @@ OUTCOME_NAMES: dict[ProposalState, str] = {
     ProposalState.NOT_ADOPTED: "Not adopted",
     ProposalState.WITHDRAWN: "Withdrawn",
     ProposalState.EXPIRED: "Expired",
+    # Each body's own word (issue 18): the subject and the notice name the body, see `outcome_name`.
+    ProposalState.AGREED: "Agreed",
+    ProposalState.ENDORSED: "Endorsed",
+    ProposalState.APPROVED: "Approved",
+    ProposalState.NOTED: "Noted",
+    ProposalState.NOT_AGREED: "Not agreed",
+    ProposalState.NOT_ENDORSED: "Not endorsed",
+    ProposalState.NOT_FUNDED: "Not funded",
 }
+
+
+def outcome_name(status: ProposalState, decided_by: StageType | None, summit_reported: bool = False) -> str:
+    """The outcome as a subject line says it: "Endorsed by the ADGMIN", "Not agreed by the WG-AI"."""
+    text = status_text(status, decided_by, summit_reported)
+    return text[:1].upper() + text[1:]
+
 
 Recipient = tuple[DelegateRecord, str]  # a delegate and the idempotency key of their copy
 Recipients = Callable[[Session], tuple[list[DelegateRecord], list[MemberState]]]
@@ -172,7 +189,7 @@ def state_delegates(
         else:
             missing.append(state)
     chosen.sort(key=lambda d: (d.state or "", d.role, d.id))
-    return chosen, sorted(missing)
+    return chosen, in_name_order(missing)
 
 
 def nobody_reason(roles: Sequence[Role]) -> str:
@@ -195,7 +212,7 @@ def not_invited(
     """The states of a mailing that nobody was written to: nobody on the roster, or every message failed."""
     reached = {o.state for o in outcomes if o.outcome is MailOutcome.SENT}
     found = []
-    for state in sorted(dict.fromkeys(states)):
+    for state in in_name_order(dict.fromkeys(states)):
         if state in missing:
             found.append(NotInvitedState(state=state, reason=nobody_reason(roles)))
         elif state not in reached:
@@ -310,7 +327,7 @@ class MailActivities:
             # The round accepts answers from the delegates it looked up; a delegate added since is not written to.
             chosen = [d for d in chosen if d.id in only]
             covered = {d.state for d in chosen}
-            return chosen, sorted({*missing, *(s for s in mailing.states if s.value not in covered)})
+            return chosen, in_name_order({*missing, *(s for s in mailing.states if s.value not in covered)})
 
         result = await self._fan_out(
             proposal_id=mailing.proposal_id,
@@ -489,6 +506,18 @@ class MailActivities:
         )
         return result
 
+    @activity.defn(name="send_summit_report")
+    async def send_summit_report(self, mailing: SummitReportMailing) -> MailingResult:
+        """Tell the contact for the Leaders that the proposal is reported to the ASEAN Summit."""
+        return await self._fan_out(
+            proposal_id=mailing.proposal_id,
+            step=f"stage-{mailing.stage_index}:summit",
+            kind=MailKind.SUMMIT_REPORT,
+            recipients=self._leaders_contacts,
+            key=lambda d: f"{mailing.proposal_id}:stage-{mailing.stage_index}:summit:{d.id}",
+            compose=lambda d, key: self._summit_message(mailing, d, key),
+        )
+
     # --- recipients and the outbox --------------------------------------------------------------------------
 
     @staticmethod
@@ -556,6 +585,16 @@ class MailActivities:
                 headers={**headers, "Kind": MailKind.COPY.value},
             ),
         )
+
+    @staticmethod
+    def _leaders_contacts(session: Session) -> tuple[list[DelegateRecord], list[MemberState]]:
+        contacts = session.exec(
+            select(DelegateRecord)
+            .where(DelegateRecord.role == Role.LEADERS_CONTACT.value)
+            .where(DelegateRecord.active)
+            .order_by(DelegateRecord.id)
+        ).all()
+        return list(contacts), []
 
     @staticmethod
     def _everyone(session: Session) -> tuple[list[DelegateRecord], list[MemberState]]:
@@ -1014,12 +1053,34 @@ class MailActivities:
         )
         return message
 
+    def _summit_message(self, mailing: SummitReportMailing, delegate: DelegateRecord, key: str) -> EmailMessage:
+        outcome = outcome_name(mailing.status, mailing.decided_by)
+        summit = mailing.summit or "the ASEAN Summit"
+        return self._message(
+            delegate,
+            key,
+            subject=f"[ASEAN AI SAFE] Reported to {summit}: {mailing.title}",
+            template="summit_report_mail",
+            context={"mailing": mailing, "outcome": outcome, "summit": summit, "body_name": "Report to the Leaders"},
+            headers={
+                "Proposal": mailing.proposal_id,
+                "Step": f"stage-{mailing.stage_index}:summit",
+                "Stage": StageType.SUMMIT_REPORT.value,
+                "Kind": MailKind.SUMMIT_REPORT.value,
+                "Outcome": mailing.status.value,
+            },
+        )
+
     def _outcome_message(self, mailing: OutcomeMailing, delegate: DelegateRecord, key: str) -> EmailMessage:
-        outcome = OUTCOME_NAMES[mailing.status]
+        outcome = outcome_name(mailing.status, mailing.decided_by, mailing.summit_reported)
         state = MemberState(delegate.state) if delegate.state else None
+        sentence = f"The proposal below was {status_text(mailing.status, mailing.decided_by)}"
+        if mailing.summit_reported:
+            sentence += f" and {SUMMIT_REPORTED}"
         context = {
             "mailing": mailing,
             "outcome": outcome,
+            "outcome_sentence": f"{sentence}.",
             "status": mailing.status.value,
             "state_name": state.official_name if state else None,
             "is_stakeholder": delegate.role == Role.STAKEHOLDER.value,

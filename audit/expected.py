@@ -275,6 +275,17 @@ def _proposal_steps(record: WorkflowRecord) -> list[Expected]:
                     done=True,
                 )
             )
+            if stage.get("type") == "summit_report" and stage.get("status") == "passed":
+                steps.append(
+                    _step(
+                        record,
+                        "summit_reported",
+                        f"stage-{index}:summit-reported",
+                        f"stage {index} reported to the ASEAN Summit",
+                        {"index": index},
+                        done=True,
+                    )
+                )
             if stage.get("ended_at"):
                 steps.append(
                     _step(

@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from audit.bundle import LedgerLine
-from models.labels import DISPOSITION_LABELS, SECTOR_LABELS, STAGE_BODY_NAMES
+from models.labels import DISPOSITION_LABELS, SECTOR_LABELS, STAGE_BODY_NAMES, status_text
+from models.messages import ProposalState
 from models.positions import Position
 from models.process import StageType
-from models.states import MemberState
+from models.states import MemberState, in_name_order
 
 
 def _time(text: Any) -> datetime | None:
@@ -42,6 +43,7 @@ class StageSpan:
     ended_at: datetime | None = None
     status: str = "running"
     outcome: str = ""
+    decision: str | None = None  # the body's own word (agreed, endorsed, ...), from the stage_ended entry
 
 
 @dataclass
@@ -179,6 +181,21 @@ class AuditRecord:
     mailings: list[MailingRow] = field(default_factory=list)
     currency: str | None = None
     entries: int = 0
+    decided_by: str | None = None  # the body whose word is the final status (proposal_closed, since issue 18)
+    summit_reported: bool = False
+
+    @property
+    def status_words(self) -> str:
+        """The final status as people read it: "endorsed by the ADGMIN; reported to the ASEAN Summit"."""
+        try:
+            status = ProposalState(self.status)
+        except ValueError:
+            return self.status.replace("_", " ")
+        try:
+            body = StageType(self.decided_by) if self.decided_by else None
+        except ValueError:
+            body = None
+        return status_text(status, body, self.summit_reported)
 
     @property
     def states(self) -> list[MemberState]:
@@ -188,9 +205,7 @@ class AuditRecord:
             | {state for column in self.rounds for state in column.participants}
             | {state for column in self.rounds for state in column.not_invited}
         )
-        return [s for s in sorted(MemberState, key=lambda s: s.value) if s.value in seen] or sorted(
-            MemberState, key=lambda s: s.value
-        )
+        return [s for s in in_name_order(MemberState) if s.value in seen] or in_name_order(MemberState)
 
     @property
     def not_invited(self) -> list[tuple[RoundColumn, str, str]]:
@@ -233,6 +248,7 @@ def build_record(lines: list[LedgerLine]) -> AuditRecord:
                 for span in record.stages:
                     if span.index == payload.get("index") and span.ended_at is None:
                         span.ended_at, span.status = at, str(payload.get("status", ""))
+                        span.decision = payload.get("decision")
                         span.outcome = str(payload.get("outcome", ""))
             case "round_opened":
                 number = int(payload.get("round", 0))
@@ -325,6 +341,9 @@ def build_record(lines: list[LedgerLine]) -> AuditRecord:
             case "proposal_closed":
                 record.status = str(payload.get("status", ""))
                 record.closed_reason = payload.get("reason")
+                record.decided_by = payload.get("decided_by")
+            case "summit_reported":
+                record.summit_reported = True
             case "withdrawn":
                 record.status, record.closed_reason = "withdrawn", payload.get("reason")
     record.rounds = [rounds[n] for n in sorted(rounds)]
@@ -333,7 +352,9 @@ def build_record(lines: list[LedgerLine]) -> AuditRecord:
     funding = {c.round for c in record.rounds if c.stage == StageType.FUNDING.value}
     states_pledged = [
         PledgeRow(contributor=state, amount=answer.amount, answer=answer.label, round=number)
-        for (state, number), answer in sorted(record.answers.items(), key=lambda item: (item[0][1], item[0][0]))
+        for (state, number), answer in sorted(
+            record.answers.items(), key=lambda item: (item[0][1], name_key(item[0][0]))
+        )
         if number in funding
     ]
     record.pledges = states_pledged + record.pledges  # the states' answers first, then dialogue partners
@@ -364,9 +385,17 @@ def _mailing(workflow_id: str, payload: dict[str, Any], at: datetime | None) -> 
         step=str(payload.get("step", "")),
         round=_int(payload.get("round")),
         recorded_at=at,
-        recipients=sorted(recipients, key=lambda r: (r.state or "", r.delegate_id)),
+        recipients=sorted(recipients, key=lambda r: (name_key(r.state or ""), r.delegate_id)),
         not_invited=missing,
     )
+
+
+def name_key(code: str) -> str:
+    """Sort key putting state codes in ASEAN's order (by English name); anything else after them, as written."""
+    try:
+        return f"0{MemberState(code).official_name}"
+    except ValueError:
+        return f"1{code}"
 
 
 def _body(stage: str) -> str:

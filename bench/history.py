@@ -29,6 +29,7 @@ from devstack.demo import run_demo
 from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
+from models.outcomes import CARRIED
 from starter import DEMO_MILESTONES  # the demo's stages, as `aisafe demo` shows them
 
 HISTORY_GOAL = 2000
@@ -74,8 +75,8 @@ async def run_history_bench(review_rounds: int, say: Callable[[str], None] = pri
             # The bar closes before the timed verification below.
             with stages("history: demo run", (*DEMO_MILESTONES, "export")) as reached:
                 demo = await run_demo(stack.client, engine, stack.settings, reached, review_rounds=review_rounds)
-                if demo.status.status.value != "adopted":
-                    raise RuntimeError(f"the proposal ended {demo.status.status.value}, not adopted")
+                if demo.status.status not in CARRIED:
+                    raise RuntimeError(f"the proposal ended {demo.status.status.value}, not endorsed")
                 reached("export: the Temporal histories and the audit bundle")
                 histories = await fetch_histories(stack.client, demo.proposal_id)
                 sizes = {workflow_id: len(json.loads(text)["events"]) for workflow_id, text in histories.items()}

@@ -42,6 +42,7 @@ from devstack.services import DEV_SERVER_PRAGMAS, free_port, temporal_binary
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
 from models.messages import ProposalState
+from models.outcomes import CARRIED
 from models.roster import Role, load_roster_file
 from models.states import members_on
 from models.tables import LedgerEntry
@@ -437,7 +438,8 @@ async def verify_ours(client: Client, engine: Engine, run: OursRun, *, wait: boo
     while pending and time.monotonic() < deadline:
         statuses = await asyncio.gather(*(operations.status(client, p) for p in pending))
         pending = {s.id for s in statuses if s.status is ProposalState.RUNNING}
-        run.proposals_adopted += sum(1 for s in statuses if s.status is ProposalState.ADOPTED)
+        # Carried in the body's own word (agreed, endorsed, ...; adopted before issue 18): the key keeps its name.
+        run.proposals_adopted += sum(1 for s in statuses if s.status in CARRIED)
         if pending:
             await asyncio.sleep(0.25)
     if pending:

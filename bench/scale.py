@@ -58,7 +58,7 @@ from bench.runner import (
 from devstack.services import free_port
 from devstack.stack import EmbeddedStack, StackPorts
 from models.db import make_engine
-from models.messages import ProposalState
+from models.outcomes import CARRIED
 from models.roster import Role, load_roster_file
 from models.states import members_on
 from models.tables import LedgerEntry, SentEmail
@@ -696,7 +696,8 @@ async def _measure(
         "ledger_counts": counts,
         "all_closed": counts.get("proposal_closed", 0) == proposals,
         "proposals_closed": by_status,
-        "proposals_adopted": by_status.get(ProposalState.ADOPTED.value, 0),
+        # Carried in the body's own word (agreed, endorsed, ...; adopted before issue 18): the key keeps its name.
+        "proposals_adopted": sum(n for status, n in by_status.items() if status in {s.value for s in CARRIED}),
         "cpu_seconds_during_positions": {k: round(v, 2) for k, v in cpu.used.items()},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }

@@ -2,10 +2,11 @@
 opening their emailed links over HTTP (GET the page, then choose an answer and send the form), the
 coordinator by operations.
 
-drafting -> consultation (comments, an extension, dispositions) -> member review (a change request, a
-revised version, a second round) -> ADGSOM ad referendum (silence procedure) -> ADGMIN meeting (dated a few
-seconds ahead, then recorded) -> funding (equal shares indicated by focal points and confirmed by ministers'
-offices, one state opting out, a partner's trust-fund pledge) -> adopted.
+drafting -> WG-AI first review (one round) -> consultation on the text the member states cleared (comments,
+an extension, dispositions) -> WG-AI final review (a change request, a revised version, a second round) ->
+ADGSOM ad referendum (silence procedure) -> ADGMIN meeting (dated a few seconds ahead, then recorded) ->
+funding (equal shares indicated by focal points and confirmed by ministers' offices, one state opting out, a
+partner's trust-fund pledge) -> report to the ASEAN Summit -> endorsed by the ADGMIN.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 import operations
+from models.labels import status_text
 from models.messages import ProposalState, ProposalStatus, RoundStatus
 from models.positions import Disposition
 from models.roster import Role, load_roster_file
@@ -189,7 +191,8 @@ async def answer_round(
 
 
 def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> Path:
-    """The demo's proposal file: the example's full default process, with deadlines of seconds, not weeks."""
+    """The demo's proposal file: the example's default process in ASEAN's order, with deadlines of seconds, not
+    weeks, and a funding stage before the Summit report."""
     funding = read_yaml(EXAMPLES / "funding-model.yaml")[0]["process"]["stages"][-1]  # type: ignore[index]
     spec: dict[str, Any] = {
         "title": "ASEAN AI SAFE Operational Framework (demo)",
@@ -199,6 +202,7 @@ def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> P
         "process": {
             "stages": [
                 {"type": "drafting"},
+                {"type": "member_review", "deadline": "P14D", "reminders": ["P7D", "P1D"], "max_rounds": 1},
                 {"type": "consultation", "deadline": "PT15S", "reminders": []},
                 {"type": "member_review", "deadline": "P14D", "reminders": ["P7D", "P1D"], "max_rounds": max_rounds},
                 {"type": "senior_officials", "mode": "ad_referendum", "deadline": "PT20S", "reminders": []},
@@ -213,6 +217,7 @@ def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> P
                 },
                 # The demo's process counts the partner's pledge toward the target (the example's does not).
                 {**funding, "deadline": "PT30S", "reminders": [], "partner_pledges_count": True},
+                {"type": "summit_report"},
             ]
         },
     }
@@ -239,8 +244,9 @@ async def run_demo(
     review_delegates = sum(1 for d in roster.delegates if d.role in (Role.FOCAL_POINT, Role.ALTERNATE))
     sectors = {f"{d.name} <{d.email}>": d.sector.value for d in roster.delegates if d.sector}
 
-    # The meeting must come after the rounds before it: about six seconds a round on a small machine.
-    meeting_at = datetime.now(UTC) + timedelta(seconds=50 + 6 * (review_rounds - 2))
+    # The meeting must come after the rounds before it: about six seconds a round on a small machine (the first
+    # review's round included).
+    meeting_at = datetime.now(UTC) + timedelta(seconds=56 + 6 * (review_rounds - 2))
     path = demo_proposal(settings.data_dir / "demo", meeting_at, max_rounds=max(3, review_rounds))
     proposal_id = await operations.propose(client, engine, settings, path)
     say(f"proposed {proposal_id}")
@@ -251,6 +257,11 @@ async def run_demo(
         await _wait_stage(client, proposal_id, {"drafting"})
         await operations.submit(client, proposal_id)
         say("drafting: version 1 submitted")
+
+        # WG-AI first review: member states see the text before anyone outside them; one round, consensus.
+        mails = await invitations(mail_dir, proposal_id, 1, expected=review_delegates)
+        result.receipts += await answer_round(http, mails, ROUND_2, roles)
+        say("first review: the WG-AI cleared version 1 for the consultation (consensus)")
 
         # Consultation: stakeholders comment; the window is extended once; every comment gets a disposition.
         invited = await mails_matching(
@@ -279,23 +290,24 @@ async def run_demo(
             await operations.respond(client, proposal_id, comment_id, disposition, reason)
         say("consultation: every comment answered (response-to-comments matrix complete)")
 
-        # Member review: a change request in each round but the last, a revised version each time, then consensus.
-        for number in range(1, review_rounds):
+        # WG-AI final review: a change request in each round but the last, a revised version each time, then
+        # consensus. Rounds are numbered across the proposal: the first review had round 1.
+        for number in range(2, review_rounds + 1):
             mails = await invitations(mail_dir, proposal_id, number, expected=review_delegates)
-            say(f"member review round {number}: {len(mails)} invitations; delegates answering through their links")
+            say(f"final review round {number}: {len(mails)} invitations; delegates answering through their links")
             result.receipts += await answer_round(http, mails, ROUND_1, roles)
             await _wait_stage(client, proposal_id, {"revision"})
-            say(f"member review round {number}: changes requested by PH; uploading version {number + 1}")
-            await operations.revise(client, engine, proposal_id, _revision(settings.data_dir / "demo", number + 1))
-        mails = await invitations(mail_dir, proposal_id, review_rounds, expected=review_delegates)
+            say(f"final review round {number}: changes requested by PH; uploading version {number}")
+            await operations.revise(client, engine, proposal_id, _revision(settings.data_dir / "demo", number))
+        mails = await invitations(mail_dir, proposal_id, review_rounds + 1, expected=review_delegates)
         result.receipts += await answer_round(http, mails, ROUND_2, roles)
-        say(f"member review round {review_rounds}: consensus")
+        say(f"final review round {review_rounds + 1}: consensus; the WG-AI recommends the text for endorsement")
 
         # ADGSOM ad referendum: some concur, the rest stay silent and are deemed to concur at the deadline.
         mails = await mails_matching(
             mail_dir,
             proposal_id,
-            lambda m: m.round == review_rounds + 1 and m.step == "invitation",
+            lambda m: m.round == review_rounds + 2 and m.step == "invitation",
             11,
             "ADGSOM invitations",
         )
@@ -348,7 +360,7 @@ async def run_demo(
     result.emails = len(await asyncio.to_thread(read_mails, mail_dir, proposal_id))
     for report in result.status.stages:
         say(f"  {report.type.value:<17} {report.status.value:<9} {report.outcome or ''}")
-    say(f"outcome: {result.status.status.value}")
+    say(f"outcome: {status_text(result.status.status, result.status.decided_by, result.status.summit_reported)}")
     return result
 
 

@@ -45,6 +45,7 @@ def _is_tag(part: int | str) -> bool:
 
 
 _STAGE_TAGS = {"drafting", "consultation", "member_review", "senior_officials", "ministerial", "funding"}
+_STAGE_TAGS.add("summit_report")  # the optional last stage (issue 18)
 
 
 def line_of(source: str, loc: tuple[int | str, ...]) -> int | None:

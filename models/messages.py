@@ -32,6 +32,15 @@ class ProposalState(StrEnum):
     NOT_ADOPTED = "not_adopted"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
+    # Each body's own word for how a proposal ended (issue 18); `adopted`/`not_adopted` stay for old histories.
+    # `decided_by` on ProposalStatus and OutcomeMailing names the body (see models/outcomes.py).
+    AGREED = "agreed"  # WG-AI agreed and no higher body was asked
+    ENDORSED = "endorsed"  # ADGSOM or ADGMIN endorsed
+    APPROVED = "approved"  # ADGMIN approved
+    NOTED = "noted"  # ADGMIN noted
+    NOT_AGREED = "not_agreed"  # WG-AI did not agree
+    NOT_ENDORSED = "not_endorsed"  # ADGSOM or ADGMIN did not endorse
+    NOT_FUNDED = "not_funded"  # the funding round did not approve the contributions
 
 
 class RoundPurpose(StrEnum):
@@ -250,6 +259,7 @@ class StageReport(BaseModel):
     rounds: list[int] = Field(default_factory=list)
     workflow_id: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    decision: str | None = Field(default=None, description="the body's own word, e.g. agreed, endorsed")
 
 
 class ProposalStatus(BaseModel):
@@ -275,6 +285,8 @@ class ProposalStatus(BaseModel):
     not_invited: dict[MemberState, str] = Field(
         default_factory=dict, description="states of the open round nobody was written to, and why (from the round)"
     )
+    decided_by: StageType | None = Field(default=None, description="the body whose word is the final status")
+    summit_reported: bool = Field(default=False, description="reported to the ASEAN Summit (summit_report stage)")
     waiting: str | None = Field(default=None, description="why the open round is still open (from the round)")
     overdue_since: datetime | None = Field(
         default=None, description="the open round is overdue (states silent past its deadline) since (from the round)"
@@ -698,6 +710,20 @@ class OutcomeMailing(BaseModel):
     title: str
     status: ProposalState
     reason: str | None
+    document: DocumentRef
+    decided_by: StageType | None = None
+    summit_reported: bool = False
+
+
+class SummitReportMailing(BaseModel):
+    """The notice to the contact for the Leaders that a proposal is reported to the ASEAN Summit."""
+
+    proposal_id: str
+    title: str
+    stage_index: int
+    status: ProposalState
+    decided_by: StageType | None = None
+    summit: str | None = None
     document: DocumentRef
 
 

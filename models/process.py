@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from models.controlchars import one_line
 from models.files import MAX_DOCUMENT_BYTES, InputFileError, format_validation_error, line_of, load_yaml, read_document
@@ -27,6 +27,7 @@ class StageType(StrEnum):
     SENIOR_OFFICIALS = "senior_officials"
     MINISTERIAL = "ministerial"
     FUNDING = "funding"
+    SUMMIT_REPORT = "summit_report"
 
 
 # Who is written to in each stage (a state with nobody in these roles falls back to its review delegates).
@@ -58,11 +59,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
+
+
 class _Timed(_Strict):
     """A stage with a deadline counted from its start, and reminders that many days before it."""
 
     deadline: timedelta = Field(default=timedelta(days=14), description="ISO 8601 duration, e.g. P14D")
-    reminders: list[timedelta] = Field(default_factory=lambda: [timedelta(days=7), timedelta(days=1)])
+    reminders: list[timedelta] = Field(
+        default_factory=lambda: [timedelta(days=7), timedelta(days=1)],
+        description="default: P7D and P1D, those of them that fit inside the deadline",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_reminders_that_fit(cls, data: object) -> object:
+        """A stage that lists no reminders gets only the default reminders shorter than its deadline: a
+        `deadline: PT1H` must not be refused for a P7D reminder nobody wrote. Written reminders stay checked."""
+        if not isinstance(data, dict) or "reminders" in data:
+            return data
+        factory = cls.model_fields["reminders"].default_factory
+        raw = data.get("deadline", cls.model_fields["deadline"].default)
+        if factory is None or not isinstance(raw, timedelta | str):
+            return data  # the deadline's own validator says what is wrong with it
+        try:
+            deadline = _DURATION.validate_python(raw)
+        except ValidationError:
+            return data
+        return {**data, "reminders": [r for r in factory() if timedelta(0) < r < deadline]}  # type: ignore[call-arg]
 
     @field_validator("deadline", mode="before")
     @classmethod
@@ -168,6 +192,14 @@ class _Endorsement(_StatesDecide):
             raise ValueError("give the meeting date with its UTC offset, e.g. 2027-01-15T09:00:00+08:00")
         return value
 
+    @field_validator("chair", mode="before")
+    @classmethod
+    def _chair_is_a_member_state(cls, value: object) -> object:
+        if value is not None and value not in {s.value for s in MemberState}:
+            codes = ", ".join(s.value for s in MemberState)
+            raise ValueError(f"the chair must be a member state, by its code ({codes}); not {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _meeting_needs_date_and_chair(self) -> _Endorsement:
         if self.mode is EndorsementMode.MEETING and (self.date is None or self.chair is None):
@@ -229,8 +261,24 @@ class FundingStage(_StatesDecide):
         return self
 
 
+class SummitReportStage(_Strict):
+    """The last stage, optional: the contact for the Leaders is told, and the record says "reported to the ASEAN
+    Summit"."""
+
+    type: Literal[StageType.SUMMIT_REPORT] = StageType.SUMMIT_REPORT
+    summit: str | None = Field(default=None, max_length=200, description="which Summit, e.g. the 48th ASEAN Summit")
+
+    _one_line_summit = field_validator("summit")(one_line)
+
+
 Stage = Annotated[
-    DraftingStage | ConsultationStage | MemberReviewStage | SeniorOfficialsStage | MinisterialStage | FundingStage,
+    DraftingStage
+    | ConsultationStage
+    | MemberReviewStage
+    | SeniorOfficialsStage
+    | MinisterialStage
+    | FundingStage
+    | SummitReportStage,
     Field(discriminator="type"),
 ]
 DECIDING = {StageType.MEMBER_REVIEW, StageType.SENIOR_OFFICIALS, StageType.MINISTERIAL, StageType.FUNDING}
@@ -244,6 +292,8 @@ class ProcessDefinition(_Strict):
         for index, stage in enumerate(self.stages):
             if stage.type is StageType.DRAFTING and index != 0:
                 raise ValueError("a drafting stage may only be the first stage")
+            if stage.type is StageType.SUMMIT_REPORT and index != len(self.stages) - 1:
+                raise ValueError("a summit_report stage may only be the last stage")
         if not any(s.type in DECIDING for s in self.stages):
             raise ValueError(
                 "a process needs at least one stage where states decide: "
@@ -279,6 +329,7 @@ def load_proposal_file(path: Path, max_document_bytes: int = MAX_DOCUMENT_BYTES)
         proposal = ProposalFile.model_validate(data)
     except ValidationError as exc:
         raise InputFileError(format_validation_error(path, exc, source)) from None
+    _check_chairs(path, proposal.process, source)
     line = line_of(source, ("document",))
     where = f"{path} (line {line})" if line else str(path)
     try:
@@ -326,3 +377,17 @@ def _refuse_silence_as_consent(path: Path, data: dict[object, object], source: s
             f"{where}: process.stages.{index}.silence: `silence: {policy}` is not allowed in a {kind} stage "
             f"(silence is not consent). Remove the line: {_SILENCE_INSTEAD[policy]}"
         )
+def _check_chairs(path: Path, process: ProcessDefinition, source: str) -> None:
+    """A meeting's chair must be a member state on the meeting's date (checked here, not in the model, so that
+    payloads of running proposals still load)."""
+    for index, stage in enumerate(process.stages):
+        if not isinstance(stage, _Endorsement) or stage.chair is None or stage.date is None:
+            continue
+        if stage.chair.member_since > stage.date.date():
+            line = line_of(source, ("process", "stages", index, "chair"))
+            at = f" (line {line})" if line else ""
+            raise InputFileError(
+                f"{path}{at}: process.stages.{index}.chair: {stage.chair.official_name} ({stage.chair.value}) is "
+                f"not a member state on the meeting date {stage.date.date().isoformat()} (a member since "
+                f"{stage.chair.member_since.isoformat()})"
+            )

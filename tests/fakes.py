@@ -35,6 +35,7 @@ from models.messages import (
     RecipientsQuery,
     RoundMailing,
     RoundRecipients,
+    SummitReportMailing,
 )
 from models.states import MemberState, in_name_order, members_on
 
@@ -60,6 +61,7 @@ class FakeBackend:
     consultation_mailings: list[ConsultationMailing] = field(default_factory=list)
     meeting_mailings: list[MeetingMailing] = field(default_factory=list)
     outcomes: list[OutcomeMailing] = field(default_factory=list)
+    summit_reports: list[SummitReportMailing] = field(default_factory=list)
     comment_bodies: dict[str, str] = field(default_factory=dict)
     comment_limits: CommentLimits = field(default_factory=lambda: CommentLimits(per_link=20, max_chars=10000))
     alerts: list[CoordinatorAlert] = field(default_factory=list)
@@ -201,6 +203,10 @@ class FakeBackend:
         async def members_on_day(query: MembersOnQuery) -> MembersOnDay:
             admitted = [s for s, since in self.admitted.items() if since <= query.day]
             return MembersOnDay(day=query.day, states=in_name_order([*members_on(query.day), *admitted]))
+        @activity.defn(name="send_summit_report")
+        async def send_summit_report(mailing: SummitReportMailing) -> MailingResult:
+            self.summit_reports.append(mailing)
+            return MailingResult(sent=1, already_sent=0)
 
         @activity.defn(name="comment_limits")
         async def comment_limits() -> CommentLimits:
@@ -236,4 +242,5 @@ class FakeBackend:
             send_meeting_mail,
             send_outcome_mail,
             members_on_day,
+            send_summit_report,
         ]

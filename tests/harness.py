@@ -40,7 +40,7 @@ from workflows.meeting import MeetingWorkflow
 from workflows.proposal import ProposalWorkflow
 from workflows.review_round import ReviewRoundWorkflow
 
-ALL = in_name_order(MemberState)  # the order rounds list participants in (ASEAN's)
+ALL = in_name_order(MemberState)  # the order rounds list participants in
 DOC1 = DocumentRef(sha256="a" * 64, version=1, filename="v1.md", size=10)
 
 

@@ -60,7 +60,8 @@ class Audited:
 
 @pytest.fixture(scope="module")
 async def audited(tmp_path_factory: pytest.TempPathFactory, dev_env: WorkflowEnvironment) -> AsyncIterator[Audited]:
-    """The full default process (consultation, two review rounds, ADGSOM, ADGMIN meeting, funding), exported."""
+    """The full default process (first review, consultation, two final-review rounds, ADGSOM, ADGMIN meeting,
+    funding, Summit report), exported."""
     root = tmp_path_factory.mktemp("audit")
     stack = EmbeddedStack(
         root / "data",
@@ -71,7 +72,7 @@ async def audited(tmp_path_factory: pytest.TempPathFactory, dev_env: WorkflowEnv
     await stack.start()
     assert stack.client and stack.settings
     result = await run_demo(stack.client, make_engine(stack.settings.sqlalchemy_url), stack.settings)
-    assert result.status.status.value == "adopted"
+    assert (result.status.status.value, result.status.decided_by) == ("endorsed", "ministerial")
     env = stack_env(stack)
     exported = await acli("audit", "export", result.proposal_id, "--out", str(root / "bundle"), "--json", env=env)
     assert exported.code == 0, exported.stderr
@@ -132,13 +133,13 @@ async def test_export_then_verify_holds_for_a_whole_governance_cycle(audited: Au
 
     lines = ledger_of(audited.bundle)
     decisions = [line for line in lines if line.kind in {"position", "comment", "disposition", "meeting_recorded"}]
-    # 11 + 11 answers in the two WG-AI rounds, 6 in ADGSOM, 11 indications and 10 confirmations in funding;
-    # 3 comments, 3 dispositions; 1 meeting.
-    assert [line.kind for line in decisions].count("position") == 49
-    assert len(decisions) == 49 + 3 + 3 + 1
+    # 11 in the WG-AI first review, 11 + 11 in the two final-review rounds, 6 in ADGSOM, 11 indications and 10
+    # confirmations in funding; 3 comments, 3 dispositions; 1 meeting.
+    assert [line.kind for line in decisions].count("position") == 60
+    assert len(decisions) == 60 + 3 + 3 + 1
     assert report["counts"]["decisions_matched"] == len(decisions)
-    # The proposal, its consultation, five rounds and the meeting each have their history in the bundle.
-    assert report["counts"]["histories"] == 8
+    # The proposal, its consultation, six rounds and the meeting each have their history in the bundle.
+    assert report["counts"]["histories"] == 9
     assert sorted(p.name for p in (audited.bundle / "documents").glob("*.md")) == sorted(
         f"{json.loads(line.payload_json)['document']['sha256']}.md"
         for line in lines
@@ -369,7 +370,7 @@ async def test_auditor_pages_list_filter_show_and_download(audited: Audited, tmp
         assert (await anonymous.get("/audit")).status_code == 401
         assert (await anonymous.get(f"/audit/{audited.proposal_id}/bundle.zip")).status_code == 401
     async with httpx.AsyncClient(base_url=base, timeout=60, headers={"Authorization": f"Bearer {auditor}"}) as http:
-        listing = await http.get("/audit", params={"stage": "adopted", "lead_state": "MY"})
+        listing = await http.get("/audit", params={"stage": "endorsed", "lead_state": "MY"})
         assert listing.status_code == 200 and f'href="/audit/{audited.proposal_id}"' in listing.text
         elsewhere = await http.get("/audit", params={"lead_state": "SG"})
         assert elsewhere.status_code == 200 and audited.proposal_id not in elsewhere.text

@@ -39,7 +39,7 @@ def kill(worker: subprocess.Popen[bytes]) -> None:
 
 async def adopted(stack: EmbeddedStack, proposal_id: str) -> None:
     async def done() -> bool:
-        return (await operations.status(stack.client, proposal_id)).status.value == "adopted"  # type: ignore[arg-type]
+        return (await operations.status(stack.client, proposal_id)).status.value == "agreed"  # type: ignore[arg-type]
 
     await wait_for(done, "adoption", timeout=120)
 

@@ -156,7 +156,7 @@ async def test_temporal_holds_ciphertext_and_the_codec_endpoint_shows_clear_text
         in_payloads = [title, reason]  # ciphertext in Temporal, clear through the codec
         # Only hashes and delegate ids: documents and comment bodies are stored in the database under their hash.
         never_there = document_sentences() + [comment_text] + [d.email for d in roster.delegates]
-        assert len(never_there) == 6 + 1 + 52
+        assert len(never_there) == 6 + 1 + 53
 
         raw = {wid: await temporal_show(stack, wid) for wid in workflow_ids}
         token = add_user(engine, "codec reader", UserRole.AUDITOR)

@@ -38,6 +38,7 @@ DEMO_KINDS = [
     "meeting_scheduled",
     "meeting_recorded",
     "partner_pledge",
+    "summit_reported",
     "proposal_closed",
     "mail_outcome",  # from the merge of the mail outcomes on (rounds and meetings record whom they reached)
 ]

@@ -110,7 +110,7 @@ def test_the_cli_refuses_the_roster_with_exit_2_and_imports_nothing(tmp_path: Pa
 
 
 def test_the_shipped_roster_passes() -> None:
-    assert len(load_roster_file(EXAMPLES / "roster.yaml").delegates) == 52
+    assert len(load_roster_file(EXAMPLES / "roster.yaml").delegates) == 53
 
 
 def headers_of(title: str, name: str) -> tuple[str, str, bytes]:

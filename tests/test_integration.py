@@ -110,7 +110,7 @@ async def test_a_round_decided_through_emailed_links(stack: EmbeddedStack) -> No
     assert len(set(receipts)) == 11
 
     async def adopted() -> bool:
-        return (await operations.status(stack.client, proposal_id)).status.value == "adopted"  # type: ignore[union-attr]
+        return (await operations.status(stack.client, proposal_id)).status.value == "agreed"  # type: ignore[union-attr]
 
     await wait_for(adopted, "adoption")
     await stack.client.get_workflow_handle(proposal_id).result()  # the outcome notice and the closing entry
@@ -125,12 +125,12 @@ async def test_a_round_decided_through_emailed_links(stack: EmbeddedStack) -> No
     assert shown.code == 0, shown.stderr
     data = shown.json()
     assert {"id", "title", "stage", "status", "round", "positions", "deadline"} <= data.keys()
-    assert data["id"] == proposal_id and data["status"] == "adopted" and data["round"] == 1
+    assert data["id"] == proposal_id and data["status"] == "agreed" and data["round"] == 1
     assert data["positions"] == dict.fromkeys(
         ["BN", "KH", "ID", "LA", "MY", "MM", "PH", "SG", "TH", "TL", "VN"], "approve"
     )
     human = await acli("status", proposal_id, env=stack_env(stack))
-    assert human.code == 0 and "adopted" in human.stdout and "Viet Nam" in human.stdout
+    assert human.code == 0 and "agreed by the WG-AI" in human.stdout and "Viet Nam" in human.stdout
 
     listed = await acli("list", "--json", env=stack_env(stack))
     assert listed.code == 0 and proposal_id in [p["id"] for p in listed.json()]
@@ -162,7 +162,7 @@ async def test_repeated_post_gives_the_same_receipt_and_the_latest_answer_stands
                 await answer(http, link, "approve")
 
         async def closed() -> bool:
-            return (await operations.status(stack.client, proposal_id)).status.value == "adopted"  # type: ignore[union-attr]
+            return (await operations.status(stack.client, proposal_id)).status.value == "agreed"  # type: ignore[union-attr]
 
         await wait_for(closed, "adoption")
         # After the round closed: the old form still gets its receipt; a new form gets a clear "closed" page.
@@ -190,7 +190,7 @@ async def test_a_revoked_delegates_links_stop_working(stack: EmbeddedStack) -> N
         assert still.status_code == 200
     listed = (await acli("roster", "show", "--json", env=env)).json()
     assert not [d for d in listed if d["email"] in singapore[0].to]  # off the roster
-    assert len(listed) == 52 - 1
+    assert len(listed) == 53 - 1
 
 
 async def test_bad_links_and_forms_get_clear_4xx_pages(stack: EmbeddedStack) -> None:
@@ -273,7 +273,7 @@ async def test_worker_killed_mid_round_loses_nothing(
                 await answer(http, links[state], "approve")
 
         async def adopted() -> bool:
-            return (await operations.status(stack.client, proposal_id)).status.value == "adopted"  # type: ignore[union-attr]
+            return (await operations.status(stack.client, proposal_id)).status.value == "agreed"  # type: ignore[union-attr]
 
         await wait_for(adopted, "adoption", timeout=90)
         await stack.client.get_workflow_handle(proposal_id).result()
@@ -340,12 +340,12 @@ async def test_cli_input_errors_and_roster_import(tmp_path: Path, dev_env: Workf
     }
     first = await acli("roster", "import", str(EXAMPLES / "roster.yaml"), "--json", env=env)
     assert first.code == 0, first.stderr
-    assert first.json() == {"added": 52, "updated": 0, "unchanged": 0}
+    assert first.json() == {"added": 53, "updated": 0, "unchanged": 0}
     second = await acli("roster", "import", str(EXAMPLES / "roster.yaml"), "--json", env=env)
-    assert second.json() == {"added": 0, "updated": 0, "unchanged": 52}
+    assert second.json() == {"added": 0, "updated": 0, "unchanged": 53}
     shown = await acli("roster", "show", "--json", env=env)
     rows = shown.json()
-    assert len(rows) == 52 and all({"state", "role", "name", "email", "timezone"} <= set(r) for r in rows)
+    assert len(rows) == 53 and all({"state", "role", "name", "email", "timezone"} <= set(r) for r in rows)
     assert sum(1 for r in rows if r["role"] == "stakeholder" and r["state"] is None and r["sector"]) == 8
 
     bad = tmp_path / "bad.yaml"
@@ -384,20 +384,23 @@ async def test_demo_command_runs_a_whole_cycle(tmp_path: Path) -> None:
     )
     assert result.code == 0, result.stderr[-2000:]
     data = result.json()
-    assert data["status"] == "adopted"
-    assert [(s["type"], s["status"]) for s in data["stages"]] == [
-        ("drafting", "passed"),
-        ("consultation", "passed"),
-        ("member_review", "passed"),
-        ("senior_officials", "passed"),
-        ("ministerial", "passed"),
-        ("funding", "passed"),
+    assert data["status"] == "endorsed"
+    assert [(s["type"], s["status"], s["decision"]) for s in data["stages"]] == [
+        ("drafting", "passed", None),
+        ("member_review", "passed", "recommended_for_endorsement"),
+        ("consultation", "passed", None),
+        ("member_review", "passed", "recommended_for_endorsement"),
+        ("senior_officials", "passed", "endorsed"),
+        ("ministerial", "passed", None),
+        ("funding", "passed", None),
+        ("summit_report", "passed", "reported"),
     ]
-    assert [r["verdict"] for r in data["rounds"]] == ["changes_requested", "passed", "passed", "passed", "passed"]
+    assert [r["verdict"] for r in data["rounds"]] == ["passed", "changes_requested", "passed", "passed", "passed", "passed"]
     assert data["comments"] == 3
-    # Round 1 and 2: 11 states each; ADGSOM: 6 concur explicitly; funding: 11 focal points, then 10 ministers' offices.
-    assert data["receipts"] == 11 + 11 + 6 + 11 + 10
-    funding = data["stages"][-1]["details"]
+    # The first review, then the final review's rounds 2 and 3: 11 states each; ADGSOM: 6 concur explicitly;
+    # funding: 11 focal points indicate, then 10 ministers' offices confirm.
+    assert data["receipts"] == 11 + 11 + 11 + 6 + 11 + 10
+    funding = data["stages"][-2]["details"]
     assert funding["participating"] and "MM" not in funding["participating"]
     assert Decimal(funding["total"]) >= Decimal(funding["budget_target"])
     assert funding["partner_pledges"]

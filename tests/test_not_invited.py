@@ -121,7 +121,7 @@ async def test_a_state_nobody_could_write_to_is_not_counted_and_holds_the_round_
 
     await harness.answer(handle.id, 1, TL, Position.APPROVE)
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     assert {s: (p.position, p.deemed) for s, p in result.rounds[0].positions.items()} == {
         s: (Position.APPROVE, False) for s in (MY, SG, TL)
     }
@@ -203,7 +203,7 @@ async def test_an_answer_from_a_delegate_id_the_round_did_not_invite_is_refused_
     # The invited answer; the proposal is decided by the invited delegates alone.
     await harness.answer(handle.id, 1, MY, Position.APPROVE, delegate_id=fake_delegates(MY)[1])
     await harness.answer(handle.id, 1, SG, Position.APPROVE)
-    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.AGREED
 
 
 async def test_reminders_go_to_the_invited_delegates_of_the_silent_states_only(harness: Harness) -> None:

@@ -155,7 +155,7 @@ async def test_states_not_invited_are_not_counted_are_shown_and_resend_lets_the_
         await asyncio.gather(*(answer(http, link, "approve") for link in again.values()))
 
     async def adopted() -> bool:
-        return (await operations.status(stack.client, proposal_id)).status.value == "adopted"
+        return (await operations.status(stack.client, proposal_id)).status.value == "agreed"
 
     await wait_for(adopted, "adoption")
     await stack.client.get_workflow_handle(proposal_id).result()

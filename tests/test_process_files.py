@@ -93,19 +93,21 @@ def test_example_proposal_loads_with_its_process_and_document() -> None:
     assert proposal.lead_state is MemberState.MY
     assert body == (EXAMPLES / "operational-framework.md").read_text(encoding="utf-8")
     assert body.startswith("# ASEAN AI SAFE Operational Framework")
+    # ASEAN's order: member states see the text first, stakeholders comment on what they cleared (issue 18).
     assert [s.type.value for s in proposal.process.stages] == [
         "drafting",
+        "member_review",
         "consultation",
         "member_review",
         "senior_officials",
         "ministerial",
+        "summit_report",
     ]
-    review = proposal.process.stages[2]
+    review = proposal.process.stages[3]
     assert isinstance(review, MemberReviewStage)
     assert review.rule is DecisionRule.CONSENSUS
     assert review.deadline == timedelta(days=14)
     assert review.reminders == [timedelta(days=7), timedelta(days=1)]
-    assert review.silence is SilencePolicy.ABSTAIN
     assert review.max_rounds == 3
 
 
@@ -113,14 +115,15 @@ def test_example_roster_has_a_focal_point_and_an_alternate_for_each_of_the_eleve
     roster = load_roster_file(EXAMPLES / "roster.yaml")
 
     state_roles = (Role.FOCAL_POINT, Role.ALTERNATE, Role.SENIOR_OFFICIAL, Role.MINISTER_OFFICE)
-    delegates = [d for d in roster.delegates if d.role is not Role.STAKEHOLDER]
+    delegates = [d for d in roster.delegates if d.role in state_roles]
     roles = Counter((d.state, d.role) for d in delegates)
     assert roles == {(state, role): 1 for state in MemberState for role in state_roles}
     stakeholders = [d for d in roster.delegates if d.role is Role.STAKEHOLDER]
     assert Counter(d.sector for d in stakeholders) == {sector: 2 for sector in Sector}
     assert all(d.state is None and d.organisation for d in stakeholders)
-    assert len({d.delegate_id for d in roster.delegates}) == len(roster.delegates) == 52
-    assert len({d.email for d in roster.delegates}) == 52
+    assert [d.state for d in roster.delegates if d.role is Role.LEADERS_CONTACT] == [MemberState.MY]
+    assert len({d.delegate_id for d in roster.delegates}) == len(roster.delegates) == 53
+    assert len({d.email for d in roster.delegates}) == 53
     myanmar = {d.timezone for d in roster.delegates if d.state is MemberState.MM}
     assert myanmar == {"Asia/Yangon"}
 

@@ -246,7 +246,7 @@ async def test_the_consultation_closes_only_once_every_comment_has_a_disposition
     assert matrix[scope.comment_id].reason == "the network covers all AI"
 
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
-    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.AGREED
     kinds = harness.backend.kinds(handle.id)
     assert kinds.count("comment") == 2 and kinds.count("disposition") == 2
     assert kinds.index("consultation_closed") > max(i for i, k in enumerate(kinds) if k == "disposition")
@@ -283,7 +283,7 @@ async def test_silence_rule_passes_when_nobody_objects(harness: Harness) -> None
     await harness.answer(handle.id, 1, BN, Position.APPROVE)
     result = await harness.result(handle)  # KH and LA stay silent until the deadline
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     outcome = result.rounds[0]
     assert outcome.verdict is Verdict.PASSED and outcome.closed_because == "deadline"
     assert outcome.reason == "silence procedure: no state objected"
@@ -302,7 +302,7 @@ async def test_silence_rule_deems_non_responders_to_concur(harness: Harness, pol
 
     outcome = result.rounds[0]
     assert {outcome.positions[s].position for s in (KH, LA)} == {Position.APPROVE}
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
 
 
 async def test_silence_rule_is_broken_by_one_objection(harness: Harness) -> None:
@@ -327,7 +327,7 @@ async def test_a_reservation_is_shown_in_the_round_and_the_stage(harness: Harnes
     await harness.answer(handle.id, 1, SG, Position.APPROVE_WITH_RESERVATION, "subject to national data law")
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     assert result.rounds[0].reservations == {SG: "subject to national data law"}
     assert result.stages[0].details["reservations"] == {"SG": "subject to national data law"}
     assert result.stages[0].details["round"] == 1
@@ -355,7 +355,7 @@ async def test_two_delegates_of_one_state_answer_and_the_latest_stands(harness: 
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     singapore = result.rounds[0].positions[SG]
     assert singapore.position is Position.APPROVE
     assert singapore.delegate_id == "sg-alternate"
@@ -372,7 +372,7 @@ async def test_ad_referendum_with_no_answers_passes_at_the_deadline(harness: Har
     handle = await harness.start(senior_officials())
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.ENDORSED
     outcome = result.rounds[0]
     assert outcome.purpose is RoundPurpose.AD_REFERENDUM and outcome.stage_type is StageType.SENIOR_OFFICIALS
     assert outcome.closed_because == "deadline"
@@ -390,13 +390,13 @@ async def test_ad_referendum_objection_ends_the_proposal_not_adopted(harness: Ha
     await harness.answer(handle.id, 1, SG, Position.OBJECT, "needs ministerial clearance first")
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED
-    assert result.stage == "not_adopted"
+    assert result.status is ProposalState.NOT_ENDORSED
+    assert result.stage == "not_endorsed"
     assert result.closed_reason == "ADGSOM ad referendum: silence broken by SG"
     assert result.rounds[0].positions[SG].reason == "needs ministerial clearance first"
     assert result.stages[0].status is StageStatus.FAILED
     closing = [o for o in harness.backend.outcomes if o.proposal_id == handle.id]
-    assert [(o.status, o.reason) for o in closing] == [(ProposalState.NOT_ADOPTED, result.closed_reason)]
+    assert [(o.status, o.reason) for o in closing] == [(ProposalState.NOT_ENDORSED, result.closed_reason)]
 
 
 async def test_ad_referendum_takes_no_change_requests(harness: Harness) -> None:
@@ -411,7 +411,7 @@ async def test_ad_referendum_takes_no_change_requests(harness: Harness) -> None:
         "PositionNotAllowed"
     )
     assert harness.positions_recorded(handle.id) == 0
-    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.ENDORSED
 
 
 # --- ADGMIN meeting ---------------------------------------------------------------------------------------
@@ -435,7 +435,7 @@ async def test_meeting_invitation_then_recorded_consensus_passes(harness: Harnes
     await meeting.execute_update(MeetingWorkflow.record_meeting, record)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.ENDORSED
     assert result.stages[0].status is StageStatus.PASSED
     assert result.stages[0].outcome == "ADGMIN meeting: consensus: no objection"
     recorded = result.stages[0].details["meeting"]
@@ -461,7 +461,7 @@ async def test_meeting_recorded_with_an_objection_fails(harness: Harness) -> Non
     )
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_ENDORSED
     assert result.stages[0].status is StageStatus.FAILED
     assert "SG" in (result.closed_reason or "") and (result.closed_reason or "").startswith("ADGMIN meeting:")
     assert result.stages[0].details["meeting"]["record"]["reasons"] == {"SG": "the funding model must come first"}
@@ -479,7 +479,7 @@ async def test_meeting_record_for_a_state_not_at_the_meeting_is_rejected(harness
     assert await rejected(meeting.execute_update(MeetingWorkflow.record_meeting, stranger)) == "NotParticipant"
     assert "meeting_recorded" not in harness.backend.kinds(handle.id)
     await meeting.execute_update(MeetingWorkflow.record_meeting, MeetingRecord(positions={MY: Position.APPROVE}))
-    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.ENDORSED
 
 
 async def test_meeting_under_unanimity_counts_a_state_left_out_of_the_record_as_abstaining(harness: Harness) -> None:
@@ -493,7 +493,7 @@ async def test_meeting_under_unanimity_counts_a_state_left_out_of_the_record_as_
     )
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED  # SG and TH did not approve
+    assert result.status is ProposalState.NOT_ENDORSED  # SG and TH did not approve
     assert "SG" in (result.closed_reason or "") and "TH" in (result.closed_reason or "")
 
 
@@ -502,7 +502,7 @@ async def test_meeting_left_unrecorded_falls_back_to_ad_referendum_and_passes_by
     handle = await harness.start(stage)
     result = await harness.result(handle)  # the meeting date, the grace and the fallback deadline all pass
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.ENDORSED
     fallback = harness.backend.payloads(handle.id, "fallback_ad_referendum")
     assert len(fallback) == 1 and fallback[0]["stage"] == "ministerial"
     assert "no outcome was recorded" in fallback[0]["reason"]
@@ -564,7 +564,7 @@ async def test_equal_shares_add_up_exactly_to_the_target(
     await indicate(harness, handle.id, participants)
     await confirm(harness, handle.id, participants)
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.APPROVED
     details = result.stages[0].details
     assert details["confirmed_by_states"] == {s.value: str(a) for s, a in terms.expected.items()}
     assert Decimal(details["total"]) == Decimal(target)
@@ -594,7 +594,7 @@ async def test_a_focal_point_indicates_and_the_ministers_office_confirms(harness
     await confirm(harness, handle.id, TRIO)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.APPROVED
     details = result.stages[0].details
     assert (
         details["indicated_by_states"]
@@ -618,7 +618,7 @@ async def test_a_contribution_indicated_but_never_confirmed_does_not_count(harne
     await confirm(harness, handle.id, [MY, SG])  # Thailand's minister's office never answers
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_FUNDED
     details = result.stages[0].details
     assert details["indicated_by_states"] == dict.fromkeys(["MY", "SG", "TH"], "100000.00")
     assert details["confirmed_by_states"] == {"MY": "100000.00", "SG": "100000.00"}
@@ -638,7 +638,7 @@ async def test_tiered_shares_follow_the_percentages(harness: Harness) -> None:
     await indicate(harness, handle.id, TRIO)
     await confirm(harness, handle.id, TRIO)
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.APPROVED
     assert result.stages[0].details["confirmed_by_states"] == {
         "MY": "600000.00",
         "SG": "360000.00",
@@ -658,7 +658,7 @@ async def test_voluntary_pledges_need_an_amount_and_are_summed(harness: Harness)
     await indicate(harness, handle.id, TRIO, **amounts)
     await confirm(harness, handle.id, TRIO)  # the minister's office confirms the amount indicated, without retyping it
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.APPROVED
     details = result.stages[0].details
     assert details["confirmed_by_states"] == {"MY": "250000.00", "SG": "150000.00", "TH": "100000.00"}
     assert Decimal(details["total"]) == Decimal("500000.00")
@@ -670,7 +670,7 @@ async def test_pledges_short_of_the_target_are_not_adopted(harness: Harness) -> 
     await confirm(harness, handle.id, TRIO)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_FUNDED
     assert result.rounds[1].verdict is Verdict.PASSED  # the states agreed; the money did not suffice
     assert "short by 200,000.00" in (result.closed_reason or "")
     assert result.stages[0].status is StageStatus.FAILED
@@ -693,7 +693,7 @@ async def test_a_partner_pledge_closes_the_gap_when_the_process_counts_it(harnes
     await confirm(harness, handle.id, TRIO)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.APPROVED
     details = result.stages[0].details
     assert details["partner_pledges"] == {"Japan (dialogue partner)": "200000.00"}
     assert details["trust_fund"] == [
@@ -714,7 +714,7 @@ async def test_a_partner_pledge_is_kept_apart_from_the_core_budget_by_default(ha
     await confirm(harness, handle.id, TRIO)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_FUNDED
     details = result.stages[0].details
     assert details["partner_pledges_count"] is False
     assert details["trust_fund_total"] == "200000.00" and details["total"] == details["core_total"] == "300000.00"
@@ -748,7 +748,7 @@ async def test_a_declined_contribution_under_consensus_is_not_adopted(harness: H
     await harness.answer(handle.id, 1, TH, Position.DECLINE)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_FUNDED
     assert len(result.rounds) == 1  # nothing goes to the ministers' offices
     assert result.rounds[0].verdict is Verdict.CHANGES_REQUESTED
     assert "TH" in (result.closed_reason or "")
@@ -769,7 +769,7 @@ async def test_a_declined_contribution_under_asean_minus_x_opts_out(harness: Har
     await confirm(harness, handle.id, [MY, SG])
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.APPROVED
     assert (await harness.round_status(handle.id, 2)).participants == [MY, SG]
     assert result.rounds[0].participating == [MY, SG]
     assert "TH opted out" in result.rounds[0].reason
@@ -853,7 +853,7 @@ async def test_the_full_default_process_adopts_the_proposal(harness: Harness) ->
     await everyone(harness, handle.id, 4, Position.CONFIRM)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED and result.stage == "adopted"
+    assert result.status is ProposalState.ENDORSED and result.stage == "endorsed"
     assert result.closed_reason == "every stage passed"
     assert [s.type for s in result.stages] == [
         StageType.DRAFTING,
@@ -872,10 +872,10 @@ async def test_the_full_default_process_adopts_the_proposal(harness: Harness) ->
     ]
     assert result.stages[5].details["confirmed_by_states"] == dict.fromkeys((s.value for s in ALL), "100000.00")
     closing = [o for o in harness.backend.outcomes if o.proposal_id == handle.id]
-    assert [o.status for o in closing] == [ProposalState.ADOPTED]
+    assert [o.status for o in closing] == [ProposalState.ENDORSED]
     assert harness.backend.kinds(handle.id)[-1] == "proposal_closed"
 
     attributes = (await handle.describe()).typed_search_attributes
-    assert attributes.get(STAGE_KEY) == "adopted"
+    assert attributes.get(STAGE_KEY) == "endorsed"
     assert attributes.get(KIND_KEY) == "operational_framework"
     assert attributes.get(LEAD_KEY) == "MY"

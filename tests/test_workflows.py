@@ -39,7 +39,7 @@ async def test_consensus_all_approve_adopts_and_closes_the_round_early(harness: 
     await harness.round_open(handle.id, 1)
     await everyone(harness, handle.id, 1)
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     assert result.rounds[0].verdict is Verdict.PASSED
     assert result.rounds[0].closed_because == "all states answered"
     assert {s: p.position for s, p in result.rounds[0].positions.items()} == dict.fromkeys(ALL, Position.APPROVE)
@@ -56,7 +56,7 @@ async def test_a_new_run_writes_every_ledger_entry_as_a_local_activity(harness: 
     await harness.round_open(handle.id, 1)
     for state in (MemberState.MY, MemberState.SG):
         await harness.answer(handle.id, 1, state, Position.APPROVE)
-    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.AGREED
     for run in (handle.id, round_workflow_id(handle.id, 1)):
         events = (await harness.client.get_workflow_handle(run).fetch_history()).events
         scheduled = {
@@ -81,7 +81,7 @@ async def test_consensus_allows_abstentions_and_reservations(harness: Harness) -
     await harness.round_open(handle.id, 1)
     await everyone(harness, handle.id, 1, Position.APPROVE, MM=Position.ABSTAIN, SG=Position.APPROVE_WITH_RESERVATION)
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     assert result.rounds[0].positions[MemberState.SG].reason == "because"
 
 
@@ -90,7 +90,7 @@ async def test_unanimity_fails_on_an_abstention_and_max_rounds_ends_it(harness: 
     await harness.round_open(handle.id, 1)
     await everyone(harness, handle.id, 1, Position.APPROVE, KH=Position.ABSTAIN)
     result = await harness.result(handle)
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_AGREED
     assert result.rounds[0].verdict is Verdict.NOT_PASSED
     assert "KH" in result.rounds[0].reason
     assert result.closed_reason and "unanimity not reached" in result.closed_reason
@@ -100,7 +100,7 @@ async def test_unanimity_passes_when_all_approve(harness: Harness) -> None:
     handle = await harness.start(review(rule=DecisionRule.UNANIMITY))
     await harness.round_open(handle.id, 1)
     await everyone(harness, handle.id, 1, Position.APPROVE, VN=Position.APPROVE_WITH_RESERVATION)
-    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.AGREED
 
 
 async def test_change_request_revision_and_second_round(harness: Harness) -> None:
@@ -126,7 +126,7 @@ async def test_change_request_revision_and_second_round(harness: Harness) -> Non
 
     await everyone(harness, handle.id, 2)
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     assert [r.verdict for r in result.rounds] == [Verdict.CHANGES_REQUESTED, Verdict.PASSED]
     assert [v.version for v in result.versions] == [1, 2]
     assert "version_uploaded" in harness.backend.kinds(handle.id)
@@ -148,7 +148,7 @@ async def test_objection_in_the_last_round_ends_not_adopted(harness: Harness) ->
                 ProposalWorkflow.revise, RevisionInput(sha256="c" * 64, filename="v2.md", size=1)
             )
     result = await harness.result(handle)
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_AGREED
     assert result.round == 2
     assert "2 round(s) spent" in (result.closed_reason or "")
 
@@ -190,7 +190,7 @@ async def test_at_the_deadline_silence_is_not_counted_and_only_the_silent_are_re
     await rounds.execute_update(ReviewRoundWorkflow.close_round, CloseRoundInput())
     result = await harness.result(handle)
     outcome = result.rounds[0]
-    assert outcome.verdict is Verdict.NO_CONSENSUS and result.status is ProposalState.NOT_ADOPTED
+    assert outcome.verdict is Verdict.NO_CONSENSUS and result.status is ProposalState.NOT_AGREED
     assert not any(p.deemed for p in outcome.positions.values())
     assert set(outcome.positions) == {*answering, MemberState.ID}
 
@@ -204,7 +204,7 @@ async def test_a_definition_that_says_silence_concur_still_deems_the_silent_to_c
     result = await harness.result(handle)
 
     outcome = result.rounds[0]
-    assert outcome.closed_because == "deadline" and result.status is ProposalState.ADOPTED
+    assert outcome.closed_because == "deadline" and result.status is ProposalState.AGREED
     assert all(p.deemed and p.position is Position.APPROVE for s, p in outcome.positions.items() if s != MemberState.MY)
 
 
@@ -220,7 +220,7 @@ async def test_all_silent_is_overdue_and_closing_it_without_consensus_spends_the
 
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_AGREED
     assert result.rounds[0].verdict is Verdict.NO_CONSENSUS and result.rounds[0].positions == {}
     assert "1 round(s) spent" in (result.closed_reason or "")
 
@@ -309,7 +309,7 @@ async def test_validator_rejects_before_anything_is_recorded(harness: Harness) -
 
     await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
     await harness.answer(handle.id, 1, MemberState.SG, Position.APPROVE)
-    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.AGREED
     assert harness.positions_recorded(handle.id) == 2
 
 
@@ -327,7 +327,7 @@ async def test_latest_answer_of_a_state_stands_and_a_repeated_update_is_not_dupl
     await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
     result = await harness.result(handle)
     assert result.rounds[0].positions[MemberState.TL].position is Position.APPROVE
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     assert harness.positions_recorded(handle.id) == 3  # every answer is kept in the ledger
 
 
@@ -363,7 +363,7 @@ async def test_drafting_takes_versions_until_submitted(harness: Harness) -> None
     status = await harness.round_open(handle.id, 1)
     assert status.document.version == 2 and status.stage == "member_review"
     await harness.answer(handle.id, 1, MemberState.MY, Position.APPROVE)
-    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.AGREED
     assert harness.backend.kinds(handle.id)[:4] == [
         "proposal_started",
         "stage_started",
@@ -404,7 +404,7 @@ async def test_a_position_sent_as_a_signal_is_recorded_once_even_beside_its_upda
     await harness.answer(handle.id, 1, MY, Position.APPROVE)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     assert result.rounds[0].positions[SG].decision_id == "d-sg"
     positions = harness.backend.payloads(handle.id, "position")
     assert [p["decision_id"] for p in positions].count("d-sg") == 1 and len(positions) == 2

@@ -25,14 +25,16 @@ from audit.export import ExportError, export_bundle
 from audit.record import build_record
 from audit.report import STYLE_HASH, render_report
 from audit.verify import Verification, verify_bundle
+from models.messages import ProposalState
 from models.process import StageType
-from models.states import MemberState
+from models.states import MemberState, in_name_order
 from web.headers import CSP
 from web.pages import error_page, templates
 
 router = APIRouter(prefix="/audit")
 PROPOSAL_WORKFLOW = "ProposalWorkflow"
-FINAL_STATUSES = ("adopted", "not_adopted", "withdrawn", "expired")
+# Every final status (`adopted` / `not_adopted` remain for proposals closed before the bodies had their own words).
+FINAL_STATUSES = tuple(s.value for s in ProposalState if s is not ProposalState.RUNNING)
 KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 PROPOSAL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
@@ -101,7 +103,7 @@ async def proposals(
             "rows": rows,
             "filters": filters,
             "stages": [s.value for s in StageType] + ["revision", *FINAL_STATUSES],
-            "states": sorted(MemberState, key=lambda s: s.value),
+            "states": in_name_order(MemberState),
         },
     )
 

@@ -39,6 +39,7 @@ class StageLine:
     status: str  # pending, running, passed, failed, cancelled, or "not reached" once the proposal closed
     outcome: str
     rounds: list[int]
+    decision: str | None = None  # the body's own word for what the stage decided (agreed, endorsed, ...)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def _stage_lines(record: AuditRecord, planned: list[str]) -> list[StageLine]:
         if span is None:
             lines.append(StageLine(stage_type, "pending" if running else "not reached", "", []))
             continue
-        lines.append(StageLine(span.stage, span.status, span.outcome, _rounds_in(record, span)))
+        lines.append(StageLine(span.stage, span.status, span.outcome, _rounds_in(record, span), span.decision))
     return lines
 
 

@@ -24,6 +24,7 @@ STAGE_LABELS: dict[str, str] = {
     StageType.SENIOR_OFFICIALS: "ADGSOM endorsement",
     StageType.MINISTERIAL: "ADGMIN endorsement",
     StageType.FUNDING: "Funding approval",
+    StageType.SUMMIT_REPORT: "Report to the ASEAN Summit",
     "revision": "Revision",
 }
 

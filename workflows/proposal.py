@@ -1,8 +1,9 @@
-"""A proposal's life, stage by stage as its process lists them, to adopted, not adopted, withdrawn or expired.
+"""A proposal's life, stage by stage as its process lists them, to its deciding body's word (agreed, endorsed,
+approved, noted, or not), withdrawn or expired (`adopted` / `not_adopted` in histories from before that word).
 
-Stages: drafting -> consultation -> member review (rounds, revised between them) -> senior officials
-(ADGSOM) -> ministers (ADGMIN) -> funding. Each consultation, round and meeting is a child workflow, so no
-single history grows without bound.
+Stages: drafting -> WG-AI review -> consultation -> WG-AI final review (rounds, revised between them) ->
+senior officials (ADGSOM) -> ministers (ADGMIN) -> funding -> report to the ASEAN Summit. Each consultation,
+round and meeting is a child workflow, so no single history grows without bound.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ with workflow.unsafe.imports_passed_through():
         RoundPurpose,
         StageReport,
         StageStatus,
+        SummitReportMailing,
         WithdrawInput,
         round_answers,
     )
+    from models.outcomes import REPORTED, FinalWord, StageWord, final_state, higher_body_follows, round_word
     from models.positions import DecisionRule, Position, SilencePolicy
     from models.process import (
         STAGE_ROLES,
@@ -57,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         NoRecordPolicy,
         SeniorOfficialsStage,
         StageType,
+        SummitReportStage,
     )
     from models.roster import Role, Sector
     from models.rules import Verdict
@@ -83,6 +87,9 @@ MINUS_X_CHARTER = "minus-x-charter"
 # Funding stages entered since this patch run two rounds: focal points indicate, ministers' offices confirm; only
 # confirmed contributions count, and partners' pledges count toward the target only if the stage says so.
 MINISTERS_CONFIRM = "funding-ministers-confirm"
+# Proposals that close since this patch end in their deciding body's own word (models/outcomes.py: agreed,
+# endorsed, approved, noted, ...); older histories replay ending `adopted` / `not_adopted`.
+FINAL_WORDS = "final-words-of-the-bodies"
 
 T = TypeVar("T")
 Endorsement = SeniorOfficialsStage | MinisterialStage
@@ -118,6 +125,7 @@ class ProposalWorkflow:
         self._withdrawn: str | None = None
         self._started_at = workflow.now()
         self._revision_base = 0  # how many versions there were when the text was sent back for revision
+        self._decided_by: StageType | None = None
         # Coordinator Updates change state after awaiting their ledger write; concurrent ones take turns.
         self._lock = asyncio.Lock()
 
@@ -140,11 +148,11 @@ class ProposalWorkflow:
                 self._closed_reason = result.outcome
                 break
             if not result.passed:
-                self._status = ProposalState.NOT_ADOPTED
+                self._status = self._final_status(ProposalState.NOT_ADOPTED)
                 self._closed_reason = self._closed_reason or result.outcome
                 break
         else:
-            self._status = ProposalState.ADOPTED
+            self._status = self._final_status(ProposalState.ADOPTED)
             self._closed_reason = "every stage passed"
 
         self._set_stage(self._status.value)
@@ -157,6 +165,8 @@ class ProposalWorkflow:
                 status=self._status,
                 reason=self._closed_reason,
                 document=self._versions[-1],
+                decided_by=self._decided_by,
+                summit_reported=self._summit_reported(),
             ),
             result_type=MailingResult,
             start_to_close_timeout=MAIL_TIMEOUT,
@@ -167,7 +177,8 @@ class ProposalWorkflow:
             proposal.proposal_id,
             "proposal_closed",
             f"{proposal.proposal_id}:closed",
-            {"status": self._status.value, "reason": self._closed_reason, "rounds": self._round},
+            {"status": self._status.value, "reason": self._closed_reason, "rounds": self._round}
+            | ({"decided_by": self._decided_by.value} if self._decided_by else {}),
         )
         return self.status()
 
@@ -182,6 +193,8 @@ class ProposalWorkflow:
             return await self._endorsement(index, stage)
         if isinstance(stage, FundingStage):
             return await self._funding(index, stage)
+        if isinstance(stage, SummitReportStage):
+            return await self._summit_report(index, stage)
         raise ApplicationError(f"unknown stage type {stage.type}", non_retryable=True)
 
     # --- stages ------------------------------------------------------------------------------------------------
@@ -243,10 +256,20 @@ class ProposalWorkflow:
             if outcome is None:
                 return StageResult(False, "withdrawn during review")
             if outcome.verdict is Verdict.PASSED:
-                return StageResult(True, f"round {outcome.round}: {outcome.reason}", details=_round_details(outcome))
+                return StageResult(
+                    True,
+                    f"round {outcome.round}: {outcome.reason}",
+                    details=_round_details(outcome),
+                    decision=self._round_word(index, stage.type, True),
+                )
             if outcome.verdict is Verdict.NOT_PASSED:
                 # Only a change request or an objection sends the text back; a round nobody carried ends the stage.
-                return StageResult(False, f"round {outcome.round}: {outcome.reason}", details=_round_details(outcome))
+                return StageResult(
+                    False,
+                    f"round {outcome.round}: {outcome.reason}",
+                    details=_round_details(outcome),
+                    decision=self._round_word(index, stage.type, False),
+                )
             # A round the coordinator closed without consensus (only rounds since the round's SILENCE_NOT_CONSENT
             # patch can) goes to revision like a change request, or ends the proposal, as the process says.
             if outcome.verdict is Verdict.NO_CONSENSUS and stage.on_no_consensus is NoConsensusPolicy.END:
@@ -254,10 +277,14 @@ class ProposalWorkflow:
                     False,
                     f"round {outcome.round}: {outcome.reason}",
                     details=_round_details(outcome),
-                    decision=Verdict.NO_CONSENSUS.value,
+                    decision=self._round_word(index, stage.type, False),
                 )
             if round_in_stage == stage.max_rounds:
-                return StageResult(False, f"round {outcome.round}: {outcome.reason}; {stage.max_rounds} round(s) spent")
+                return StageResult(
+                    False,
+                    f"round {outcome.round}: {outcome.reason}; {stage.max_rounds} round(s) spent",
+                    decision=self._round_word(index, stage.type, False),
+                )
             if not await self._await_revision():
                 return StageResult(False, "withdrawn while awaiting a revision")
             self._set_stage(stage.type.value)
@@ -308,7 +335,12 @@ class ProposalWorkflow:
         if outcome is None:
             return StageResult(False, f"withdrawn during the {body} ad referendum")
         passed = outcome.verdict is Verdict.PASSED
-        return StageResult(passed, f"{body} ad referendum: {outcome.reason}", details=_round_details(outcome))
+        return StageResult(
+            passed,
+            f"{body} ad referendum: {outcome.reason}",
+            details=_round_details(outcome),
+            decision=self._round_word(index, stage.type, passed),
+        )
 
     async def _funding(self, index: int, stage: FundingStage) -> StageResult:
         if workflow.patched(MINISTERS_CONFIRM):
@@ -416,6 +448,69 @@ class ProposalWorkflow:
             "partner_pledges_count": stage.partner_pledges_count,
             "total": str(counted),
         }
+
+    async def _summit_report(self, index: int, stage: SummitReportStage) -> StageResult:
+        """Tell the contact for the Leaders, and record that the proposal is reported to the ASEAN Summit."""
+        word = final_state(self._stage_words())
+        mailed = await workflow.execute_activity(
+            "send_summit_report",
+            SummitReportMailing(
+                proposal_id=self._proposal.proposal_id,
+                title=self._proposal.title,
+                stage_index=index,
+                status=word.status,
+                decided_by=word.decided_by,
+                summit=stage.summit,
+                document=self._versions[-1],
+            ),
+            result_type=MailingResult,
+            start_to_close_timeout=MAIL_TIMEOUT,
+            heartbeat_timeout=MAIL_HEARTBEAT,
+            retry_policy=MAIL_RETRY,
+        )
+        await ledger(
+            self._proposal.proposal_id,
+            "summit_reported",
+            f"{self._proposal.proposal_id}:stage-{index}:summit-reported",
+            {
+                "index": index,
+                "summit": stage.summit,
+                "status": word.status.value,
+                "decided_by": word.decided_by.value if word.decided_by else None,
+                "sha256": self._versions[-1].sha256,
+                "notified": mailed.sent + mailed.already_sent,
+            },
+        )
+        where = stage.summit or "the ASEAN Summit"
+        if mailed.sent + mailed.already_sent == 0:
+            return StageResult(
+                True, f"reported to {where}; the roster has no contact for the Leaders", decision=REPORTED
+            )
+        return StageResult(True, f"reported to {where}", decision=REPORTED)
+
+    # --- the final word ----------------------------------------------------------------------------------------
+
+    def _round_word(self, index: int, stage_type: StageType, passed: bool) -> str:
+        types = [s.type for s in self._proposal.process.stages]
+        return round_word(stage_type, passed, higher_body_follows(types, index))
+
+    def _stage_words(self) -> list[StageWord]:
+        ended = (StageStatus.PASSED, StageStatus.FAILED)
+        return [
+            StageWord(r.type, r.status is StageStatus.PASSED, r.decision) for r in self._reports if r.status in ended
+        ]
+
+    def _final_status(self, unpatched: ProposalState) -> ProposalState:
+        """The body's own word for how the proposal ended (models/outcomes.py); `adopted` / `not_adopted` for
+        histories from before FINAL_WORDS."""
+        if not workflow.patched(FINAL_WORDS):
+            return unpatched
+        word: FinalWord = final_state(self._stage_words())
+        self._decided_by = word.decided_by
+        return word.status
+
+    def _summit_reported(self) -> bool:
+        return any(r.type is StageType.SUMMIT_REPORT and r.status is StageStatus.PASSED for r in self._reports)
 
     # --- rounds, children and revisions ------------------------------------------------------------------------
 
@@ -525,11 +620,13 @@ class ProposalWorkflow:
         else:
             report.status = StageStatus.PASSED if result.passed else StageStatus.FAILED
         report.outcome, report.ended_at, report.details = result.outcome, workflow.now(), result.details or {}
+        report.decision = result.decision
         await ledger(
             self._proposal.proposal_id,
             "stage_ended",
             f"{self._proposal.proposal_id}:stage-{index}:ended",
-            {"index": index, "stage": report.type.value, "status": report.status.value, "outcome": result.outcome},
+            {"index": index, "stage": report.type.value, "status": report.status.value, "outcome": result.outcome}
+            | ({"decision": result.decision} if result.decision else {}),
         )
 
     def _set_stage(self, stage: str) -> None:
@@ -696,6 +793,8 @@ class ProposalWorkflow:
             stages=[r.model_copy() for r in self._reports],
             stage_workflow_id=self._stage_workflow_id if not self._active_round else None,
             pledges=list(self._pledges),
+            decided_by=self._decided_by,
+            summit_reported=self._summit_reported(),
         )
 
 

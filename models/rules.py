@@ -50,22 +50,22 @@ def decide(
     objecting = sorted(s for s, p in positions.items() if p.is_objection)
     approving = sorted(s for s, p in positions.items() if p.is_approval)
 
+    unanswered = sorted(str(s) for s in silent)
     if rule is DecisionRule.ASEAN_MINUS_X and objection_blocks:
-        return _flexible_participation(positions, changes, min_participants)
+        return _flexible_participation(positions, changes, min_participants, unanswered)
     if rule is DecisionRule.ASEAN_MINUS_X:
         if changes:
             return Decision(Verdict.CHANGES_REQUESTED, f"change request from {', '.join(changes)}")
+        if unanswered:  # minus-X applies only where there is a consensus to apply it (Art. 21(2))
+            return _silence_is_not_consent(unanswered)
         return _enough_take_part(approving, objecting, min_participants, counted_as="approved")
 
     blocking = sorted({*changes, *objecting})
     if blocking:
         word = "silence broken by" if rule is DecisionRule.SILENCE else "objection or change request from"
         return Decision(Verdict.CHANGES_REQUESTED, f"{word} {', '.join(blocking)}")
-    unanswered = sorted(str(s) for s in silent)
     if unanswered and rule is not DecisionRule.SILENCE:
-        return Decision(
-            Verdict.NO_CONSENSUS, f"no consensus: {', '.join(unanswered)} did not answer (silence is not consent)"
-        )
+        return _silence_is_not_consent(unanswered)
     if rule is DecisionRule.SILENCE:
         return Decision(Verdict.PASSED, "silence procedure: no state objected")
     if rule is DecisionRule.UNANIMITY:
@@ -78,8 +78,17 @@ def decide(
     return Decision(Verdict.PASSED, "consensus: no objection")
 
 
-def _flexible_participation(positions: Mapping[str, Position], changes: list[str], min_participants: int) -> Decision:
-    """ASEAN-minus-X under Art. 21(2): applies only where no state objects; names the states that take part."""
+def _silence_is_not_consent(unanswered: list[str]) -> Decision:
+    return Decision(
+        Verdict.NO_CONSENSUS, f"no consensus: {', '.join(unanswered)} did not answer (silence is not consent)"
+    )
+
+
+def _flexible_participation(
+    positions: Mapping[str, Position], changes: list[str], min_participants: int, unanswered: list[str]
+) -> Decision:
+    """ASEAN-minus-X under Art. 21(2): applies only where there is a consensus to apply it, so where every state
+    answered and none objects; names the states that take part."""
     if changes:
         return Decision(Verdict.CHANGES_REQUESTED, f"change request from {', '.join(changes)}")
     blocking = sorted(s for s, p in positions.items() if p is Position.OBJECT)
@@ -91,6 +100,8 @@ def _flexible_participation(positions: Mapping[str, Position], changes: list[str
             f"objection from {', '.join(blocking)}: ASEAN-minus-X applies only where no member state objects",
             joining,
         )
+    if unanswered:
+        return _silence_is_not_consent(unanswered)
     return _enough_take_part(joining, opted_out, min_participants, counted_as="participate")
 
 

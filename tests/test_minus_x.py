@@ -42,7 +42,7 @@ async def test_a_minus_x_round_asks_participate_opt_out_or_object_and_passes_wit
     await harness.answer(handle.id, 1, VN, Position.OPT_OUT)  # no reason needed: opting out does not block
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     outcome = result.rounds[0]
     assert outcome.verdict is Verdict.PASSED
     assert outcome.participating == [MY, SG, TH]
@@ -70,7 +70,7 @@ async def test_one_objection_blocks_a_minus_x_round_and_sends_the_text_back(harn
         await harness.answer(handle.id, 2, state, Position.PARTICIPATE)
     await harness.answer(handle.id, 2, TH, Position.OPT_OUT)
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     assert result.rounds[1].participating == [MY, SG, VN]
 
 
@@ -83,7 +83,7 @@ async def test_a_minus_x_round_with_too_few_participants_ends_the_stage_without_
     await harness.answer(handle.id, 1, VN, Position.OPT_OUT)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_AGREED
     assert result.rounds[0].verdict is Verdict.NOT_PASSED
     assert result.rounds[0].participating == [MY, SG]
     assert "needs 3 participating states, 2 participate" in (result.closed_reason or "")

@@ -428,3 +428,17 @@ def test_membership_follows_each_accession_date() -> None:
     founders = {MemberState.ID, MemberState.MY, MemberState.PH, MemberState.SG, MemberState.TH}
     assert set(members_on(date(1967, 8, 8))) == founders
     assert set(members_on(date(1999, 4, 29))) == set(MemberState) - {MemberState.KH, MemberState.TL}
+
+
+@pytest.mark.parametrize("objection_blocks", [True, False])
+def test_asean_minus_x_with_a_silent_state_is_no_consensus_to_apply_it(objection_blocks: bool) -> None:
+    # Art. 21(2): flexible participation applies only where there is a consensus to do so; silence is not one.
+    answer = Position.PARTICIPATE if objection_blocks else Position.APPROVE
+    decision = decide(
+        DecisionRule.ASEAN_MINUS_X,
+        {"MY": answer, "SG": answer, "TH": answer},
+        min_participants=2,
+        objection_blocks=objection_blocks,
+        silent=["VN"],
+    )
+    assert decision.verdict is Verdict.NO_CONSENSUS and "VN" in decision.reason

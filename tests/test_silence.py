@@ -99,7 +99,7 @@ async def test_overdue_then_extend_takes_the_late_answer_and_passes(harness: Har
     await harness.answer(proposal_id, 1, LA, Position.APPROVE)
 
     result = await harness.result(harness.client.get_workflow_handle_for(ProposalWorkflow.run, proposal_id))
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
     assert result.rounds[0].closed_because == "all states answered"
     assert not any(p.deemed for p in result.rounds[0].positions.values())
 
@@ -138,7 +138,7 @@ async def test_overdue_then_silence_procedure_deems_the_silent_state_to_concur(h
     assert outcome.closed_because == "silence procedure ended"
     assert outcome.positions[LA].deemed and outcome.positions[LA].position is Position.APPROVE
     assert not outcome.positions[MY].deemed
-    assert outcome.verdict is Verdict.PASSED and result.status is ProposalState.ADOPTED
+    assert outcome.verdict is Verdict.PASSED and result.status is ProposalState.AGREED
 
 
 async def test_overdue_then_silence_procedure_broken_by_an_objection(harness: Harness) -> None:
@@ -158,7 +158,7 @@ async def test_overdue_then_silence_procedure_broken_by_an_objection(harness: Ha
     outcome = result.rounds[0]
     assert outcome.verdict is Verdict.CHANGES_REQUESTED and outcome.reason == "objection or change request from LA"
     assert outcome.closed_because == "all states answered" and not outcome.positions[LA].deemed
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_AGREED
 
 
 async def test_close_without_consensus_sends_the_text_to_revision_then_a_new_round(harness: Harness) -> None:
@@ -184,7 +184,7 @@ async def test_close_without_consensus_sends_the_text_to_revision_then_a_new_rou
         await harness.answer(proposal_id, 2, state, Position.APPROVE)
 
     result = await harness.result(proposal)
-    assert result.status is ProposalState.ADOPTED and result.round == 2
+    assert result.status is ProposalState.AGREED and result.round == 2
 
 
 async def test_close_without_consensus_ends_the_proposal_when_the_process_says_so(harness: Harness) -> None:
@@ -193,7 +193,7 @@ async def test_close_without_consensus_ends_the_proposal_when_the_process_says_s
     await round_handle(harness, proposal_id).execute_update(ReviewRoundWorkflow.close_round, CloseRoundInput())
 
     result = await harness.result(harness.client.get_workflow_handle_for(ProposalWorkflow.run, proposal_id))
-    assert result.status is ProposalState.NOT_ADOPTED
+    assert result.status is ProposalState.NOT_AGREED
     assert result.rounds[0].verdict is Verdict.NO_CONSENSUS
     assert result.closed_reason is not None and "no consensus: LA did not answer" in result.closed_reason
 
@@ -218,7 +218,7 @@ async def test_before_the_deadline_only_extend_is_taken(harness: Harness) -> Non
     for state in THREE:
         await harness.answer(handle.id, 1, state, Position.APPROVE)
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.AGREED
 
 
 async def test_concurrent_controls_extend_each_once_and_close_once(harness: Harness) -> None:

@@ -122,7 +122,7 @@ async def test_extend_close_round_and_silence_procedure_from_the_cli(stack: Embe
     )
 
     async def adopted() -> bool:
-        return (await operations.status(stack.client, proposal_id)).status.value == "adopted"
+        return (await operations.status(stack.client, proposal_id)).status.value == "agreed"
 
     await wait_for(adopted, "adoption")
     outcome = [c for c in entries("round_closed") if c["round"] == 2][0]

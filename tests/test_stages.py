@@ -13,6 +13,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from models.messages import (
+    CloseRoundInput,
     DispositionInput,
     ExtendInput,
     FundingStep,
@@ -38,11 +39,12 @@ from models.process import (
 from models.roster import Role, Sector
 from models.rules import Verdict
 from models.states import MemberState
-from models.tokens import consultation_workflow_id, meeting_workflow_id
+from models.tokens import consultation_workflow_id, meeting_workflow_id, round_workflow_id
 from tests.harness import ALL, Harness, everyone, review
 from workflows.consultation import ConsultationWorkflow
 from workflows.meeting import MeetingWorkflow
 from workflows.proposal import KIND_KEY, LEAD_KEY, STAGE_KEY, ProposalWorkflow
+from workflows.review_round import ReviewRoundWorkflow
 
 MY, SG, TH, VN = MemberState.MY, MemberState.SG, MemberState.TH, MemberState.VN
 BN, KH, LA = MemberState.BN, MemberState.KH, MemberState.LA
@@ -616,15 +618,23 @@ async def test_a_contribution_indicated_but_never_confirmed_does_not_count(harne
     handle = await harness.start(funding(rule=DecisionRule.ASEAN_MINUS_X, min_participants=2))
     await indicate(harness, handle.id, TRIO)
     await confirm(harness, handle.id, [MY, SG])  # Thailand's minister's office never answers
+    # Silence is not consent, nor a confirmation: the round is overdue until the coordinator acts.
+    for _ in range(40):
+        if (await harness.round_status(handle.id, 2)).overdue:
+            break
+        await harness.env.sleep(timedelta(days=1))
+    confirmation = harness.client.get_workflow_handle_for(ReviewRoundWorkflow.run, round_workflow_id(handle.id, 2))
+    await confirmation.execute_update(ReviewRoundWorkflow.close_round, CloseRoundInput(reason="no confirmation"))
     result = await harness.result(handle)
 
     assert result.status is ProposalState.NOT_FUNDED
+    assert result.rounds[1].verdict is Verdict.NO_CONSENSUS
     details = result.stages[0].details
     assert details["indicated_by_states"] == dict.fromkeys(["MY", "SG", "TH"], "100000.00")
     assert details["confirmed_by_states"] == {"MY": "100000.00", "SG": "100000.00"}
     assert details["not_confirmed"] == ["TH"]
     assert details["total"] == "200000.00"
-    assert "200,000.00 of 300,000.00 USD confirmed, short by 100,000.00" in (result.closed_reason or "")
+    assert "200,000.00 of 300,000.00 USD confirmed" in (result.closed_reason or "")
 
 
 async def test_tiered_shares_follow_the_percentages(harness: Harness) -> None:

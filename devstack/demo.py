@@ -308,9 +308,9 @@ async def run_demo(
                 {
                     "held_on": meeting_at.isoformat(),
                     "summary": "ADGMIN endorsed the operational framework.",
-                    "positions": {
-                        s: "approve" for s in ["BN", "ID", "KH", "LA", "MM", "MY", "PH", "SG", "TH", "TL", "VN"]
-                    },
+                    "present": ["BN", "KH", "ID", "LA", "MY", "MM", "PH", "SG", "TH", "TL", "VN"],
+                    "decision": "endorsed",
+                    "paragraph": "The Meeting endorsed the ASEAN AI SAFE Operational Framework.",
                 }
             )
         )

@@ -8,8 +8,9 @@ single history grows without bound.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models.decisions import MeetingDecision
     from models.messages import (
         ROUND_ANSWERS,
         ConsultationInput,
@@ -58,10 +60,14 @@ with workflow.unsafe.imports_passed_through():
     from models.roster import Sector
     from models.rules import Verdict
     from models.states import MemberState, members_on
-    from models.tokens import consultation_workflow_id, meeting_workflow_id, round_workflow_id
+    from models.tokens import (
+        consultation_workflow_id,
+        meeting_sitting_workflow_id,
+        round_workflow_id,
+    )
     from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger, ledger_activity
     from workflows.consultation import ConsultationWorkflow
-    from workflows.meeting import MeetingWorkflow
+    from workflows.meeting import CARRIED, MeetingWorkflow
     from workflows.review_round import ReviewRoundWorkflow
 
 REVISION = "revision"  # the stage name shown while a text sent back waits for its next version
@@ -74,6 +80,12 @@ KIND_KEY = SearchAttributeKey.for_keyword("AisafeKind")
 # Runs that reach a coordinator Update since this patch take the workflow's lock for the whole handler (see
 # `_serially`); older histories replay the handlers as they ran.
 SERIAL_HANDLERS = "serial-coordinator-handlers"
+# Proposals since this patch walk their stages with a cursor that a meeting's referral can move back (to the last
+# member review); older histories replay the plain walk, one stage after the other.
+STAGE_LOOP = "stage-loop-goes-back"
+# Meetings started since this patch decide as meetings (present, decision, paragraph, reservations): absent states
+# are consulted ad referendum, `referred_back` returns the text to WG-AI, `not_endorsed` ends the proposal.
+MEETING_DECISIONS = "meeting-decisions"
 
 T = TypeVar("T")
 Endorsement = SeniorOfficialsStage | MinisterialStage
@@ -109,6 +121,8 @@ class ProposalWorkflow:
         self._withdrawn: str | None = None
         self._started_at = workflow.now()
         self._revision_base = 0  # how many versions there were when the text was sent back for revision
+        self._back_to: int | None = None  # the stage a meeting referred the text back to, until the loop goes there
+        self._referrals: dict[int, int] = {}  # stage index -> times its meetings referred the text back
         # Coordinator Updates change state after awaiting their ledger write; concurrent ones take turns.
         self._lock = asyncio.Lock()
 
@@ -120,11 +134,16 @@ class ProposalWorkflow:
         workflow.upsert_search_attributes(
             [LEAD_KEY.value_set(proposal.lead_state.value), KIND_KEY.value_set(proposal.kind)]
         )
-        for index, stage in enumerate(proposal.process.stages):
+        for index, stage in self._stages_in_order(proposal):
             await self._enter_stage(index, stage.type)
             result = await self._run_stage(index, stage)
             await self._end_stage(index, result)
             if self._withdrawn is not None:
+                break
+            if self._back_to is not None:
+                # Referred back: the text is revised, then the stages from the member review on run again.
+                if await self._await_revision():
+                    continue
                 break
             if result.expired:
                 self._status = ProposalState.EXPIRED
@@ -161,6 +180,20 @@ class ProposalWorkflow:
             {"status": self._status.value, "reason": self._closed_reason, "rounds": self._round},
         )
         return self.status()
+
+    def _stages_in_order(self, proposal: ProposalInput) -> Iterator[tuple[int, Any]]:
+        """The stages to run, in order; after a referral (`_back_to`) the walk resumes at the stage referred to."""
+        stages = proposal.process.stages
+        if not workflow.patched(STAGE_LOOP):
+            yield from enumerate(stages)
+            return
+        index = 0
+        while index < len(stages):
+            yield index, stages[index]
+            if self._back_to is not None:
+                index, self._back_to = self._back_to, None
+            else:
+                index += 1
 
     async def _run_stage(self, index: int, stage: Any) -> StageResult:
         if isinstance(stage, DraftingStage):
@@ -249,6 +282,8 @@ class ProposalWorkflow:
         body = "ADGSOM" if stage.type is StageType.SENIOR_OFFICIALS else "ADGMIN"
         if stage.mode is EndorsementMode.MEETING:
             assert stage.date is not None and stage.chair is not None
+            decides = workflow.patched(MEETING_DECISIONS)
+            sitting = self._reports[index].passes if decides else 1
             meeting = await self._child(
                 MeetingWorkflow.run,
                 MeetingInput(
@@ -265,12 +300,16 @@ class ProposalWorkflow:
                     participants=self._participants(stage),
                     roles=list(STAGE_ROLES[stage.type]),
                     document=self._versions[-1],
+                    decides=decides,
+                    sitting=sitting,
                 ),
-                meeting_workflow_id(self._proposal.proposal_id, index),
+                meeting_sitting_workflow_id(self._proposal.proposal_id, index, sitting),
             )
             if meeting is None:
                 return StageResult(False, f"withdrawn before the {body} meeting")
             assert isinstance(meeting, MeetingOutcome)
+            if meeting.recorded and meeting.decision is not None:
+                return await self._meeting_decided(index, stage, body, meeting)
             if meeting.recorded:
                 details = {"meeting": meeting.model_dump(mode="json")}
                 passed = meeting.verdict is Verdict.PASSED
@@ -291,6 +330,61 @@ class ProposalWorkflow:
             return StageResult(False, f"withdrawn during the {body} ad referendum")
         passed = outcome.verdict is Verdict.PASSED
         return StageResult(passed, f"{body} ad referendum: {outcome.reason}", details=_round_details(outcome))
+
+    async def _meeting_decided(self, index: int, stage: Endorsement, body: str, meeting: MeetingOutcome) -> StageResult:
+        """What the Meeting decided: final once any absent state's ad referendum passes; referred back (or an
+        absent state's objection) returns the text to WG-AI; not endorsed ends the proposal."""
+        assert meeting.decision is not None
+        details: dict[str, Any] = {"meeting": meeting.model_dump(mode="json")}
+        decision = meeting.decision
+        said = f"{body} meeting: {meeting.reason}"
+        if decision in CARRIED and meeting.absent:
+            # States absent are consulted ad referendum on the decision: a silence procedure, announced as such.
+            outcome = await self._round_of(
+                index,
+                stage.type,
+                RoundPurpose.AD_REFERENDUM,
+                DecisionRule.SILENCE,
+                SilencePolicy.CONCUR,
+                stage,
+                participants=list(meeting.absent),
+                deadline=stage.absent_ad_referendum,
+            )
+            if outcome is None:
+                return StageResult(False, f"withdrawn during the {body} ad referendum of the absent states")
+            details["ad_referendum"] = _round_details(outcome)
+            if outcome.verdict is not Verdict.PASSED:
+                return self._refer_back(
+                    index, stage, f"{said}; ad referendum of the absent states: {outcome.reason}", details
+                )
+            said = f"{said}; ad referendum of the absent states: {outcome.reason}; the decision is final"
+        if decision in CARRIED:
+            return StageResult(True, said, details=details, decision=decision.value)
+        if decision is MeetingDecision.REFERRED_BACK:
+            return self._refer_back(index, stage, said, details)
+        return StageResult(False, said, details=details, decision=decision.value)
+
+    def _refer_back(self, index: int, stage: Endorsement, said: str, details: dict[str, Any]) -> StageResult:
+        """Return the text to WG-AI (its last member review before this stage, else this stage again), unless the
+        stage's `max_referrals` are spent: then the proposal ends."""
+        referred = self._referrals.get(index, 0)
+        decision = MeetingDecision.REFERRED_BACK.value
+        if referred >= stage.max_referrals:
+            return StageResult(
+                False,
+                f"{said}; already referred back {referred} time(s), the most this stage allows",
+                details=details,
+                decision=decision,
+            )
+        self._referrals[index] = referred + 1
+        stages = self._proposal.process.stages
+        self._back_to = max((i for i in range(index) if isinstance(stages[i], MemberReviewStage)), default=index)
+        return StageResult(
+            False,
+            f"{said}; returned to WG-AI for revision (referral {referred + 1} of {stage.max_referrals})",
+            details=details,
+            decision=decision,
+        )
 
     async def _funding(self, index: int, stage: FundingStage) -> StageResult:
         participants = self._participants(stage)
@@ -343,6 +437,9 @@ class ProposalWorkflow:
         silence: SilencePolicy,
         stage: MemberReviewStage | Endorsement | FundingStage,
         funding: FundingTerms | None = None,
+        *,
+        participants: list[MemberState] | None = None,
+        deadline: timedelta | None = None,
     ) -> RoundOutcome | None:
         """Run one round of state answers as a child; None if the proposal was withdrawn meanwhile."""
         self._round += 1
@@ -361,8 +458,8 @@ class ProposalWorkflow:
             roles=list(STAGE_ROLES[stage_type]),
             document=self._versions[-1],
             previous_document=self._versions[-2] if len(self._versions) > 1 else None,
-            participants=self._participants(stage),
-            deadline=workflow.now() + stage.deadline,
+            participants=participants or self._participants(stage),
+            deadline=workflow.now() + (deadline or stage.deadline),
             funding=funding,
         )
         self._active_round = round_input
@@ -402,12 +499,17 @@ class ProposalWorkflow:
         self._stage_index = index
         self._set_stage(stage_type.value)
         report = self._reports[index]
+        if report.status is not StageStatus.PENDING:  # a stage run again after a referral: its own entries
+            report.passes += 1
         report.status, report.started_at = StageStatus.RUNNING, workflow.now()
+        payload: dict[str, Any] = {"index": index, "stage": stage_type.value}
+        if report.passes > 1:
+            payload["pass"] = report.passes
         await ledger(
             self._proposal.proposal_id,
             "stage_started",
-            f"{self._proposal.proposal_id}:stage-{index}",
-            {"index": index, "stage": stage_type.value},
+            f"{self._proposal.proposal_id}:{stage_key(index, report.passes)}",
+            payload,
         )
 
     async def _end_stage(self, index: int, result: StageResult) -> None:
@@ -416,11 +518,13 @@ class ProposalWorkflow:
             report.status = StageStatus.CANCELLED
         else:
             report.status = StageStatus.PASSED if result.passed else StageStatus.FAILED
+            if self._back_to is not None:
+                report.status = StageStatus.REFERRED_BACK
         report.outcome, report.ended_at, report.details = result.outcome, workflow.now(), result.details or {}
         await ledger(
             self._proposal.proposal_id,
             "stage_ended",
-            f"{self._proposal.proposal_id}:stage-{index}:ended",
+            f"{self._proposal.proposal_id}:{stage_key(index, report.passes)}:ended",
             {"index": index, "stage": report.type.value, "status": report.status.value, "outcome": result.outcome},
         )
 
@@ -589,6 +693,11 @@ class ProposalWorkflow:
             stage_workflow_id=self._stage_workflow_id if not self._active_round else None,
             pledges=list(self._pledges),
         )
+
+
+def stage_key(index: int, passes: int) -> str:
+    """A stage's ledger key: `stage-4`, and `stage-4:pass-2` for its second run after a referral."""
+    return f"stage-{index}" if passes == 1 else f"stage-{index}:pass-{passes}"
 
 
 def _silence_for(rule: DecisionRule, policy: SilencePolicy) -> SilencePolicy:

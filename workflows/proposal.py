@@ -453,7 +453,8 @@ class ProposalWorkflow:
             rule=rule,
             silence=silence,
             min_participants=stage.min_participants,
-            reminders=stage.reminders,
+            # A shorter deadline than the stage's (the absent states' ad referendum) keeps the reminders that fit.
+            reminders=stage.reminders if deadline is None else [r for r in stage.reminders if r < deadline],
             allowed=ROUND_ANSWERS[purpose],
             roles=list(STAGE_ROLES[stage_type]),
             document=self._versions[-1],

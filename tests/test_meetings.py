@@ -5,7 +5,7 @@ and a stage that opens after its meeting's date."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -30,7 +30,7 @@ from models.rules import Verdict
 from models.states import MemberState
 from models.tokens import meeting_sitting_workflow_id
 from tests.harness import Harness, review
-from tests.test_stages import TRIO, ministerial, past, rejected
+from tests.test_stages import TRIO, ministerial, past, rejected, withdraw
 from workflows.meeting import MeetingWorkflow
 from workflows.proposal import ProposalWorkflow
 
@@ -263,6 +263,35 @@ async def test_a_cancelled_meeting_sends_a_cancellation_and_waits_for_a_new_date
     assert result.status is ProposalState.ADOPTED
     kinds = harness.backend.kinds(handle.id)
     assert kinds.count("meeting_cancelled") == 1 and kinds.count("meeting_rescheduled") == 1
+
+
+async def test_reschedules_sent_at_once_take_turns_each_with_its_own_sequence(harness: Harness) -> None:
+    stage = await ministerial(harness, in_days=30)
+    handle = await harness.start(stage)
+    await mailed(harness, handle.id, "invitation")
+    the_meeting = meeting(harness, handle.id, 0)
+    now = await harness.env.get_current_time()
+    dates = [now + timedelta(days=10 + n) for n in range(5)]
+
+    moved = await asyncio.gather(
+        *(the_meeting.execute_update(MeetingWorkflow.reschedule, RescheduleInput(date=d)) for d in dates)
+    )
+
+    assert sorted(m.sequence for m in moved) == [1, 2, 3, 4, 5]
+    entries = harness.backend.payloads(handle.id, "meeting_rescheduled")
+    assert sorted(e["sequence"] for e in entries) == [1, 2, 3, 4, 5]
+    # Each names the date the one before it set: none computed from a state another had already changed.
+    by_sequence = {e["sequence"]: e for e in entries}
+    for n in range(2, 6):
+        assert datetime.fromisoformat(by_sequence[n]["previous_date"]) == datetime.fromisoformat(
+            by_sequence[n - 1]["date"]
+        )
+    last = await the_meeting.query(MeetingWorkflow.meeting_status)
+    assert last.sequence == 5 and last.date == datetime.fromisoformat(by_sequence[5]["date"])
+    assert sorted(m.step for m in harness.backend.meeting_mailings if m.proposal_id == handle.id)[-5:] == [
+        f"reschedule-{n}" for n in range(1, 6)
+    ]
+    await withdraw(harness, handle.id)
 
 
 async def test_a_stage_that_opens_after_its_meeting_date_tells_the_coordinator_and_waits(harness: Harness) -> None:

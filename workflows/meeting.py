@@ -110,7 +110,7 @@ class MeetingWorkflow:
         waits for a new date and meets again."""
         await self._scheduled({"sitting": meeting.sitting})
         try:
-            if meeting.date <= workflow.now():
+            if self._date <= workflow.now():  # (a reschedule may already have come while the entry was written)
                 await self._date_passed()
             else:
                 await self._mail("invitation")

@@ -60,11 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from models.roster import Sector
     from models.rules import Verdict
     from models.states import MemberState, members_on
-    from models.tokens import (
-        consultation_workflow_id,
-        meeting_sitting_workflow_id,
-        round_workflow_id,
-    )
+    from models.tokens import consultation_workflow_id, meeting_sitting_workflow_id, round_workflow_id
     from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger, ledger_activity
     from workflows.consultation import ConsultationWorkflow
     from workflows.meeting import CARRIED, MeetingWorkflow
@@ -123,6 +119,7 @@ class ProposalWorkflow:
         self._revision_base = 0  # how many versions there were when the text was sent back for revision
         self._back_to: int | None = None  # the stage a meeting referred the text back to, until the loop goes there
         self._referrals: dict[int, int] = {}  # stage index -> times its meetings referred the text back
+        self._loop_goes_back = False  # the stage loop can return to an earlier stage (STAGE_LOOP)
         # Coordinator Updates change state after awaiting their ledger write; concurrent ones take turns.
         self._lock = asyncio.Lock()
 
@@ -187,6 +184,7 @@ class ProposalWorkflow:
         if not workflow.patched(STAGE_LOOP):
             yield from enumerate(stages)
             return
+        self._loop_goes_back = True
         index = 0
         while index < len(stages):
             yield index, stages[index]
@@ -282,7 +280,8 @@ class ProposalWorkflow:
         body = "ADGSOM" if stage.type is StageType.SENIOR_OFFICIALS else "ADGMIN"
         if stage.mode is EndorsementMode.MEETING:
             assert stage.date is not None and stage.chair is not None
-            decides = workflow.patched(MEETING_DECISIONS)
+            # A proposal whose loop cannot go back (started before STAGE_LOOP) keeps the roll-call meeting.
+            decides = self._loop_goes_back and workflow.patched(MEETING_DECISIONS)
             sitting = self._reports[index].passes if decides else 1
             meeting = await self._child(
                 MeetingWorkflow.run,

@@ -20,9 +20,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.comments import consultation_comments
 from activities.documents import store_document
 from activities.ledger import LEDGER_INTEGRITY
+from models.controlchars import one_line
 from models.db import write_session
+from models.decisions import MeetingDecision
 from models.files import MAX_DOCUMENT_BYTES, InputFileError, format_validation_error, load_yaml
 from models.messages import (
+    MAX_PARAGRAPH,
+    CancelMeetingInput,
     CloseRoundInput,
     Comment,
     ConsultationStatus,
@@ -30,19 +34,21 @@ from models.messages import (
     DocumentRef,
     ExtendInput,
     MeetingRecord,
+    MeetingStatus,
     Pledge,
     ProposalInput,
     ProposalStatus,
+    RescheduleInput,
     ResendInput,
     ResendReceipt,
     RespondManyInput,
     RespondManyResult,
     RevisionInput,
-    RoundControlReceipt,
-    SilenceProcedureInput,
     RosterChange,
     RosterChangeReceipt,
+    RoundControlReceipt,
     RoundStatus,
+    SilenceProcedureInput,
     WithdrawInput,
 )
 from models.positions import Disposition
@@ -443,10 +449,105 @@ def load_meeting_record(path: Path) -> MeetingRecord:
         raise InputFileError(format_validation_error(path, exc, source)) from None
 
 
-async def record_meeting(client: Client, proposal_id: str, path: Path) -> MeetingRecord:
-    record = load_meeting_record(path)
+async def record_meeting(client: Client, proposal_id: str, source: Path | MeetingRecord) -> MeetingRecord:
+    """Record the open meeting: a record built from the command's options, or a record file (either form)."""
+    record = source if isinstance(source, MeetingRecord) else load_meeting_record(source)
     child = await _open_child(client, proposal_id, ".meeting-", "meeting awaiting its record")
     return await _update(client, child, "record_meeting", record, MeetingRecord)
+
+
+def member_states(text: str, what: str) -> list[MemberState]:
+    """`BN,KH,MY` as member states, in the order given, or a one-line error naming what is wrong."""
+    codes = [code.strip().upper() for code in text.split(",") if code.strip()]
+    if not codes:
+        raise OperationError(f"{what}: name at least one member state, e.g. BN,KH,MY")
+    states = []
+    for code in codes:
+        try:
+            states.append(MemberState(code))
+        except ValueError:
+            raise OperationError(f"{what}: {code!r} is not a member state code such as TL") from None
+    return states
+
+
+def meeting_record(
+    *,
+    present: str,
+    decision: str,
+    paragraph: str | None,
+    paragraph_file: Path | None,
+    reservations: list[str],
+    held_on: str | None = None,
+) -> MeetingRecord:
+    """The Meeting's record from `record-meeting`'s options: who was present, the decision, its paragraph and any
+    state's reservation (`XX=text`)."""
+    try:
+        word = MeetingDecision(decision.strip().lower())
+    except ValueError:
+        choices = ", ".join(d.value for d in MeetingDecision)
+        raise OperationError(f"--decision: {decision!r} is not one of {choices}") from None
+    if (paragraph is None) == (paragraph_file is None):
+        raise OperationError("give the decision paragraph with --paragraph TEXT or --paragraph-file FILE (one of them)")
+    if paragraph_file is not None:
+        try:
+            paragraph = read_document(paragraph_file, MAX_PARAGRAPH * 4).strip()
+        except InputFileError as exc:
+            raise OperationError(str(exc)) from None
+    held: datetime | None = None
+    if held_on is not None:
+        try:
+            held = datetime.fromisoformat(held_on)
+        except ValueError:
+            raise OperationError(
+                f"--held-on: {held_on!r} is not a date and time such as 2027-01-15T09:00:00+08:00"
+            ) from None
+    reserved: dict[MemberState, str] = {}
+    for item in reservations:
+        code, sep, text = item.partition("=")
+        if not sep or not text.strip():
+            raise OperationError(f'--reservation: write STATE="text", e.g. SG="on paragraph 4" (not {item!r})')
+        (state,) = member_states(code, "--reservation")
+        if state in reserved:
+            raise OperationError(f"--reservation: {state.value} is given twice")
+        reserved[state] = text.strip()
+    try:
+        return MeetingRecord(
+            present=member_states(present, "--present"),
+            decision=word,
+            paragraph=paragraph,
+            reservations=reserved,
+            held_on=held,
+        )
+    except ValidationError as exc:
+        raise OperationError(_first_error(exc).removeprefix("Value error, ")) from None
+
+
+async def reschedule(client: Client, proposal_id: str, date: str, venue: str | None) -> MeetingStatus:
+    """Give the open meeting a new date (and venue): the invitations go again with the calendar entry updated."""
+    try:
+        when = datetime.fromisoformat(date)
+    except ValueError:
+        raise OperationError(f"--date: {date!r} is not a date and time such as 2027-02-01T09:00:00+08:00") from None
+    if when.tzinfo is None:
+        raise OperationError(f"--date: give {date!r} with its UTC offset, e.g. 2027-02-01T09:00:00+08:00")
+    try:
+        request = RescheduleInput(date=when, venue=one_line(venue) if venue is not None else None)
+    except (ValidationError, ValueError) as exc:
+        message = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise OperationError(f"--venue: {message}") from None
+    child = await _open_child(client, proposal_id, ".meeting-", "meeting")
+    return await _update(client, child, "reschedule", request, MeetingStatus)
+
+
+async def cancel_meeting(client: Client, proposal_id: str, reason: str | None) -> MeetingStatus:
+    """Cancel the open meeting's date (METHOD:CANCEL to every invitee); it waits for `reschedule`."""
+    try:
+        request = CancelMeetingInput(reason=one_line(reason) if reason is not None else None)
+    except (ValidationError, ValueError) as exc:
+        message = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise OperationError(f"--reason: {message}") from None
+    child = await _open_child(client, proposal_id, ".meeting-", "meeting")
+    return await _update(client, child, "cancel_meeting", request, MeetingStatus)
 
 
 async def _open_child(client: Client, proposal_id: str, marker: str, what: str) -> str:

@@ -981,28 +981,141 @@ def comments_command(
 @app.command(
     "record-meeting",
     epilog=examples(
+        "aisafe record-meeting operational-framework-1a2b3c4d --present BN,KH,ID,LA,MY,MM,PH,SG,TH,VN"
+        ' --decision endorsed --paragraph "The Meeting endorsed the ASEAN AI SAFE Operational Framework."'
+        ' --reservation SG="on the review clause in paragraph 4"',
+        "aisafe record-meeting operational-framework-1a2b3c4d --present BN,KH,ID,LA,MY,MM,PH,SG,TH,TL,VN"
+        " --decision referred_back --paragraph-file decision.md  # the text returns to WG-AI",
         "aisafe record-meeting operational-framework-1a2b3c4d adgmin-record.yaml"
-        "  # held_on, summary, positions: {MY: approve, SG: abstain, …}, reasons",
+        "  # a file: present, decision, paragraph, reservations (or, for meetings scheduled before"
+        " decisions were recorded, positions: {MY: approve, …})",
     ),
 )
 def record_meeting(
     proposal_id: Annotated[str, typer.Argument(metavar="ID")],
-    file: Annotated[Path, typer.Argument(help="YAML: positions {STATE: position}, reasons, summary, held_on.")],
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="YAML record instead of the options: present, decision, paragraph, reservations."),
+    ] = None,
+    present: Annotated[
+        str | None, typer.Option(help="States present, comma-separated codes (BN,KH,...); the others are absent.")
+    ] = None,
+    decision: Annotated[
+        str | None,
+        typer.Option(
+            help="The Meeting's decision: endorsed | approved | noted | deferred | referred_back | not_endorsed."
+        ),
+    ] = None,
+    paragraph: Annotated[
+        str | None, typer.Option(help="The decision paragraph, as it will appear in the Joint Media Statement.")
+    ] = None,
+    paragraph_file: Annotated[
+        Path | None, typer.Option(help="A UTF-8 file holding the decision paragraph (instead of --paragraph).")
+    ] = None,
+    reservation: Annotated[
+        list[str] | None,
+        typer.Option(help='A present state\'s reservation, STATE="text"; repeat for each state.', metavar="XX=TEXT"),
+    ] = None,
+    held_on: Annotated[
+        str | None, typer.Option(help="When the meeting was held, e.g. 2027-01-15T09:00:00+08:00.")
+    ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Record an ADGSOM/ADGMIN meeting's outcome and each state's position (after the meeting)."""
+    """Record an ADGSOM/ADGMIN meeting: who was present, the Meeting's decision, its paragraph, any reservation.
+
+    States not present are consulted ad referendum on the decision (a silence procedure); `deferred` waits for
+    `aisafe reschedule`; `referred_back` returns the text to WG-AI for revision and a new review round."""
+    options = [present, decision, paragraph, paragraph_file, held_on] + (reservation or [])
+    if file is not None and any(o is not None for o in options):
+        raise Failure("give a record FILE or the record's options (--present, --decision, ...), not both", 2)
+    if file is None and (present is None or decision is None):
+        raise Failure("record the meeting with --present STATES --decision WORD --paragraph TEXT (or a FILE)", 2)
     settings = settings_for(data_dir)
 
     async def work() -> Any:
-        operations.load_meeting_record(file)  # refuse a bad file before connecting anywhere
-        return await operations.record_meeting(await client_for(settings), proposal_id, file)
+        # Refuse a bad record before connecting anywhere.
+        if file is not None:
+            record: Any = operations.load_meeting_record(file)
+        else:
+            assert present is not None and decision is not None
+            record = operations.meeting_record(
+                present=present,
+                decision=decision,
+                paragraph=paragraph,
+                paragraph_file=paragraph_file,
+                reservations=reservation or [],
+                held_on=held_on,
+            )
+        return await operations.record_meeting(await client_for(settings), proposal_id, record)
 
     record = run(work)
     if as_json:
         emit_json(record.model_dump(mode="json"))
+    elif record.decision is not None:
+        out.print(
+            visible(f"meeting recorded: {record.decision.value}; {len(record.present or [])} state(s) present"),
+            highlight=False,
+            markup=False,
+        )
     else:
         out.print(f"meeting recorded: {len(record.positions)} state position(s)")
+
+
+@app.command(
+    epilog=examples(
+        "aisafe reschedule operational-framework-1a2b3c4d --date 2027-02-01T09:00:00+08:00",
+        'aisafe reschedule operational-framework-1a2b3c4d --date 2027-02-01T09:00:00+08:00 --venue "Jakarta"',
+    )
+)
+def reschedule(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    date: Annotated[
+        str, typer.Option(help="The new date and time with its UTC offset, e.g. 2027-02-01T09:00:00+08:00.")
+    ],
+    venue: Annotated[str | None, typer.Option(help="The new venue (default: unchanged).")] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Give the open ADGSOM/ADGMIN meeting a new date: invitations go again, updating the calendar entry.
+
+    Also how a meeting that was cancelled, deferred, or whose date had passed when its stage opened is held."""
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.reschedule(await client_for(settings), proposal_id, date, venue)
+
+    meeting = run(work)
+    if as_json:
+        emit_json(meeting.model_dump(mode="json"))
+    else:
+        where = f" at {meeting.venue}" if meeting.venue else ""
+        out.print(visible(f"meeting rescheduled to {meeting.date.isoformat()}{where}"), highlight=False, markup=False)
+
+
+@app.command(
+    "cancel-meeting",
+    epilog=examples('aisafe cancel-meeting operational-framework-1a2b3c4d --reason "Venue unavailable"'),
+)
+def cancel_meeting(
+    proposal_id: Annotated[str, typer.Argument(metavar="ID")],
+    reason: Annotated[str | None, typer.Option(help="Why, told to the invitees.")] = None,
+    as_json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Cancel the open meeting's date (a calendar cancellation to every invitee).
+
+    The proposal stays at the meeting stage and waits for `aisafe reschedule` to set a new date."""
+    settings = settings_for(data_dir)
+
+    async def work() -> Any:
+        return await operations.cancel_meeting(await client_for(settings), proposal_id, reason)
+
+    meeting = run(work)
+    if as_json:
+        emit_json(meeting.model_dump(mode="json"))
+    else:
+        out.print("meeting cancelled; it waits for a new date (aisafe reschedule)")
 
 
 @app.command(

@@ -15,9 +15,12 @@ PRODID = "-//ASEAN AI SAFE//aisafe meeting invitation//EN"
 MEETING_LENGTH = timedelta(hours=3)
 
 
-def meeting_uid(proposal_id: str, stage_index: int) -> str:
-    """One UID per meeting, so a repeated or updated invitation replaces the entry instead of adding another."""
-    return f"{proposal_id}-stage-{stage_index}@aisafe.example.org"
+def meeting_uid(proposal_id: str, stage_index: int, sitting: int = 1) -> str:
+    """One UID per meeting, so a repeated or updated invitation replaces the entry instead of adding another.
+
+    A text referred back meets again at a later sitting: that is another meeting, with its own entry."""
+    suffix = "" if sitting == 1 else f"-sitting-{sitting}"
+    return f"{proposal_id}-stage-{stage_index}{suffix}@aisafe.example.org"
 
 
 def meeting_invite(
@@ -32,17 +35,23 @@ def meeting_invite(
     organizer: str,
     attendee: tuple[str, str] | None = None,
     stamp: datetime | None = None,
+    sequence: int = 0,
+    cancelled: bool = False,
+    sitting: int = 1,
 ) -> bytes:
-    """A METHOD:REQUEST calendar with the meeting as its one event; `organizer` is an RFC 5322 address."""
+    """A METHOD:REQUEST calendar with the meeting as its one event; `organizer` is an RFC 5322 address.
+
+    A reschedule sends the same UID with a higher `sequence` (RFC 5546 §2.1.5: the update replaces the entry);
+    `cancelled` sends METHOD:CANCEL with STATUS:CANCELLED, which removes it."""
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", "REQUEST")
+    calendar.add("method", "CANCEL" if cancelled else "REQUEST")
 
     start = date.astimezone(UTC)
     event = Event()
-    event.add("uid", meeting_uid(proposal_id, stage_index))
+    event.add("uid", meeting_uid(proposal_id, stage_index, sitting))
     event.add("dtstamp", (stamp or datetime.now(UTC)).astimezone(UTC))
     event.add("dtstart", start)
     event.add("dtend", start + MEETING_LENGTH)
@@ -56,8 +65,8 @@ def meeting_invite(
         f"Document version {document.version} ({document.filename})\n"
         f"SHA-256: {document.sha256}",
     )
-    event.add("sequence", 0)
-    event.add("status", "CONFIRMED")
+    event.add("sequence", sequence)
+    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("transp", "OPAQUE")
 
     organizer_name, organizer_address = parseaddr(organizer)

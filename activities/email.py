@@ -68,7 +68,7 @@ from models.tokens import (
     ActionClaims,
     CommentClaims,
     consultation_workflow_id,
-    meeting_workflow_id,
+    meeting_sitting_workflow_id,
     round_workflow_id,
     sign_action,
     sign_comment,
@@ -155,6 +155,7 @@ _BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ADDRESS = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
 _REPLY_LIMIT = 300
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 .'-]*")
+DATE_PASSED_STEP = "date-passed"  # a meeting's step that writes to the coordinator, not to the states
 COORDINATOR_ID = "coordinator"  # the outbox's delegate id for mail to the coordinator (the sender address)
 
 
@@ -442,8 +443,29 @@ class MailActivities:
 
     @activity.defn(name="send_meeting_mail")
     async def send_meeting_mail(self, mailing: MeetingMailing) -> MailingResult:
-        """Invite the delegates of `mailing.states` to an ADGSOM or ADGMIN meeting, with a calendar file."""
-        workflow_id = meeting_workflow_id(mailing.proposal_id, mailing.stage_index)
+        """Invite the delegates of `mailing.states` to an ADGSOM or ADGMIN meeting, with a calendar file.
+
+        Step `reschedule-N` sends the updated entry (same UID, SEQUENCE N), `cancel-N` a METHOD:CANCEL, and
+        `date-passed` tells the coordinator that the stage opened after the meeting's date."""
+        workflow_id = meeting_sitting_workflow_id(mailing.proposal_id, mailing.stage_index, mailing.sitting)
+        if mailing.step == DATE_PASSED_STEP:
+            name, address = parseaddr(self._settings.mail_from)
+            coordinator = DelegateRecord(
+                id=COORDINATOR_ID,
+                state=None,
+                role="coordinator",
+                name=name or "Coordinator",
+                email=address,
+                timezone="UTC",
+            )
+            return await self._fan_out(
+                proposal_id=mailing.proposal_id,
+                step=mailing.step,
+                kind=MailKind.ALERT,
+                recipients=lambda _session: ([coordinator], []),
+                key=lambda d: f"{workflow_id}:{mailing.step}:{d.id}",
+                compose=lambda d, key: self._date_passed_message(mailing, d, key),
+            )
         result = await self._fan_out(
             proposal_id=mailing.proposal_id,
             step=mailing.step,
@@ -1005,7 +1027,12 @@ class MailActivities:
         body_name = STAGE_BODY_NAMES.get(mailing.stage_type, STAGE_BODY_NAMES[StageType.MEMBER_REVIEW])
         summary = f"{abbreviation}: {mailing.title}"
         is_reminder = mailing.step.startswith("reminder")
+        cancelled = mailing.step.startswith("cancel")
+        rescheduled = mailing.step.startswith("reschedule")
         context = {
+            "cancelled": cancelled,
+            "rescheduled": rescheduled,
+            "previous_local": both(mailing.previous_date, delegate.timezone) if mailing.previous_date else None,
             "mailing": mailing,
             "state_name": state.official_name,
             "body_name": body_name,
@@ -1016,11 +1043,12 @@ class MailActivities:
             "is_reminder": is_reminder,
         }
         prefix = "Reminder: " if is_reminder else ""
+        what = "Cancelled" if cancelled else "Rescheduled" if rescheduled else "Invitation"
         message = self._message(
             delegate,
             key,
             subject=(
-                f"{prefix}[ASEAN AI SAFE] Invitation: {abbreviation} meeting on "
+                f"{prefix}[ASEAN AI SAFE] {what}: {abbreviation} meeting on "
                 f"{_local_day(mailing.date, delegate.timezone)}: {mailing.title}"
             ),
             template="meeting_mail",
@@ -1043,13 +1071,16 @@ class MailActivities:
             document=mailing.document,
             organizer=self._settings.mail_from,
             attendee=(delegate.name, delegate.email),
+            sequence=mailing.sequence,
+            cancelled=cancelled,
+            sitting=mailing.sitting,
         )
         message.add_attachment(
             invite,
             maintype="text",
             subtype="calendar",
             filename="invite.ics",
-            params={"method": "REQUEST", "charset": "utf-8"},
+            params={"method": "CANCEL" if cancelled else "REQUEST", "charset": "utf-8"},
         )
         return message
 
@@ -1068,6 +1099,27 @@ class MailActivities:
                 "Stage": StageType.SUMMIT_REPORT.value,
                 "Kind": MailKind.SUMMIT_REPORT.value,
                 "Outcome": mailing.status.value,
+            },
+        )
+
+    def _date_passed_message(self, mailing: MeetingMailing, delegate: DelegateRecord, key: str) -> EmailMessage:
+        abbreviation = BODY_ABBREVIATIONS.get(mailing.stage_type, "WG-AI")
+        return self._message(
+            delegate,
+            key,
+            subject=f"[ASEAN AI SAFE] {abbreviation} meeting date has passed: {mailing.title}",
+            template="meeting_date_passed",
+            context={
+                "mailing": mailing,
+                "abbreviation": abbreviation,
+                "date_utc": in_utc(mailing.date),
+                "body_name": f"{abbreviation} meeting to reschedule",
+            },
+            headers={
+                "Proposal": mailing.proposal_id,
+                "Step": mailing.step,
+                "Stage": mailing.stage_type.value,
+                "Kind": MailKind.ALERT.value,
             },
         )
 

@@ -27,6 +27,10 @@ MAIL_KINDS = ("mail_outcome", "not_invited")
 # its input, `by`) and record their mail outcomes.
 BY_HASH_PATCH = "consultation-comments-by-hash"
 MAIL_OUTCOME_PATCHES = {"round-invited-only", "meeting-mail-outcome", BY_HASH_PATCH}
+# Meetings since this patch record the Meeting's decision keyed by the Update (a deferred meeting is recorded again
+# at its next date), and take reschedules and cancellations.
+MEETINGS_DECIDE_PATCH = "meetings-decide"
+DATE_PASSED_STEP = "date-passed"
 
 
 @dataclass
@@ -189,12 +193,17 @@ UPDATES: dict[str, Callable[[str, AcceptedUpdate], list[Expected]]] = {
     "extend": _by_content(
         "consultation_extended", ("to",), lambda p: (as_time(p.get("to")),), lambda u: (as_time(u.result),)
     ),
+    "reschedule": _keyed("meeting_rescheduled", "rescheduled:{id}", ("date", "venue")),
+    "cancel_meeting": _keyed("meeting_cancelled", "cancelled:{id}", ("reason",)),
 }
 _extension_by_update = _keyed("consultation_extended", "extended:{id}", ("by",))
 # The coordinator's controls of an overdue round (workflows/review_round.py, SILENCE_NOT_CONSENT).
 UPDATES["extend_round"] = _keyed("round_extended", "extended:{id}", ())
 UPDATES["silence_procedure"] = _keyed("silence_procedure", "silence-procedure:{id}", ())
 UPDATES["close_round"] = _keyed("round_closed_no_consensus", "no-consensus:{id}", ("reason",))
+_decision_by_update = _keyed(
+    "meeting_recorded", "recorded:{id}", ("present", "decision", "paragraph", "reservations", "summary")
+)
 
 # Kinds only an Update (or a position Signal) writes: an entry of one of these that no Update claims is a finding.
 UPDATE_KINDS = {
@@ -212,6 +221,8 @@ UPDATE_KINDS = {
     "silence_procedure",
     "round_closed_no_consensus",
     "delegates_replaced",
+    "meeting_rescheduled",
+    "meeting_cancelled",
 }
 OVERDUE_ALERT = "send_coordinator_alert"  # an overdue round's alert (step overdue-N) follows its `round_overdue`
 
@@ -265,11 +276,14 @@ def _proposal_steps(record: WorkflowRecord) -> list[Expected]:
         for index, stage in enumerate(status.get("stages") or []):
             if not isinstance(stage, dict) or stage.get("status") in (None, "pending"):
                 continue
+            # A stage run again after a referral keys its entries by its pass: `stage-4:pass-2`.
+            passes = stage.get("passes") or 1
+            tag = f"stage-{index}" if passes == 1 else f"stage-{index}:pass-{passes}"
             steps.append(
                 _step(
                     record,
                     "stage_started",
-                    f"stage-{index}",
+                    tag,
                     f"stage {index} ({stage.get('type')}) started",
                     {"index": index, "stage": stage.get("type")},
                     done=True,
@@ -291,7 +305,7 @@ def _proposal_steps(record: WorkflowRecord) -> list[Expected]:
                     _step(
                         record,
                         "stage_ended",
-                        f"stage-{index}:ended",
+                        f"{tag}:ended",
                         f"stage {index} ({stage.get('type')}) ended {stage.get('status')}",
                         {"index": index, "status": stage.get("status")},
                         done=True,
@@ -387,7 +401,7 @@ def _consultation_steps(record: WorkflowRecord) -> list[Expected]:
 
 def _meeting_steps(record: WorkflowRecord) -> list[Expected]:
     meeting = _first(record)
-    return [
+    steps = [
         _step(
             record,
             "meeting_scheduled",
@@ -397,6 +411,21 @@ def _meeting_steps(record: WorkflowRecord) -> list[Expected]:
             done=False,
         )
     ]
+    # A meeting whose stage opened after its date told the coordinator (the mailing shows it) and recorded it.
+    for mailing in record.activities:
+        if mailing.name == "send_meeting_mail" and dig(mailing.input, "step") == DATE_PASSED_STEP:
+            steps.append(
+                _step(
+                    record,
+                    "meeting_date_passed",
+                    DATE_PASSED_STEP,
+                    "the meeting's date had passed when its stage opened",
+                    {"stage": meeting.get("stage_type")},
+                    done=True,
+                    event=mailing.event_id,
+                )
+            )
+    return steps
 
 
 STEPS: dict[str, Callable[[WorkflowRecord], list[Expected]]] = {
@@ -498,6 +527,8 @@ def expectations(workflows: dict[str, WorkflowRecord], mail_recorders: set[str])
             make = UPDATES.get(update.name)
             if update.name == "extend" and BY_HASH_PATCH in record.patches:
                 make = _extension_by_update
+            if update.name == "record_meeting" and MEETINGS_DECIDE_PATCH in record.patches:
+                make = _decision_by_update
             if make is not None and update.completed and not update.failed:
                 found.extend(make(workflow_id, update))
         steps = STEPS.get(record.workflow_type)

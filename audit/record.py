@@ -139,6 +139,13 @@ class MeetingRow:
     summary: str | None = None
     positions: dict[str, str] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
+    # Meetings that decide as meetings: who attended, the Meeting's decision and paragraph, reservations, and the
+    # changes of date on the way (rescheduled, cancelled, deferred, date passed when the stage opened).
+    present: list[str] = field(default_factory=list)
+    decision: str | None = None
+    paragraph: str | None = None
+    reservations: dict[str, str] = field(default_factory=dict)
+    changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -310,6 +317,25 @@ def build_record(lines: list[LedgerLine]) -> AuditRecord:
                 row.venue = payload.get("venue") or row.venue
                 row.positions = {s: _position_label(p) for s, p in (payload.get("positions") or {}).items()}
                 row.reasons = dict(payload.get("reasons") or {})
+                if payload.get("decision"):
+                    row.present = [str(s) for s in payload.get("present") or []]
+                    row.decision = str(payload["decision"]).replace("_", " ")
+                    row.paragraph = payload.get("paragraph")
+                    row.reservations = dict(payload.get("reservations") or {})
+                    if payload["decision"] == "deferred":
+                        row.changes.append(f"deferred: {row.paragraph}")
+            case "meeting_rescheduled":
+                if (row := meetings.get(workflow_id)) is not None:
+                    row.date = _time(payload.get("date")) or row.date
+                    row.venue = payload.get("venue") or row.venue
+                    row.changes.append(f"rescheduled from {payload.get('previous_date')} to {payload.get('date')}")
+            case "meeting_cancelled":
+                if (row := meetings.get(workflow_id)) is not None:
+                    reason = f" ({payload['reason']})" if payload.get("reason") else ""
+                    row.changes.append(f"the meeting of {payload.get('date')} was cancelled{reason}")
+            case "meeting_date_passed":
+                if (row := meetings.get(workflow_id)) is not None:
+                    row.changes.append(f"its date {payload.get('date')} had passed when the stage opened")
             case "partner_pledge":
                 record.pledges.append(
                     PledgeRow(

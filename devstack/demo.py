@@ -56,6 +56,7 @@ ALTERNATE_ANSWERS = {"TL"}
 AD_REFERENDUM_CONCUR = {"BN", "ID", "MY", "SG", "TH", "VN"}
 # Funding: Myanmar declines and opts out (ASEAN-minus-X); a dialogue partner's pledge closes the gap.
 FUNDING_DECLINE = {"MM"}
+MEETING_NOTICE = timedelta(seconds=5)  # how far ahead the coordinator brings the ADGMIN meeting
 COMMENTS = [
     ("civil_society", "4.1", "Incident reports should never identify affected individuals."),
     ("academia", "8", "Please add a research-access track to the 2026-2027 work plan."),
@@ -244,9 +245,9 @@ async def run_demo(
     review_delegates = sum(1 for d in roster.delegates if d.role in (Role.FOCAL_POINT, Role.ALTERNATE))
     sectors = {f"{d.name} <{d.email}>": d.sector.value for d in roster.delegates if d.sector}
 
-    # The meeting must come after the rounds before it: about six seconds a round on a small machine (the first
-    # review's round included).
-    meeting_at = datetime.now(UTC) + timedelta(seconds=56 + 6 * (review_rounds - 2))
+    # The meeting is set for tomorrow; once the rounds before it are done (their pace depends on the machine), the
+    # coordinator brings it forward with `aisafe reschedule`: a date never passes before its stage opens.
+    meeting_at = datetime.now(UTC) + timedelta(days=1)
     path = demo_proposal(settings.data_dir / "demo", meeting_at, max_rounds=max(3, review_rounds))
     proposal_id = await operations.propose(client, engine, settings, path)
     say(f"proposed {proposal_id}")
@@ -314,17 +315,19 @@ async def run_demo(
         result.receipts += await answer_round(http, mails, {}, roles, only=AD_REFERENDUM_CONCUR)
         say(f"ADGSOM ad referendum: {len(AD_REFERENDUM_CONCUR)} concur, the others stay silent until the deadline")
 
-        # ADGMIN meeting: the workflow sleeps until the date; then the secretariat records the outcome.
+        # ADGMIN meeting: brought forward to a few seconds from now; the workflow sleeps until the date, then the
+        # secretariat records the Meeting's decision.
         await _wait_stage(client, proposal_id, {"ministerial"}, timeout=90)
+        meeting_at = await _bring_forward(client, proposal_id, MEETING_NOTICE)
         record = settings.data_dir / "demo" / "adgmin-record.yaml"
         record.write_text(
             yaml.safe_dump(
                 {
                     "held_on": meeting_at.isoformat(),
                     "summary": "ADGMIN endorsed the operational framework.",
-                    "positions": {
-                        s: "approve" for s in ["BN", "ID", "KH", "LA", "MM", "MY", "PH", "SG", "TH", "TL", "VN"]
-                    },
+                    "present": ["BN", "KH", "ID", "LA", "MY", "MM", "PH", "SG", "TH", "TL", "VN"],
+                    "decision": "endorsed",
+                    "paragraph": "The Meeting endorsed the ASEAN AI SAFE Operational Framework.",
                 }
             )
         )
@@ -372,6 +375,24 @@ def _revision(workdir: Path, version: int) -> Path:
     path = workdir / f"operational-framework-v{version}.md"
     path.write_text(second.read_text() + f"\n_Revision {version}: wording aligned with the WG-AI's comments._\n")
     return path
+
+
+async def _bring_forward(client: Client, proposal_id: str, notice: timedelta) -> datetime:
+    """Reschedule the open meeting to `notice` from now (once its workflow has sent the invitations)."""
+    moved: list[datetime] = []
+
+    async def rescheduled() -> bool:
+        try:
+            when = (datetime.now(UTC) + notice).replace(microsecond=0)
+            moved.append((await operations.reschedule(client, proposal_id, when.isoformat(), None)).date)
+        except operations.OperationError as exc:
+            if "no open meeting" in str(exc):
+                return False
+            raise
+        return True
+
+    await wait_for(rescheduled, "the ADGMIN meeting to be open", timeout=60, interval=0.5)
+    return moved[-1]
 
 
 async def _record_when_held(client: Client, proposal_id: str, record: Path) -> None:

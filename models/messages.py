@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from models.decisions import MeetingDecision
 from models.positions import (
     AD_REFERENDUM_POSITIONS,
     FUNDING_INDICATION_POSITIONS,
@@ -246,6 +247,7 @@ class StageStatus(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    REFERRED_BACK = "referred_back"  # a meeting returned the text to WG-AI; the stage runs again after it
 
 
 class StageReport(BaseModel):
@@ -260,6 +262,7 @@ class StageReport(BaseModel):
     workflow_id: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     decision: str | None = Field(default=None, description="the body's own word, e.g. agreed, endorsed")
+    passes: int = Field(default=1, description="how many times the stage ran (a text referred back runs it again)")
 
 
 class ProposalStatus(BaseModel):
@@ -291,6 +294,7 @@ class ProposalStatus(BaseModel):
     overdue_since: datetime | None = Field(
         default=None, description="the open round is overdue (states silent past its deadline) since (from the round)"
     )
+    meeting: MeetingStatus | None = Field(default=None, description="the open meeting's date, if any (filled in)")
 
 
 class LedgerAppend(BaseModel):
@@ -659,16 +663,31 @@ class MeetingInput(BaseModel):
     participants: list[MemberState]
     roles: list[Role]
     document: DocumentRef
+    # Meetings started under the `meetings-decide` patch record the Meeting's decision, not a roll call, and take
+    # reschedules and cancellations; older ones (False) replay as they ran.
+    decides: bool = False
+    sitting: int = Field(default=1, ge=1, description="the stage's meeting count: a text referred back meets again")
+
+
+MAX_PARAGRAPH = 3000  # the decision paragraph of a Joint Media Statement runs to a few sentences
+MAX_RESERVATION = 1000
 
 
 class MeetingRecord(BaseModel):
-    """What the secretariat records after a meeting (`aisafe record-meeting ID FILE`)."""
+    """What the secretariat records after a meeting: who was present, the Meeting's decision and its paragraph,
+    any state's reservation (`aisafe record-meeting ID --present ... --decision ... --paragraph ...`).
+
+    Meetings from before the `meetings-decide` patch took a roll call of `positions` instead (and still replay)."""
 
     held_on: datetime | None = None
     venue: str | None = Field(default=None, max_length=200)
     summary: str | None = Field(default=None, max_length=10000)
-    positions: dict[MemberState, Position] = Field(min_length=1)
+    positions: dict[MemberState, Position] = Field(default_factory=dict)
     reasons: dict[MemberState, str] = Field(default_factory=dict)
+    present: list[MemberState] | None = None
+    decision: MeetingDecision | None = None
+    paragraph: str | None = Field(default=None, max_length=MAX_PARAGRAPH)
+    reservations: dict[MemberState, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _reasons_where_required(self) -> MeetingRecord:
@@ -680,6 +699,35 @@ class MeetingRecord(BaseModel):
             raise ValueError(f"reasons given for states without a recorded position: {', '.join(unknown)}")
         return self
 
+    @model_validator(mode="after")
+    def _roll_call_or_decision(self) -> MeetingRecord:
+        # Every record from before the decision form had a roll call, so this refuses no recorded payload.
+        if self.decision is None:
+            if not self.positions:
+                raise ValueError("record the Meeting's decision (and who was present), or a roll call of positions")
+            return self
+        if self.positions:
+            raise ValueError("a record holds the Meeting's decision or a roll call of positions, not both")
+        if not self.present:
+            raise ValueError("name the states present at the meeting")
+        if len(set(self.present)) != len(self.present):
+            raise ValueError("a state is named twice among those present")
+        paragraph = (self.paragraph or "").strip()
+        if not paragraph:
+            raise ValueError("the decision paragraph is required (as it will appear in the Joint Media Statement)")
+        if "\n\n" in paragraph.replace("\r\n", "\n"):
+            raise ValueError("the decision paragraph must be one paragraph (no blank line)")
+        absent = sorted(s.value for s in self.reservations if s not in self.present)
+        if absent:
+            raise ValueError(f"reservations from states not present: {', '.join(absent)} (absent states are consulted)")
+        empty = sorted(s.value for s, text in self.reservations.items() if not text.strip())
+        if empty:
+            raise ValueError(f"a reservation needs its text: {', '.join(empty)}")
+        long = sorted(s.value for s, text in self.reservations.items() if len(text) > MAX_RESERVATION)
+        if long:
+            raise ValueError(f"a reservation is at most {MAX_RESERVATION} characters: {', '.join(long)}")
+        return self
+
 
 class MeetingOutcome(BaseModel):
     recorded: bool
@@ -687,6 +735,32 @@ class MeetingOutcome(BaseModel):
     verdict: Verdict | None = None
     reason: str
     participating: list[MemberState] | None = None
+    decision: MeetingDecision | None = None  # meetings that decide as meetings: the Meeting's word
+    absent: list[MemberState] = Field(default_factory=list)  # participants not present: consulted ad referendum
+
+
+class RescheduleInput(BaseModel):
+    """A new date (and venue) for a meeting: `aisafe reschedule ID --date ... [--venue ...]`."""
+
+    date: datetime
+    venue: str | None = Field(default=None, max_length=200)
+
+
+class CancelMeetingInput(BaseModel):
+    """Cancel a meeting's date (`aisafe cancel-meeting ID`); the stage waits for a reschedule."""
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class MeetingStatus(BaseModel):
+    """A meeting as the coordinator sees it: its date now, whether it is waiting for a new date, and why."""
+
+    date: datetime
+    venue: str | None
+    sequence: int
+    held: bool
+    waiting_for_date: str | None = None  # why the meeting needs a reschedule (cancelled, date passed, deferred)
+    decision: MeetingDecision | None = None
 
 
 class MeetingMailing(BaseModel):
@@ -701,6 +775,10 @@ class MeetingMailing(BaseModel):
     states: list[MemberState]
     roles: list[Role]
     document: DocumentRef
+    sequence: int = 0  # the calendar entry's SEQUENCE: each reschedule or cancellation adds one
+    sitting: int = 1  # see MeetingInput.sitting: a later sitting is a new calendar entry (its own UID)
+    reason: str | None = None  # a cancellation's reason
+    previous_date: datetime | None = None  # a reschedule's former date; a date-passed alert's date
 
 
 class OutcomeMailing(BaseModel):

@@ -177,6 +177,10 @@ class _Endorsement(_StatesDecide):
     chair: MemberState | None = None
     grace: timedelta = Field(default=timedelta(days=7), description="after the meeting, to record its outcome")
     on_no_record: NoRecordPolicy = NoRecordPolicy.AD_REFERENDUM
+    absent_ad_referendum: timedelta = Field(
+        default=timedelta(days=14), description="states absent from the meeting are consulted for this long (P14D)"
+    )
+    max_referrals: int = Field(default=2, ge=0, le=10, description="times a meeting may refer the text back to WG-AI")
 
     _one_line_venue = field_validator("venue")(one_line)  # the calendar invitation's LOCATION
 
@@ -184,6 +188,18 @@ class _Endorsement(_StatesDecide):
     @classmethod
     def _iso_grace(cls, value: object) -> object:
         return _require_iso(value)
+
+    @field_validator("absent_ad_referendum", mode="before")
+    @classmethod
+    def _iso_absent_ad_referendum(cls, value: object) -> object:
+        return _require_iso(value)
+
+    @field_validator("absent_ad_referendum")
+    @classmethod
+    def _positive_absent_ad_referendum(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("absent_ad_referendum must be a positive duration such as P14D")
+        return value
 
     @field_validator("date")
     @classmethod

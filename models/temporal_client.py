@@ -8,7 +8,7 @@ import os
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import (
     LogForwardingConfig,
@@ -21,7 +21,7 @@ from temporalio.runtime import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.codec import data_converter
-from models.messages import ConsultationStatus, ProposalStatus, RoundStatus
+from models.messages import ConsultationStatus, MeetingStatus, ProposalStatus, RoundStatus
 from models.settings import Settings
 
 QUERY_TIMEOUT = timedelta(seconds=10)
@@ -81,6 +81,10 @@ async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:
     )
     if status.stage_workflow_id and ".consultation-" in status.stage_workflow_id:
         status.consultation = await _child_status(client, status.stage_workflow_id, ConsultationStatus)
+    if status.stage_workflow_id and ".meeting-" in status.stage_workflow_id:
+        status.meeting = await _meeting_status(client, status.stage_workflow_id)
+        if status.meeting is not None and status.meeting.waiting_for_date:
+            status.waiting = status.meeting.waiting_for_date
     if status.round_workflow_id:
         live = await _child_status(client, status.round_workflow_id, RoundStatus)
         if live is not None:
@@ -90,6 +94,20 @@ async def proposal_status(client: Client, proposal_id: str) -> ProposalStatus:
             status.overdue_since = live.overdue_since
             status.deadline = live.deadline if live.is_open else status.deadline  # moved by `aisafe extend`
     return status
+
+
+async def _meeting_status(client: Client, workflow_id: str) -> MeetingStatus | None:
+    """The open meeting's date and whether it waits for a new one; None for meetings from before reschedules."""
+    try:
+        return await client.get_workflow_handle(workflow_id).query(
+            "meeting_status", result_type=MeetingStatus, rpc_timeout=QUERY_TIMEOUT
+        )
+    except WorkflowQueryFailedError:
+        return None  # a meeting scheduled before the query existed
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 async def _child_status(client: Client, workflow_id: str, result_type: type[ChildStatus]) -> ChildStatus | None:

@@ -140,6 +140,12 @@ def meeting_workflow_id(proposal_id: str, stage_index: int) -> str:
     return f"{proposal_id}.meeting-{stage_index}"
 
 
+def meeting_sitting_workflow_id(proposal_id: str, stage_index: int, sitting: int) -> str:
+    """A stage's meeting; a text referred back meets again at a later sitting, another workflow."""
+    first = meeting_workflow_id(proposal_id, stage_index)
+    return first if sitting == 1 else f"{first}.sitting-{sitting}"
+
+
 def sign_action(keys: SigningKeys | str, claims: ActionClaims) -> str:
     return _sign(SigningKeys.of(keys), _SALT, claims)
 

@@ -32,6 +32,7 @@ from devstack.stack import EmbeddedStack
 from models.db import make_engine, write_session
 from models.messages import LedgerAppend, WithdrawInput
 from models.roster import load_roster_file
+from models.states import MemberState
 from models.tokens import meeting_workflow_id
 from tests.integration import acli, assert_chain_intact, ledger_entries, postgres_database, stack_env
 from tests.test_integration import make_stack
@@ -267,16 +268,23 @@ async def test_concurrent_meeting_records_keep_the_first_and_refuse_the_others(
     records = []
     for n in range(AT_ONCE):
         records.append(tmp_path / f"record-{n}.yaml")
-        records[-1].write_text(json.dumps({"summary": f"Record {n}", "positions": {"MY": "approve", "SG": "approve"}}))
+        # Every member present: no absent state to consult ad referendum, so the proposal ends at once.
+        record = {
+            "summary": f"Record {n}",
+            "present": [s.value for s in MemberState],
+            "decision": "endorsed",
+            "paragraph": "The Meeting endorsed the text.",
+        }
+        records[-1].write_text(json.dumps(record))
 
-    probe = tmp_path / "probe.yaml"  # a record the meeting always refuses: once held, for its position
-    probe.write_text(json.dumps({"positions": {"MY": "confirm"}}))
+    probe = tmp_path / "probe.yaml"  # a record the meeting always refuses: once held, for being a roll call
+    probe.write_text(json.dumps({"positions": {"MY": "approve"}}))
 
     async def held() -> bool:
         try:
             await operations.record_meeting(stack.client, proposal_id, probe)
         except operations.OperationError as refusal:
-            return "a meeting does not take" in str(refusal)
+            return "not a roll call of positions" in str(refusal)
         raise AssertionError("the probe record was accepted")
 
     await wait_for(held, "the meeting's date", timeout=60)

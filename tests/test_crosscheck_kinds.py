@@ -37,6 +37,7 @@ DEMO_KINDS = [
     "version_uploaded",
     "meeting_scheduled",
     "meeting_recorded",
+    "meeting_rescheduled",  # the demo brings the ADGMIN meeting forward once the rounds before it are done
     "partner_pledge",
     "summit_reported",
     "proposal_closed",

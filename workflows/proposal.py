@@ -9,8 +9,9 @@ round and meeting is a child workflow, so no single history grows without bound.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from models.decisions import MeetingDecision
     from models.messages import (
         ROUND_ANSWERS,
         ConsultationInput,
@@ -65,10 +67,10 @@ with workflow.unsafe.imports_passed_through():
     from models.roster import Role, Sector
     from models.rules import Verdict
     from models.states import MemberState, members_on
-    from models.tokens import consultation_workflow_id, meeting_workflow_id, round_workflow_id
+    from models.tokens import consultation_workflow_id, meeting_sitting_workflow_id, round_workflow_id
     from workflows.common import MAIL_HEARTBEAT, MAIL_RETRY, MAIL_TIMEOUT, ledger, ledger_activity
     from workflows.consultation import ConsultationWorkflow
-    from workflows.meeting import MeetingWorkflow
+    from workflows.meeting import CARRIED, MeetingWorkflow
     from workflows.membership import members_on_day
     from workflows.review_round import ReviewRoundWorkflow
 
@@ -90,6 +92,12 @@ MINISTERS_CONFIRM = "funding-ministers-confirm"
 # Proposals that close since this patch end in their deciding body's own word (models/outcomes.py: agreed,
 # endorsed, approved, noted, ...); older histories replay ending `adopted` / `not_adopted`.
 FINAL_WORDS = "final-words-of-the-bodies"
+# Proposals since this patch walk their stages with a cursor that a meeting's referral can move back (to the last
+# member review); older histories replay the plain walk, one stage after the other.
+STAGE_LOOP = "stage-loop-goes-back"
+# Meetings started since this patch decide as meetings (present, decision, paragraph, reservations): absent states
+# are consulted ad referendum, `referred_back` returns the text to WG-AI, `not_endorsed` ends the proposal.
+MEETING_DECISIONS = "meeting-decisions"
 
 T = TypeVar("T")
 Endorsement = SeniorOfficialsStage | MinisterialStage
@@ -126,6 +134,9 @@ class ProposalWorkflow:
         self._started_at = workflow.now()
         self._revision_base = 0  # how many versions there were when the text was sent back for revision
         self._decided_by: StageType | None = None
+        self._back_to: int | None = None  # the stage a meeting referred the text back to, until the loop goes there
+        self._referrals: dict[int, int] = {}  # stage index -> times its meetings referred the text back
+        self._loop_goes_back = False  # the stage loop can return to an earlier stage (STAGE_LOOP)
         # Coordinator Updates change state after awaiting their ledger write; concurrent ones take turns.
         self._lock = asyncio.Lock()
 
@@ -137,11 +148,16 @@ class ProposalWorkflow:
         workflow.upsert_search_attributes(
             [LEAD_KEY.value_set(proposal.lead_state.value), KIND_KEY.value_set(proposal.kind)]
         )
-        for index, stage in enumerate(proposal.process.stages):
+        for index, stage in self._stages_in_order(proposal):
             await self._enter_stage(index, stage.type)
             result = await self._run_stage(index, stage)
             await self._end_stage(index, result)
             if self._withdrawn is not None:
+                break
+            if self._back_to is not None:
+                # Referred back: the text is revised, then the stages from the member review on run again.
+                if await self._await_revision():
+                    continue
                 break
             if result.expired:
                 self._status = ProposalState.EXPIRED
@@ -181,6 +197,21 @@ class ProposalWorkflow:
             | ({"decided_by": self._decided_by.value} if self._decided_by else {}),
         )
         return self.status()
+
+    def _stages_in_order(self, proposal: ProposalInput) -> Iterator[tuple[int, Any]]:
+        """The stages to run, in order; after a referral (`_back_to`) the walk resumes at the stage referred to."""
+        stages = proposal.process.stages
+        if not workflow.patched(STAGE_LOOP):
+            yield from enumerate(stages)
+            return
+        self._loop_goes_back = True
+        index = 0
+        while index < len(stages):
+            yield index, stages[index]
+            if self._back_to is not None:
+                index, self._back_to = self._back_to, None
+            else:
+                index += 1
 
     async def _run_stage(self, index: int, stage: Any) -> StageResult:
         if isinstance(stage, DraftingStage):
@@ -294,6 +325,9 @@ class ProposalWorkflow:
         body = "ADGSOM" if stage.type is StageType.SENIOR_OFFICIALS else "ADGMIN"
         if stage.mode is EndorsementMode.MEETING:
             assert stage.date is not None and stage.chair is not None
+            # A proposal whose loop cannot go back (started before STAGE_LOOP) keeps the roll-call meeting.
+            decides = self._loop_goes_back and workflow.patched(MEETING_DECISIONS)
+            sitting = self._reports[index].passes if decides else 1
             meeting = await self._child(
                 MeetingWorkflow.run,
                 MeetingInput(
@@ -310,12 +344,16 @@ class ProposalWorkflow:
                     participants=await self._participants(stage),
                     roles=list(STAGE_ROLES[stage.type]),
                     document=self._versions[-1],
+                    decides=decides,
+                    sitting=sitting,
                 ),
-                meeting_workflow_id(self._proposal.proposal_id, index),
+                meeting_sitting_workflow_id(self._proposal.proposal_id, index, sitting),
             )
             if meeting is None:
                 return StageResult(False, f"withdrawn before the {body} meeting")
             assert isinstance(meeting, MeetingOutcome)
+            if meeting.recorded and meeting.decision is not None:
+                return await self._meeting_decided(index, stage, body, meeting)
             if meeting.recorded:
                 details = {"meeting": meeting.model_dump(mode="json")}
                 passed = meeting.verdict is Verdict.PASSED
@@ -340,6 +378,61 @@ class ProposalWorkflow:
             f"{body} ad referendum: {outcome.reason}",
             details=_round_details(outcome),
             decision=self._round_word(index, stage.type, passed),
+        )
+
+    async def _meeting_decided(self, index: int, stage: Endorsement, body: str, meeting: MeetingOutcome) -> StageResult:
+        """What the Meeting decided: final once any absent state's ad referendum passes; referred back (or an
+        absent state's objection) returns the text to WG-AI; not endorsed ends the proposal."""
+        assert meeting.decision is not None
+        details: dict[str, Any] = {"meeting": meeting.model_dump(mode="json")}
+        decision = meeting.decision
+        said = f"{body} meeting: {meeting.reason}"
+        if decision in CARRIED and meeting.absent:
+            # States absent are consulted ad referendum on the decision: a silence procedure, announced as such.
+            outcome = await self._round_of(
+                index,
+                stage.type,
+                RoundPurpose.AD_REFERENDUM,
+                DecisionRule.SILENCE,
+                SilencePolicy.CONCUR,
+                stage,
+                participants=list(meeting.absent),
+                deadline=stage.absent_ad_referendum,
+            )
+            if outcome is None:
+                return StageResult(False, f"withdrawn during the {body} ad referendum of the absent states")
+            details["ad_referendum"] = _round_details(outcome)
+            if outcome.verdict is not Verdict.PASSED:
+                return self._refer_back(
+                    index, stage, f"{said}; ad referendum of the absent states: {outcome.reason}", details
+                )
+            said = f"{said}; ad referendum of the absent states: {outcome.reason}; the decision is final"
+        if decision in CARRIED:
+            return StageResult(True, said, details=details, decision=decision.value)
+        if decision is MeetingDecision.REFERRED_BACK:
+            return self._refer_back(index, stage, said, details)
+        return StageResult(False, said, details=details, decision=decision.value)
+
+    def _refer_back(self, index: int, stage: Endorsement, said: str, details: dict[str, Any]) -> StageResult:
+        """Return the text to WG-AI (its last member review before this stage, else this stage again), unless the
+        stage's `max_referrals` are spent: then the proposal ends."""
+        referred = self._referrals.get(index, 0)
+        decision = MeetingDecision.REFERRED_BACK.value
+        if referred >= stage.max_referrals:
+            return StageResult(
+                False,
+                f"{said}; already referred back {referred} time(s), the most this stage allows",
+                details=details,
+                decision=decision,
+            )
+        self._referrals[index] = referred + 1
+        stages = self._proposal.process.stages
+        self._back_to = max((i for i in range(index) if isinstance(stages[i], MemberReviewStage)), default=index)
+        return StageResult(
+            False,
+            f"{said}; returned to WG-AI for revision (referral {referred + 1} of {stage.max_referrals})",
+            details=details,
+            decision=decision,
         )
 
     async def _funding(self, index: int, stage: FundingStage) -> StageResult:
@@ -526,6 +619,7 @@ class ProposalWorkflow:
         *,
         participants: list[MemberState] | None = None,
         roles: list[Role] | None = None,
+        deadline: timedelta | None = None,
     ) -> RoundOutcome | None:
         """Run one round of state answers as a child; None if the proposal was withdrawn meanwhile."""
         self._round += 1
@@ -539,13 +633,14 @@ class ProposalWorkflow:
             rule=rule,
             silence=silence,
             min_participants=stage.min_participants,
-            reminders=stage.reminders,
+            # A shorter deadline than the stage's (the absent states' ad referendum) keeps the reminders that fit.
+            reminders=stage.reminders if deadline is None else [r for r in stage.reminders if r < deadline],
             allowed=self._answers(purpose, rule, funding),
             roles=roles or list(STAGE_ROLES[stage_type]),
             document=self._versions[-1],
             previous_document=self._versions[-2] if len(self._versions) > 1 else None,
             participants=participants or await self._participants(stage),
-            deadline=workflow.now() + stage.deadline,
+            deadline=workflow.now() + (deadline or stage.deadline),
             funding=funding,
         )
         self._active_round = round_input
@@ -605,12 +700,17 @@ class ProposalWorkflow:
         self._stage_index = index
         self._set_stage(stage_type.value)
         report = self._reports[index]
+        if report.status is not StageStatus.PENDING:  # a stage run again after a referral: its own entries
+            report.passes += 1
         report.status, report.started_at = StageStatus.RUNNING, workflow.now()
+        payload: dict[str, Any] = {"index": index, "stage": stage_type.value}
+        if report.passes > 1:
+            payload["pass"] = report.passes
         await ledger(
             self._proposal.proposal_id,
             "stage_started",
-            f"{self._proposal.proposal_id}:stage-{index}",
-            {"index": index, "stage": stage_type.value},
+            f"{self._proposal.proposal_id}:{stage_key(index, report.passes)}",
+            payload,
         )
 
     async def _end_stage(self, index: int, result: StageResult) -> None:
@@ -619,12 +719,14 @@ class ProposalWorkflow:
             report.status = StageStatus.CANCELLED
         else:
             report.status = StageStatus.PASSED if result.passed else StageStatus.FAILED
+            if self._back_to is not None:
+                report.status = StageStatus.REFERRED_BACK
         report.outcome, report.ended_at, report.details = result.outcome, workflow.now(), result.details or {}
         report.decision = result.decision
         await ledger(
             self._proposal.proposal_id,
             "stage_ended",
-            f"{self._proposal.proposal_id}:stage-{index}:ended",
+            f"{self._proposal.proposal_id}:{stage_key(index, report.passes)}:ended",
             {"index": index, "stage": report.type.value, "status": report.status.value, "outcome": result.outcome}
             | ({"decision": result.decision} if result.decision else {}),
         )
@@ -796,6 +898,11 @@ class ProposalWorkflow:
             decided_by=self._decided_by,
             summit_reported=self._summit_reported(),
         )
+
+
+def stage_key(index: int, passes: int) -> str:
+    """A stage's ledger key: `stage-4`, and `stage-4:pass-2` for its second run after a referral."""
+    return f"stage-{index}" if passes == 1 else f"stage-{index}:pass-{passes}"
 
 
 def _silence_for(rule: DecisionRule, policy: SilencePolicy) -> SilencePolicy:

@@ -1,5 +1,5 @@
 """The coordinator's controls of an overdue round from the CLI, on the real dev server with the worker and the web
-app: `aisafe extend` (a round, not only a consultation), `aisafe close-round --no-consensus` (to revision) and
+app: `aisafe extend` (a consultation as before, and a round), `aisafe close-round --no-consensus` (to revision) and
 `aisafe silence-procedure` (the silent state deemed to concur), with `aisafe status` showing the round overdue."""
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ async def test_extend_close_round_and_silence_procedure_from_the_cli(stack: Embe
     shutil.copy(EXAMPLES / "operational-framework.md", tmp_path / "text.md")
     path = tmp_path / f"proposal-{uuid.uuid4().hex[:6]}.yaml"
     body = {"title": "ASEAN AI SAFE Operational Framework", "kind": "operational_framework", "document": "text.md"}
-    path.write_text(json.dumps(body | {"process": {"stages": [REVIEW]}}))  # JSON is YAML
+    consultation = {"type": "consultation", "deadline": "PT30S", "reminders": []}
+    path.write_text(json.dumps(body | {"process": {"stages": [consultation, REVIEW]}}))  # JSON is YAML
     proposal_id = await operations.propose(stack.client, engine, stack.settings, path)
     mail_dir = stack.settings.mail_dir
 
@@ -72,7 +73,22 @@ async def test_extend_close_round_and_silence_procedure_from_the_cli(stack: Embe
         async with httpx.AsyncClient(timeout=30) as http:
             await answer(http, mail.link, "approve")
 
+    # The same command still extends a consultation.
+    async def consulting() -> bool:
+        return ".consultation-" in str((await operations.status(stack.client, proposal_id)).stage_workflow_id)
+
+    await wait_for(consulting, "the consultation")
+    await recorded("consultation_opened", 1)
+    window = await acli("extend", proposal_id, "PT2S", "--json", env=env)
+    assert window.code == 0, window.stderr
+    assert window.json()["extended"] == "consultation" and "round" not in window.json()
+    await recorded("consultation_extended", 1)
+
     # Round 1: Malaysia approves, Singapore stays silent. Before the deadline only extend is taken.
+    async def reviewing() -> bool:
+        return bool((await operations.status(stack.client, proposal_id)).round_workflow_id)
+
+    await wait_for(reviewing, "round 1")
     early = await acli("close-round", proposal_id, "--no-consensus", env=env)
     assert early.code == 1 and "is not overdue" in early.stderr and early.stderr.strip().count("\n") == 0
     await malaysia_approves(1)

@@ -393,6 +393,8 @@ def _refuse_silence_as_consent(path: Path, data: dict[object, object], source: s
             f"{where}: process.stages.{index}.silence: `silence: {policy}` is not allowed in a {kind} stage "
             f"(silence is not consent). Remove the line: {_SILENCE_INSTEAD[policy]}"
         )
+
+
 def _check_chairs(path: Path, process: ProcessDefinition, source: str) -> None:
     """A meeting's chair must be a member state on the meeting's date (checked here, not in the model, so that
     payloads of running proposals still load)."""

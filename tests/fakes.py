@@ -203,6 +203,7 @@ class FakeBackend:
         async def members_on_day(query: MembersOnQuery) -> MembersOnDay:
             admitted = [s for s, since in self.admitted.items() if since <= query.day]
             return MembersOnDay(day=query.day, states=in_name_order([*members_on(query.day), *admitted]))
+
         @activity.defn(name="send_summit_report")
         async def send_summit_report(mailing: SummitReportMailing) -> MailingResult:
             self.summit_reports.append(mailing)

@@ -33,7 +33,7 @@ from models.messages import ProposalState, ProposalStatus, RoundStatus
 from models.positions import Disposition
 from models.roster import Role, load_roster_file
 from models.settings import Settings
-from models.states import MemberState
+from models.states import MemberState, in_name_order
 from models.tokens import round_workflow_id
 from models.yamlfile import read_yaml
 from web.mailbox import read_mailbox
@@ -52,6 +52,11 @@ ROUND_1 = {
 }
 ROUND_2 = {"MM": ("abstain", "")}
 ALTERNATE_ANSWERS = {"TL"}
+# The first review: Viet Nam stays silent past the deadline (seconds, in the demo); the coordinator runs a
+# silence procedure for it. The ADGMIN meeting: Lao PDR is absent and is consulted ad referendum.
+FIRST_REVIEW_SILENT = "VN"
+FIRST_REVIEW_SECONDS = 25
+MEETING_ABSENT = "LA"
 # ADGSOM ad referendum: these senior officials concur explicitly; the others stay silent and are deemed to.
 AD_REFERENDUM_CONCUR = {"BN", "ID", "MY", "SG", "TH", "VN"}
 # Funding: Myanmar declines and opts out (ASEAN-minus-X); a dialogue partner's pledge closes the gap.
@@ -203,7 +208,9 @@ def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> P
         "process": {
             "stages": [
                 {"type": "drafting"},
-                {"type": "member_review", "deadline": "P14D", "reminders": ["P7D", "P1D"], "max_rounds": 1},
+                # The first review's deadline passes with one state silent: the round is overdue, and the
+                # coordinator puts that state to a silence procedure (deadline and procedure in seconds).
+                {"type": "member_review", "deadline": f"PT{FIRST_REVIEW_SECONDS}S", "reminders": [], "max_rounds": 1},
                 {"type": "consultation", "deadline": "PT15S", "reminders": []},
                 {"type": "member_review", "deadline": "P14D", "reminders": ["P7D", "P1D"], "max_rounds": max_rounds},
                 {"type": "senior_officials", "mode": "ad_referendum", "deadline": "PT20S", "reminders": []},
@@ -215,6 +222,8 @@ def demo_proposal(workdir: Path, meeting_at: datetime, max_rounds: int = 3) -> P
                     "chair": "TH",
                     "grace": "PT60S",
                     "on_no_record": "ad_referendum",
+                    # The state absent from the meeting is consulted ad referendum on its decision.
+                    "absent_ad_referendum": "PT20S",
                 },
                 # The demo's process counts the partner's pledge toward the target (the example's does not).
                 {**funding, "deadline": "PT30S", "reminders": [], "partner_pledges_count": True},
@@ -259,10 +268,20 @@ async def run_demo(
         await operations.submit(client, proposal_id)
         say("drafting: version 1 submitted")
 
-        # WG-AI first review: member states see the text before anyone outside them; one round, consensus.
+        # WG-AI first review: member states see the text before anyone outside them. One state stays silent past
+        # the deadline: silence is not consent, so the round is overdue until the coordinator acts; a silence
+        # procedure writes to that state alone, and at its end it is deemed to concur.
         mails = await invitations(mail_dir, proposal_id, 1, expected=review_delegates)
-        result.receipts += await answer_round(http, mails, ROUND_2, roles)
-        say("first review: the WG-AI cleared version 1 for the consultation (consensus)")
+        answering = {m.state for m in mails} - {FIRST_REVIEW_SILENT}
+        result.receipts += await answer_round(http, mails, {}, roles, only=answering)
+        say(f"first review: {len(answering)} states approve; {FIRST_REVIEW_SILENT} stays silent past the deadline")
+        await _wait_for(client, proposal_id, lambda s: s.overdue_since is not None, "the first review to be overdue")
+        await operations.silence_procedure(client, proposal_id, "PT5S")
+        say(
+            f"first review: overdue; a silence procedure for {FIRST_REVIEW_SILENT}: it concurs unless it objects in 5 s"
+        )
+        await _wait_stage(client, proposal_id, {"consultation"})
+        say("first review: consensus (the silent state deemed to concur); version 1 is cleared for the consultation")
 
         # Consultation: stakeholders comment; the window is extended once; every comment gets a disposition.
         invited = await mails_matching(
@@ -325,7 +344,7 @@ async def run_demo(
                 {
                     "held_on": meeting_at.isoformat(),
                     "summary": "ADGMIN endorsed the operational framework.",
-                    "present": ["BN", "KH", "ID", "LA", "MY", "MM", "PH", "SG", "TH", "TL", "VN"],
+                    "present": [s.value for s in in_name_order(MemberState) if s.value != MEETING_ABSENT],
                     "decision": "endorsed",
                     "paragraph": "The Meeting endorsed the ASEAN AI SAFE Operational Framework.",
                 }
@@ -333,6 +352,18 @@ async def run_demo(
         )
         say(f"ADGMIN meeting at {meeting_at:%H:%M:%S} UTC: waiting for it, then recording the outcome")
         await _record_when_held(client, proposal_id, record)
+        # The state absent is consulted ad referendum on the decision; its minister's office concurs through its link.
+        absent = await mails_matching(
+            mail_dir,
+            proposal_id,
+            lambda m: (
+                m.stage == "ministerial" and m.state == MEETING_ABSENT and m.step == "invitation" and "/act/" in m.link
+            ),
+            1,
+            "the absent state's ad referendum invitation",
+        )
+        result.receipts += await answer_round(http, absent, {}, roles)
+        say(f"ADGMIN: {MEETING_ABSENT} was absent; consulted ad referendum, it concurs: the decision is final")
 
         # Funding: equal shares; Myanmar opts out; a dialogue partner's trust-fund pledge closes the gap. Focal points
         # indicate, subject to domestic clearance; then the ministers' offices confirm.

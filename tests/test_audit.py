@@ -133,13 +133,14 @@ async def test_export_then_verify_holds_for_a_whole_governance_cycle(audited: Au
 
     lines = ledger_of(audited.bundle)
     decisions = [line for line in lines if line.kind in {"position", "comment", "disposition", "meeting_recorded"}]
-    # 11 in the WG-AI first review, 11 + 11 in the two final-review rounds, 6 in ADGSOM, 11 indications and 10
-    # confirmations in funding; 3 comments, 3 dispositions; 1 meeting.
+    # 10 in the WG-AI first review (Viet Nam silent, then deemed to concur: no entry), 11 + 11 in the two
+    # final-review rounds, 6 in ADGSOM, 1 from the state absent from ADGMIN, 11 indications and 10 confirmations in
+    # funding; 3 comments, 3 dispositions; 1 meeting.
     assert [line.kind for line in decisions].count("position") == 60
     assert len(decisions) == 60 + 3 + 3 + 1
     assert report["counts"]["decisions_matched"] == len(decisions)
-    # The proposal, its consultation, six rounds and the meeting each have their history in the bundle.
-    assert report["counts"]["histories"] == 9
+    # The proposal, its consultation, seven rounds and the meeting each have their history in the bundle.
+    assert report["counts"]["histories"] == 10
     assert sorted(p.name for p in (audited.bundle / "documents").glob("*.md")) == sorted(
         f"{json.loads(line.payload_json)['document']['sha256']}.md"
         for line in lines

@@ -42,6 +42,9 @@ DEMO_KINDS = [
     "summit_reported",
     "proposal_closed",
     "mail_outcome",  # from the merge of the mail outcomes on (rounds and meetings record whom they reached)
+    "round_overdue",  # the first review's deadline passes with Viet Nam silent
+    "reminder_sent",  # an overdue round reminds its silent states at once
+    "silence_procedure",  # the coordinator's answer to the overdue round
 ]
 
 

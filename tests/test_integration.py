@@ -395,13 +395,19 @@ async def test_demo_command_runs_a_whole_cycle(tmp_path: Path) -> None:
         ("funding", "passed", None),
         ("summit_report", "passed", "reported"),
     ]
-    verdicts = ["passed", "changes_requested", "passed", "passed", "passed", "passed"]
+    # The first review (overdue, then a silence procedure), the final review's two rounds, ADGSOM, the ad referendum
+    # of the state absent from ADGMIN, and funding's indications and confirmations.
+    verdicts = ["passed", "changes_requested", "passed", "passed", "passed", "passed", "passed"]
     assert [r["verdict"] for r in data["rounds"]] == verdicts
+    first = data["rounds"][0]["positions"]
+    assert first["VN"]["deemed"] and first["VN"]["position"] == "approve"
     assert data["comments"] == 3
-    # The first review, then the final review's rounds 2 and 3: 11 states each; ADGSOM: 6 concur explicitly;
-    # funding: 11 focal points indicate, then 10 ministers' offices confirm.
-    assert data["receipts"] == 11 + 11 + 11 + 6 + 11 + 10
+    # The first review: 10 states (Viet Nam deemed to concur); the final review's rounds 2 and 3: 11 states each;
+    # ADGSOM: 6 concur explicitly; ADGMIN: the absent Lao PDR concurs; funding: 11 indicate, 10 offices confirm.
+    assert data["receipts"] == 10 + 11 + 11 + 6 + 1 + 11 + 10
     funding = data["stages"][-2]["details"]
+    ministerial = data["stages"][5]["details"]
+    assert ministerial["meeting"]["absent"] == ["LA"] and ministerial["ad_referendum"]["verdict"] == "passed"
     assert funding["participating"] and "MM" not in funding["participating"]
     assert Decimal(funding["total"]) >= Decimal(funding["budget_target"])
     assert funding["partner_pledges"]

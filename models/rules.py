@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from models.positions import DecisionRule, Position
+from models.states import MemberState
 
 
 class Verdict(StrEnum):
@@ -46,11 +47,11 @@ def decide(
     """
     if not positions and not silent:
         return Decision(Verdict.NOT_PASSED, "no participating states")
-    changes = sorted(s for s, p in positions.items() if p is Position.REQUEST_CHANGES)
-    objecting = sorted(s for s, p in positions.items() if p.is_objection)
-    approving = sorted(s for s, p in positions.items() if p.is_approval)
+    changes = _in_order(s for s, p in positions.items() if p is Position.REQUEST_CHANGES)
+    objecting = _in_order(s for s, p in positions.items() if p.is_objection)
+    approving = _in_order(s for s, p in positions.items() if p.is_approval)
 
-    unanswered = sorted(str(s) for s in silent)
+    unanswered = _in_order(str(s) for s in silent)
     if rule is DecisionRule.ASEAN_MINUS_X and objection_blocks:
         return _flexible_participation(positions, changes, min_participants, unanswered)
     if rule is DecisionRule.ASEAN_MINUS_X:
@@ -60,7 +61,7 @@ def decide(
             return _silence_is_not_consent(unanswered)
         return _enough_take_part(approving, objecting, min_participants, counted_as="approved")
 
-    blocking = sorted({*changes, *objecting})
+    blocking = _in_order({*changes, *objecting})
     if blocking:
         word = "silence broken by" if rule is DecisionRule.SILENCE else "objection or change request from"
         return Decision(Verdict.CHANGES_REQUESTED, f"{word} {', '.join(blocking)}")
@@ -69,13 +70,25 @@ def decide(
     if rule is DecisionRule.SILENCE:
         return Decision(Verdict.PASSED, "silence procedure: no state objected")
     if rule is DecisionRule.UNANIMITY:
-        missing = sorted(s for s, p in positions.items() if not p.is_approval)
+        missing = _in_order(s for s, p in positions.items() if not p.is_approval)
         if missing:
             return Decision(Verdict.NOT_PASSED, f"unanimity not reached: {', '.join(missing)} did not approve")
         return Decision(Verdict.PASSED, "all participating states approved")
     if not approving:
         return Decision(Verdict.NOT_PASSED, "no state approved")
     return Decision(Verdict.PASSED, "consensus: no objection")
+
+
+def _in_order(codes: Iterable[str]) -> list[str]:
+    """State codes as ASEAN lists states: by English name (Cambodia before Indonesia), whatever the codes."""
+
+    def name(code: str) -> str:
+        try:
+            return MemberState(code).official_name
+        except ValueError:
+            return code
+
+    return sorted(codes, key=name)
 
 
 def _silence_is_not_consent(unanswered: list[str]) -> Decision:
@@ -91,9 +104,9 @@ def _flexible_participation(
     answered and none objects; names the states that take part."""
     if changes:
         return Decision(Verdict.CHANGES_REQUESTED, f"change request from {', '.join(changes)}")
-    blocking = sorted(s for s, p in positions.items() if p is Position.OBJECT)
-    joining = sorted(s for s, p in positions.items() if p.joins)
-    opted_out = sorted(s for s, p in positions.items() if p in (Position.OPT_OUT, Position.DECLINE))
+    blocking = _in_order(s for s, p in positions.items() if p is Position.OBJECT)
+    joining = _in_order(s for s, p in positions.items() if p.joins)
+    opted_out = _in_order(s for s, p in positions.items() if p in (Position.OPT_OUT, Position.DECLINE))
     if blocking:
         return Decision(
             Verdict.CHANGES_REQUESTED,

@@ -14,6 +14,13 @@ What the recorded runs stand for (each era's runs may still be open when the nex
   (`consultation-comments-by-hash`);
 - `operational-framework-931ca95e.*`: a round with Timor-Leste not invited (nobody on the roster), then invited by
   the round's `resend` Update (`python -m tests.record_histories --resend`).
+- `operational-framework-4b8ceb85.*`: issue 18's governance, the demo in ASEAN's order: a silent state makes the first
+  review overdue and a silence procedure resolves it (`round-silence-not-consent`), the stage loop that can go back
+  and meetings that decide, with an absent state consulted ad referendum (`stage-loop-goes-back`,
+  `meeting-decisions`), funding indicated then confirmed (`funding-ministers-confirm`), membership read from the
+  table (`members-from-table`), each body's own final word and the Summit report (`final-words-of-the-bodies`);
+- `operational-framework-b491a28b.*`: a round overdue, extended, overdue again and closed without consensus, then the
+  text revised and agreed (`python -m tests.record_histories --overdue`).
 """
 
 from __future__ import annotations

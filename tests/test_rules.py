@@ -66,7 +66,7 @@ def test_silence_is_not_consent_one_approval_and_ten_silent_states_is_no_consens
     decision = decide(rule, {"MY": Position.APPROVE}, silent=silent)
 
     assert decision.verdict is Verdict.NO_CONSENSUS
-    assert decision.reason == f"no consensus: {', '.join(sorted(silent))} did not answer (silence is not consent)"
+    assert decision.reason == f"no consensus: {', '.join(s for s in ALL if s in silent)} did not answer (silence is not consent)"
 
 
 @pytest.mark.parametrize("rule", [DecisionRule.CONSENSUS, DecisionRule.UNANIMITY])
@@ -244,8 +244,8 @@ def test_charter_minus_x_passes_with_an_opt_out_and_names_the_participants() -> 
     decision = charter_minus_x(positions(Position.PARTICIPATE, MM=Position.OPT_OUT), min_participants=10)
 
     assert decision.verdict is Verdict.PASSED
-    assert decision.participating == sorted(s for s in ALL if s != "MM")
-    assert decision.reason.startswith("ASEAN-minus-X: BN, ID, KH")
+    assert decision.participating == [s for s in ALL if s != "MM"]
+    assert decision.reason.startswith("ASEAN-minus-X: BN, KH, ID")
     assert decision.reason.endswith("participate; MM opted out")
 
 
@@ -334,7 +334,7 @@ def test_a_declined_contribution_opts_out_under_asean_minus_x() -> None:
     )
 
     assert decision.verdict is Verdict.PASSED
-    assert decision.participating == sorted(s for s in ALL if s not in ("KH", "LA"))
+    assert decision.participating == [s for s in ALL if s not in ("KH", "LA")]
     assert "KH, LA opted out" in decision.reason
 
 

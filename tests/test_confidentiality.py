@@ -176,7 +176,7 @@ async def test_temporal_holds_ciphertext_and_the_codec_endpoint_shows_clear_text
     for private in never_there:
         assert private not in raw_text and private not in clear_text, f"{private!r} reached Temporal"
         checked += 1
-    assert checked == len(in_payloads) + len(never_there) == 61
+    assert checked == len(in_payloads) + len(never_there) == 62
 
     for wid in workflow_ids:
         encrypted, plain = encodings(raw[wid])

@@ -89,7 +89,7 @@ async def test_a_meeting_is_cancelled_rescheduled_and_recorded_from_the_command_
         await wait_for(recorded, "the meeting to be held", timeout=60, interval=0.5)
         await stack.client.get_workflow_handle(proposal_id).result()
         final = await acli("status", proposal_id, "--json", env=env)
-        assert final.json()["status"] == "adopted"
+        assert final.json()["status"] == "endorsed"
         assert final.json()["stages"][0]["details"]["meeting"]["decision"] == "endorsed"
         assert [len(kinds(stack, proposal_id, k)) for k in ("meeting_cancelled", "meeting_rescheduled")] == [1, 2]
         await verified(stack, proposal_id, tmp_path / "bundle")

@@ -87,7 +87,7 @@ async def test_an_absent_state_is_consulted_ad_referendum_and_the_decision_is_fi
     assert invitation.deadline - (await harness.env.get_current_time()) <= timedelta(days=10)
     result = await harness.result(handle)  # SG stays silent: deemed to concur at the deadline
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.ENDORSED
     (outcome,) = result.rounds
     assert outcome.purpose is RoundPurpose.AD_REFERENDUM and outcome.verdict is Verdict.PASSED
     assert list(outcome.positions) == [SG] and outcome.positions[SG].deemed
@@ -142,7 +142,7 @@ async def test_an_absent_states_objection_sends_the_text_back_to_wg_ai_and_the_m
     )
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.ENDORSED
     assert [r.stage_type.value for r in result.rounds] == ["member_review", "ministerial", "member_review"]
     assert result.stages[0].passes == 2 and result.stages[1].passes == 2
     assert result.stages[1].status is StageStatus.PASSED
@@ -176,7 +176,7 @@ async def test_referred_back_returns_to_wg_ai_until_max_referrals_is_spent(harne
     await meeting(harness, handle.id, 1, 2).execute_update(MeetingWorkflow.record_meeting, referred)
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED  # the one referral allowed was spent
+    assert result.status is ProposalState.NOT_ENDORSED  # the one referral allowed was spent
     assert result.stages[1].status is StageStatus.FAILED
     assert "the most this stage allows" in (result.closed_reason or "")
     assert [v.version for v in result.versions] == [1, 2]
@@ -193,7 +193,7 @@ async def test_not_endorsed_ends_the_proposal(harness: Harness) -> None:
     )
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.NOT_ADOPTED and result.rounds == []
+    assert result.status is ProposalState.NOT_ENDORSED and result.rounds == []
     assert result.closed_reason == "ADGMIN meeting: the Meeting did not endorse the text"
 
 
@@ -224,7 +224,7 @@ async def test_deferred_waits_for_a_reschedule_then_the_meeting_is_held_and_reco
     await the_meeting.execute_update(MeetingWorkflow.record_meeting, decided(MeetingDecision.APPROVED))
     result = await harness.result(handle)
 
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.APPROVED
     assert result.stages[0].details["meeting"]["decision"] == "approved"
     decisions = [p["decision"] for p in harness.backend.payloads(handle.id, "meeting_recorded")]
     assert decisions == ["deferred", "approved"]
@@ -260,7 +260,7 @@ async def test_a_cancelled_meeting_sends_a_cancellation_and_waits_for_a_new_date
     await past(harness, later)
     await the_meeting.execute_update(MeetingWorkflow.record_meeting, decided(MeetingDecision.NOTED))
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED
+    assert result.status is ProposalState.NOTED
     kinds = harness.backend.kinds(handle.id)
     assert kinds.count("meeting_cancelled") == 1 and kinds.count("meeting_rescheduled") == 1
 
@@ -318,7 +318,7 @@ async def test_a_stage_that_opens_after_its_meeting_date_tells_the_coordinator_a
     await the_meeting.execute_update(MeetingWorkflow.reschedule, RescheduleInput(date=later))
     await past(harness, later)
     await the_meeting.execute_update(MeetingWorkflow.record_meeting, decided(MeetingDecision.ENDORSED))
-    assert (await harness.result(handle)).status is ProposalState.ADOPTED
+    assert (await harness.result(handle)).status is ProposalState.ENDORSED
 
 
 # --- what a record may say ----------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ async def test_a_record_refuses_strangers_and_a_roll_call(harness: Harness) -> N
     assert "meeting_recorded" not in harness.backend.kinds(handle.id)
     await the_meeting.execute_update(MeetingWorkflow.record_meeting, decided(MeetingDecision.ENDORSED))
     result = await harness.result(handle)
-    assert result.status is ProposalState.ADOPTED and result.rounds == []
+    assert result.status is ProposalState.ENDORSED and result.rounds == []
     assert result.stages[0].details["meeting"]["verdict"] == Verdict.PASSED.value
 
 

@@ -63,7 +63,7 @@ def build_worker(client: Client, settings: Settings, engine: Engine, *, task_que
             restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
         ),
         # Every open proposal and round stays in memory (1,000 proposals are over 2,000 runs): no replay from
-        # history on each task. Each cached run is small (see the scale figure in README's Performance).
+        # history on each task. Each cached run is small (see the scale figure in bench/README.md).
         max_cached_workflows=CACHED_RUNS,
         # A mailing's heartbeats reach the server at least this often (by default 80% of its 10 s timeout):
         # under load a heartbeat sent at 8 s arrived after 10 s, and a live mailing was cancelled and retried.

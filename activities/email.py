@@ -226,6 +226,18 @@ def one_line(text: str) -> str:
     return _BREAKS.sub(" ", text)
 
 
+def _round_headers(mailing: RoundMailing, state: MemberState) -> dict[str, str | None]:
+    """The X-Aisafe-* headers of a round's email to one state's delegate (invitation, reminder, procedure)."""
+    return {
+        "Proposal": mailing.proposal_id,
+        "Step": mailing.step,
+        "Round": str(mailing.round),
+        "State": state.value,
+        "Stage": mailing.stage_type.value,
+        "Kind": MailKind.ROUND.value,
+    }
+
+
 def recipient(name: str, address: str) -> Address:
     """The To header's value for a delegate.
 
@@ -874,14 +886,7 @@ class MailActivities:
             subject=f"{prefix}[ASEAN AI SAFE] {subject}: {mailing.title} (round {mailing.round})",
             template="round_mail",
             context=context,
-            headers={
-                "Proposal": mailing.proposal_id,
-                "Step": mailing.step,
-                "Round": str(mailing.round),
-                "State": state.value,
-                "Stage": mailing.stage_type.value,
-                "Kind": MailKind.ROUND.value,
-            },
+            headers=_round_headers(mailing, state),
         )
 
     def _notice_message(
@@ -930,14 +935,7 @@ class MailActivities:
             f"{context['deadline_utc']} it is deemed to concur: {mailing.title} (round {mailing.round})",
             template="silence_procedure_mail",
             context=context,
-            headers={
-                "Proposal": mailing.proposal_id,
-                "Step": mailing.step,
-                "Round": str(mailing.round),
-                "State": state.value,
-                "Stage": mailing.stage_type.value,
-                "Kind": MailKind.ROUND.value,
-            },
+            headers=_round_headers(mailing, state),
         )
 
     def _overdue_message(self, alert: CoordinatorAlert, delegate: DelegateRecord, key: str) -> EmailMessage:

@@ -340,9 +340,9 @@ async def test_the_report_opens_in_chromium_without_errors_and_shows_the_matrix(
         page.on("request", lambda r: problems.append(f"network: {r.url}") if not r.url.startswith("file:") else None)
         await page.goto(page_file.as_uri())
         assert await page.locator("table.matrix tbody tr").count() == 11
-        assert await page.locator("table.matrix thead th").count() == 1 + 4  # the state column and four rounds
+        assert await page.locator("table.matrix thead th").count() == 1 + 7  # the state column and the seven rounds
         assert "Verified." in await page.locator("#verification + div").inner_text()
-        assert await page.locator("svg.timeline rect[rx]").count() == 6  # one bar a stage
+        assert await page.locator("svg.timeline rect[rx]").count() == 8  # one bar a stage: the demo has eight
         philippines = await page.locator("table.matrix tbody tr", has_text="PH Philippines").inner_text()
         assert "Request changes" in philippines and "data-protection safeguard" in philippines  # sent v1 back
         await page.emulate_media(media="print")
